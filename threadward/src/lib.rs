@@ -1,0 +1,67 @@
+//! threadward: managed OS threads for services that run many of them.
+//!
+//! What the Linux kthread API and workqueues give kernel code, for user
+//! space:
+//!
+//! * **Stop signalling** — [`StopSource`], [`StopToken`], [`StopCallback`],
+//!   [`Stopped`]: a stop is requested once, observed by tokens, and runs
+//!   registered callbacks that unblock whatever the thread waits in.
+//! * **Managed threads** — [`spawn`], [`Builder`], [`Thread`], [`Stopper`],
+//!   [`stop_all`]: named threads whose body gets a [`Context`].
+//!   [`Thread::stop`] is `kthread_stop`: request, wake, wait, and the body's
+//!   value back. [`Context::should_stop`] is `kthread_should_stop`.
+//! * **Stop-aware waits** on [`Context`]: [`sleep`](Context::sleep),
+//!   [`wait_while`](Context::wait_while), [`recv`](Context::recv),
+//!   [`wait_readable`](Context::wait_readable) /
+//!   [`wait_writable`](Context::wait_writable),
+//!   [`pause_point`](Context::pause_point); each returns `Err(Stopped)` when
+//!   the thread is stopped.
+//! * **Registry** — [`registry::lookup`] and [`ThreadId`]s that never name a
+//!   later thread.
+//!
+//! # Why stopping an exited thread is safe here
+//!
+//! `kthread_stop` on a task that already exited touches freed memory, or
+//! worse a new task that reused it (the XPC discovery-thread problem). Here
+//! every handle ([`Thread`], [`Stopper`], the thread's own [`Context`])
+//! shares ownership of the thread's record, so a stop after exit finds the
+//! record alive and marked finished: `request_stop` returns `false`,
+//! [`Thread::stop`] returns the stored value at once. A bare [`ThreadId`]
+//! holds nothing; it carries a generation, so [`registry::lookup`] of an
+//! exited thread's id is `None` even after its slot was reused.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! // A long-lived service thread, stopped at teardown.
+//! let heartbeat = threadward::spawn("heartbeat", |cx| {
+//!     let mut beats = 0u64;
+//!     while cx.sleep(Duration::from_millis(1)).is_ok() {
+//!         beats += 1;
+//!     }
+//!     beats
+//! })?;
+//! // A one-shot thread that finishes on its own; stopping it later is safe.
+//! let discovery = threadward::spawn("discovery", |_| 3)?;
+//! std::thread::sleep(Duration::from_millis(10));
+//! assert_eq!(discovery.stop().unwrap(), 3);
+//! assert!(heartbeat.stop().unwrap() > 0);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod io;
+pub mod registry;
+mod stop;
+mod sync;
+mod thread;
+mod wait;
+
+pub use io::is_stopped;
+pub use registry::ThreadId;
+pub use stop::{StopCallback, StopSource, StopToken, Stopped};
+pub use thread::{spawn, stop_all, Builder, Context, Stopper, Thread, ThreadError};
+pub use wait::RecvError;

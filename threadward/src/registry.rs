@@ -1,0 +1,536 @@
+//! The registry of live managed threads: [`ThreadId`] slots with generations,
+//! [`lookup`], and the per-thread record that stoppers and snapshots read.
+//!
+//! # Why generations
+//!
+//! A [`ThreadId`] is a slot index plus the generation the slot had when the
+//! thread was registered. A slot is released when its thread's body returns,
+//! and the next thread to take it bumps the generation, so an id kept past
+//! its thread's exit resolves to nothing instead of to a stranger: the ABA
+//! hazard that made `kthread_stop` unsafe on an already-exited task cannot
+//! happen here.
+//!
+//! The registry only records; it never starts, stops or joins anything. Its
+//! one lock guards the slot table and is held for a few instructions per
+//! register, release and lookup; nobody waits while holding it.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicU8};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::stop::StopSource;
+use std::sync::Arc;
+
+use crate::sync::{self, Condvar, Mutex};
+use crate::thread::Stopper;
+
+/// Identity of a managed thread: a registry slot plus its generation.
+///
+/// Ids are never reused: once a thread has exited, its id resolves to
+/// nothing, even after another thread took the same slot.
+///
+/// # Examples
+///
+/// ```
+/// let t = threadward::spawn("ided", |cx| cx.id()).unwrap();
+/// let id = t.id();
+/// assert_eq!(t.join().unwrap(), id);
+/// assert!(threadward::registry::lookup(id).is_none()); // exited
+/// println!("{id}"); // e.g. "T3.1"
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ThreadId {
+    slot: u32,
+    generation: u32,
+}
+
+impl ThreadId {
+    /// The registry slot (reused by later threads).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("slot", |_| ()).unwrap();
+    /// let _slot: u32 = t.id().slot();
+    /// ```
+    pub fn slot(self) -> u32 {
+        self.slot
+    }
+
+    /// The generation of the slot when this thread took it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("gen", |_| ()).unwrap();
+    /// assert!(t.id().generation() >= 1);
+    /// ```
+    pub fn generation(self) -> u32 {
+        self.generation
+    }
+}
+
+impl fmt::Debug for ThreadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ThreadId({}.{})", self.slot, self.generation)
+    }
+}
+
+impl fmt::Display for ThreadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "T{}.{}", self.slot, self.generation)
+    }
+}
+
+/// What a managed thread is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThreadKind {
+    /// A thread started with [`spawn`](crate::spawn) or [`Builder`](crate::Builder).
+    Thread,
+    /// A worker of the named pool.
+    PoolWorker {
+        /// The pool's name.
+        pool: Arc<str>,
+    },
+}
+
+/// Which stop-aware wait a thread is blocked in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WaitKind {
+    /// [`Context::sleep`](crate::Context::sleep).
+    Sleep,
+    /// [`Context::wait_while`](crate::Context::wait_while).
+    Condvar,
+    /// [`Context::recv`](crate::Context::recv).
+    Channel,
+    /// [`Context::wait_readable`](crate::Context::wait_readable) or
+    /// [`Context::wait_writable`](crate::Context::wait_writable).
+    Fd,
+}
+
+impl fmt::Display for WaitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WaitKind::Sleep => "sleep",
+            WaitKind::Condvar => "condvar",
+            WaitKind::Channel => "channel",
+            WaitKind::Fd => "fd",
+        })
+    }
+}
+
+/// What a managed thread is doing, as last recorded by the thread itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ThreadState {
+    /// Registered, body not entered yet.
+    Starting,
+    /// Running its body or a job.
+    Running,
+    /// A pool worker parked waiting for a job.
+    Idle,
+    /// Blocked in a stop-aware wait.
+    Waiting(WaitKind),
+    /// Sitting in [`Context::pause_point`](crate::Context::pause_point).
+    Paused,
+    /// Running, with a stop requested and not yet observed by a return.
+    Stopping,
+}
+
+impl fmt::Display for ThreadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThreadState::Starting => f.write_str("starting"),
+            ThreadState::Running => f.write_str("running"),
+            ThreadState::Idle => f.write_str("idle"),
+            ThreadState::Waiting(w) => write!(f, "waiting:{w}"),
+            ThreadState::Paused => f.write_str("paused"),
+            ThreadState::Stopping => f.write_str("stopping"),
+        }
+    }
+}
+
+impl ThreadState {
+    fn encode(self) -> u8 {
+        match self {
+            ThreadState::Starting => 0,
+            ThreadState::Running => 1,
+            ThreadState::Idle => 2,
+            ThreadState::Paused => 3,
+            ThreadState::Stopping => 4,
+            ThreadState::Waiting(WaitKind::Sleep) => 10,
+            ThreadState::Waiting(WaitKind::Condvar) => 11,
+            ThreadState::Waiting(WaitKind::Channel) => 12,
+            ThreadState::Waiting(WaitKind::Fd) => 13,
+        }
+    }
+
+    fn decode(v: u8) -> ThreadState {
+        match v {
+            0 => ThreadState::Starting,
+            1 => ThreadState::Running,
+            2 => ThreadState::Idle,
+            3 => ThreadState::Paused,
+            10 => ThreadState::Waiting(WaitKind::Sleep),
+            11 => ThreadState::Waiting(WaitKind::Condvar),
+            12 => ThreadState::Waiting(WaitKind::Channel),
+            13 => ThreadState::Waiting(WaitKind::Fd),
+            _ => ThreadState::Stopping,
+        }
+    }
+}
+
+/// Nanoseconds since a process-wide epoch, for cheap state timestamps.
+pub(crate) fn now_nanos() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A one-shot "finished" flag that any number of threads can wait on.
+pub(crate) struct Latch {
+    done: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Latch {
+    pub(crate) fn new() -> Latch {
+        Latch {
+            done: Mutex::new(false),
+            cv: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn set(&self) {
+        *sync::lock(&self.done) = true;
+        self.cv.notify_all();
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        *sync::lock(&self.done)
+    }
+
+    pub(crate) fn wait(&self) {
+        let mut done = sync::lock(&self.done);
+        while !*done {
+            done = sync::wait(&self.cv, done);
+        }
+    }
+
+    /// Waits up to `timeout`; returns whether the latch is set.
+    #[cfg(not(loom))]
+    pub(crate) fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut done = sync::lock(&self.done);
+        while !*done {
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if left.is_zero() {
+                return false;
+            }
+            done = self
+                .cv
+                .wait_timeout(done, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+/// Pause (kthread_park) handshake state, guarded by `ThreadRecord::pause`.
+#[derive(Default)]
+pub(crate) struct PauseState {
+    /// A stopper asked the thread to pause.
+    pub(crate) requested: bool,
+    /// The thread sits in `pause_point`.
+    pub(crate) paused: bool,
+}
+
+/// Everything shared about one managed thread. Owned by its handles
+/// (`Thread`, `Stopper`, the thread's own `Context`) and, while the thread
+/// lives, by the registry slot.
+pub(crate) struct ThreadRecord {
+    pub(crate) id: ThreadId,
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: ThreadKind,
+    pub(crate) stop: StopSource,
+    pub(crate) finished: Latch,
+    pub(crate) pause: Mutex<PauseState>,
+    pub(crate) pause_cv: Condvar,
+    /// The OS-level thread, set once it exists (for self-join detection).
+    pub(crate) os_id: OnceLock<std::thread::ThreadId>,
+    state: AtomicU8,
+    since: AtomicU64,
+    /// Current pool job id, 0 when none.
+    job: AtomicU64,
+}
+
+impl ThreadRecord {
+    pub(crate) fn set_state(&self, s: ThreadState) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.since.store(now_nanos(), Relaxed);
+        self.state.store(s.encode(), Relaxed);
+    }
+
+    pub(crate) fn state(&self) -> (ThreadState, Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut s = ThreadState::decode(self.state.load(Relaxed));
+        if s == ThreadState::Running && self.stop.stop_requested() {
+            s = ThreadState::Stopping;
+        }
+        let since = self.since.load(Relaxed);
+        (s, Duration::from_nanos(now_nanos().saturating_sub(since)))
+    }
+
+    pub(crate) fn set_job(&self, job: u64) {
+        self.job.store(job, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn job(&self) -> Option<u64> {
+        match self.job.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            j => Some(j),
+        }
+    }
+
+    /// Whether the calling OS thread is this managed thread.
+    pub(crate) fn is_current(&self) -> bool {
+        self.os_id.get() == Some(&std::thread::current().id())
+    }
+}
+
+struct Slot {
+    generation: u32,
+    record: Option<Arc<ThreadRecord>>,
+}
+
+#[derive(Default)]
+struct Table {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+static TABLE: std::sync::Mutex<Table> = std::sync::Mutex::new(Table {
+    slots: Vec::new(),
+    free: Vec::new(),
+});
+
+fn table() -> std::sync::MutexGuard<'static, Table> {
+    TABLE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes a slot and records a new thread in it.
+pub(crate) fn register(name: Arc<str>, kind: ThreadKind) -> Arc<ThreadRecord> {
+    let mut t = table();
+    let slot = match t.free.pop() {
+        Some(s) => s,
+        None => {
+            t.slots.push(Slot {
+                generation: 0,
+                record: None,
+            });
+            u32::try_from(t.slots.len() - 1).expect("more than 2^32 live threads")
+        }
+    };
+    let entry = &mut t.slots[slot as usize];
+    entry.generation = entry.generation.wrapping_add(1);
+    let rec = Arc::new(ThreadRecord {
+        id: ThreadId {
+            slot,
+            generation: entry.generation,
+        },
+        name,
+        kind,
+        stop: StopSource::new(),
+        finished: Latch::new(),
+        pause: Mutex::new(PauseState::default()),
+        pause_cv: Condvar::new(),
+        os_id: OnceLock::new(),
+        state: AtomicU8::new(ThreadState::Starting.encode()),
+        since: AtomicU64::new(now_nanos()),
+        job: AtomicU64::new(0),
+    });
+    entry.record = Some(rec.clone());
+    rec
+}
+
+/// Releases `id`'s slot; a no-op if it was already released.
+pub(crate) fn release(id: ThreadId) {
+    let mut t = table();
+    let Some(entry) = t.slots.get_mut(id.slot as usize) else {
+        return;
+    };
+    if entry.generation == id.generation && entry.record.take().is_some() {
+        t.free.push(id.slot);
+    }
+}
+
+/// The record of a live thread, if `id` still names one.
+pub(crate) fn find(id: ThreadId) -> Option<Arc<ThreadRecord>> {
+    let t = table();
+    let entry = t.slots.get(id.slot as usize)?;
+    if entry.generation != id.generation {
+        return None;
+    }
+    entry.record.clone()
+}
+
+/// Every live record (for snapshots).
+pub(crate) fn live_records() -> Vec<Arc<ThreadRecord>> {
+    let t = table();
+    t.slots.iter().filter_map(|s| s.record.clone()).collect()
+}
+
+/// A [`Stopper`] for the live thread `id`, or `None` once that thread has
+/// exited. Never returns a later thread that reused the slot.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use threadward::registry;
+///
+/// let t = threadward::spawn("looked-up", |cx| cx.sleep(Duration::from_secs(3600))).unwrap();
+/// let stopper = registry::lookup(t.id()).expect("still running");
+/// stopper.request_stop();
+/// let id = t.id();
+/// t.join().unwrap().unwrap_err();
+/// assert!(registry::lookup(id).is_none());
+/// ```
+pub fn lookup(id: ThreadId) -> Option<Stopper> {
+    find(id).map(Stopper::from_record)
+}
+
+/// One managed thread as seen by [`snapshot`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ThreadInfo {
+    /// Its id.
+    pub id: ThreadId,
+    /// Its full name.
+    pub name: Arc<str>,
+    /// Managed thread or pool worker (of which pool).
+    pub kind: ThreadKind,
+    /// What it is doing.
+    pub state: ThreadState,
+    /// How long it has been in `state`.
+    pub in_state: Duration,
+    /// The pool job it runs, if any.
+    pub job: Option<u64>,
+}
+
+/// Every live managed thread at one moment; `Display` renders a table.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The threads, ordered by id.
+    pub threads: Vec<ThreadInfo>,
+}
+
+impl fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<10} {:<24} {:<18} {:<16} {:>10} {:>8}",
+            "ID", "NAME", "KIND", "STATE", "FOR", "JOB"
+        )?;
+        for t in &self.threads {
+            let kind = match &t.kind {
+                ThreadKind::Thread => "thread".to_owned(),
+                ThreadKind::PoolWorker { pool } => format!("pool:{pool}"),
+            };
+            let job = t.job.map_or_else(|| "-".to_owned(), |j| j.to_string());
+            writeln!(
+                f,
+                "{:<10} {:<24} {:<18} {:<16} {:>10} {:>8}",
+                t.id.to_string(),
+                t.name,
+                kind,
+                t.state.to_string(),
+                format!("{:.1?}", t.in_state),
+                job
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of every live managed thread: id, name, kind, state, time in
+/// that state and current job. Takes the registry lock only to clone the
+/// live records; the fields are read lock-free afterwards.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use threadward::registry::{self, ThreadState, WaitKind};
+///
+/// let t = threadward::spawn("snap-sleeper", |cx| cx.sleep(Duration::from_secs(3600))).unwrap();
+/// let deadline = std::time::Instant::now() + Duration::from_secs(10);
+/// loop {
+///     let snap = registry::snapshot();
+///     let me = snap.threads.iter().find(|i| i.id == t.id()).unwrap();
+///     if me.state == ThreadState::Waiting(WaitKind::Sleep) {
+///         print!("{snap}");
+///         break;
+///     }
+///     assert!(std::time::Instant::now() < deadline);
+///     std::thread::sleep(Duration::from_millis(1));
+/// }
+/// t.stop().unwrap().unwrap_err();
+/// ```
+pub fn snapshot() -> Snapshot {
+    let threads = live_records()
+        .into_iter()
+        .map(|r| {
+            let (state, in_state) = r.state();
+            ThreadInfo {
+                id: r.id,
+                name: r.name.clone(),
+                kind: r.kind.clone(),
+                state,
+                in_state,
+                job: r.job(),
+            }
+        })
+        .collect();
+    Snapshot { threads }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::{thread, Arc};
+
+    /// Stop request vs thread exit vs waiters: whatever the interleaving, both
+    /// waiters return once the thread has exited, and the body either saw
+    /// the stop or finished on its own.
+    #[test]
+    fn loom_request_vs_exit_vs_wait() {
+        loom::model(|| {
+            let stop = StopSource::new();
+            let latch = Arc::new(Latch::new());
+            let token = stop.token();
+            let l = latch.clone();
+            let body = thread::spawn(move || {
+                let saw = token.stop_requested();
+                l.set();
+                saw
+            });
+            let l2 = latch.clone();
+            let s2 = stop.clone();
+            let waiter = thread::spawn(move || {
+                s2.request_stop();
+                l2.wait();
+            });
+            stop.request_stop();
+            latch.wait();
+            assert!(latch.is_set());
+            waiter.join().unwrap();
+            let _saw = body.join().unwrap();
+        });
+    }
+}

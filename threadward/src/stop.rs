@@ -1,0 +1,432 @@
+//! Stop signalling: [`StopSource`], [`StopToken`], [`StopCallback`], [`Stopped`].
+//!
+//! # Why stop tokens
+//!
+//! A thread cannot be killed safely; it can only be *asked* to stop and then
+//! observe the request. A [`StopSource`] is the asking side, a [`StopToken`]
+//! the observing side; clones share one stop state. A request is a single
+//! atomic swap, so checking [`StopToken::stop_requested`] in a hot loop costs a
+//! load. Code blocked somewhere the token cannot see registers a callback with
+//! [`StopToken::on_stop`] that unblocks it (closes a socket, notifies a
+//! condition variable, writes an eventfd); every wait this crate offers does
+//! exactly that internally.
+//!
+//! # Protocol
+//!
+//! * `stopped` (atomic) is set exactly once, by the `request_stop` call that
+//!   wins the swap; that call then runs every registered callback.
+//! * The callback list, and the identity of the callback currently running,
+//!   are guarded by one mutex per stop state. Callbacks run *outside* it.
+//! * `on_stop` registers under the mutex only if `stopped` is still false
+//!   (checked under the mutex). The stopper sets `stopped` before it first
+//!   takes the mutex, so a registration either lands in the list before the
+//!   stopper drains it, or sees `stopped` and runs the callback at once.
+//! * Dropping a [`StopCallback`] removes it from the list if it is still
+//!   there; if it is running on another thread the drop waits on the condvar
+//!   until it finished; if it is running on the dropping thread (a callback
+//!   dropping its own guard) the drop returns at once.
+
+use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use crate::sync::{self, thread, Arc, AtomicBool, Condvar, Mutex, Ordering};
+
+type Callback = Box<dyn FnOnce() + Send + 'static>;
+
+struct Inner {
+    stopped: AtomicBool,
+    callbacks: Mutex<Callbacks>,
+    /// Notified each time a running callback finishes.
+    finished: Condvar,
+}
+
+#[derive(Default)]
+struct Callbacks {
+    next_id: u64,
+    list: Vec<(u64, Callback)>,
+    /// The callback being run by the stopper, and the thread running it.
+    running: Option<(u64, thread::ThreadId)>,
+}
+
+impl Inner {
+    fn new() -> Arc<Inner> {
+        Arc::new(Inner {
+            stopped: AtomicBool::new(false),
+            callbacks: Mutex::new(Callbacks::default()),
+            finished: Condvar::new(),
+        })
+    }
+
+    fn request_stop(&self) -> bool {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        let mut first_panic = None;
+        loop {
+            let mut cbs = sync::lock(&self.callbacks);
+            let Some((id, f)) = cbs.list.pop() else {
+                break;
+            };
+            cbs.running = Some((id, thread::current().id()));
+            drop(cbs);
+            let outcome = catch_unwind(AssertUnwindSafe(f));
+            sync::lock(&self.callbacks).running = None;
+            self.finished.notify_all();
+            if let Err(payload) = outcome {
+                first_panic.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = first_panic {
+            // Every other callback has run; now report the panic to the caller.
+            resume_unwind(payload);
+        }
+        true
+    }
+}
+
+/// The requesting side of a stop state.
+///
+/// Clones share one state: a stop requested through any clone is seen by
+/// every [`StopToken`] made from any of them.
+///
+/// # Examples
+///
+/// ```
+/// use threadward::StopSource;
+///
+/// let source = StopSource::new();
+/// let token = source.token();
+/// assert!(!token.stop_requested());
+/// assert!(source.request_stop()); // this call made the request
+/// assert!(!source.request_stop()); // already requested
+/// assert!(token.stop_requested());
+/// ```
+#[derive(Clone)]
+pub struct StopSource {
+    inner: Arc<Inner>,
+}
+
+impl StopSource {
+    /// Creates a new stop state with no stop requested.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let source = threadward::StopSource::new();
+    /// assert!(!source.stop_requested());
+    /// ```
+    pub fn new() -> StopSource {
+        StopSource {
+            inner: Inner::new(),
+        }
+    }
+
+    /// Returns a token observing this stop state.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let source = threadward::StopSource::new();
+    /// let token = source.token();
+    /// source.request_stop();
+    /// assert!(token.stop_requested());
+    /// ```
+    pub fn token(&self) -> StopToken {
+        StopToken {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Requests a stop and runs every registered callback on this thread.
+    ///
+    /// Returns `true` only for the call that made the request; every later
+    /// call (from any clone, on any thread) returns `false` at once.
+    ///
+    /// # Panics
+    ///
+    /// If a callback panics, the remaining callbacks still run, then the
+    /// first panic is resumed on this thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let source = threadward::StopSource::new();
+    /// assert!(source.request_stop());
+    /// assert!(!source.clone().request_stop());
+    /// ```
+    pub fn request_stop(&self) -> bool {
+        self.inner.request_stop()
+    }
+
+    /// Whether a stop has been requested.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let source = threadward::StopSource::new();
+    /// assert!(!source.stop_requested());
+    /// ```
+    pub fn stop_requested(&self) -> bool {
+        self.inner.stopped.load(Ordering::SeqCst)
+    }
+}
+
+impl Default for StopSource {
+    fn default() -> Self {
+        StopSource::new()
+    }
+}
+
+impl fmt::Debug for StopSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopSource")
+            .field("stop_requested", &self.stop_requested())
+            .finish()
+    }
+}
+
+/// The observing side of a stop state.
+///
+/// # Examples
+///
+/// ```
+/// use threadward::StopSource;
+///
+/// let source = StopSource::new();
+/// let token = source.token();
+/// let worker = std::thread::spawn(move || {
+///     let mut spins = 0u64;
+///     while !token.stop_requested() {
+///         spins += 1;
+///         std::thread::yield_now();
+///     }
+///     spins
+/// });
+/// source.request_stop();
+/// worker.join().unwrap();
+/// ```
+#[derive(Clone)]
+pub struct StopToken {
+    inner: Arc<Inner>,
+}
+
+impl StopToken {
+    /// Whether a stop has been requested.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let source = threadward::StopSource::new();
+    /// assert!(!source.token().stop_requested());
+    /// ```
+    pub fn stop_requested(&self) -> bool {
+        self.inner.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Registers `f` to run once when a stop is requested.
+    ///
+    /// `f` runs exactly once: on the thread that requests the stop, or right
+    /// here on this thread if the stop was already requested. Dropping the
+    /// returned [`StopCallback`] deregisters `f`; see its docs for what that
+    /// drop waits for.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use threadward::StopSource;
+    ///
+    /// let source = StopSource::new();
+    /// let runs = Arc::new(AtomicUsize::new(0));
+    /// let r = runs.clone();
+    /// let _guard = source.token().on_stop(move || {
+    ///     r.fetch_add(1, Ordering::SeqCst);
+    /// });
+    /// source.request_stop();
+    /// source.request_stop();
+    /// assert_eq!(runs.load(Ordering::SeqCst), 1);
+    /// ```
+    pub fn on_stop<F>(&self, f: F) -> StopCallback
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let mut cbs = sync::lock(&self.inner.callbacks);
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            drop(cbs);
+            f();
+            return StopCallback { reg: None };
+        }
+        let id = cbs.next_id;
+        cbs.next_id += 1;
+        cbs.list.push((id, Box::new(f)));
+        StopCallback {
+            reg: Some((self.inner.clone(), id)),
+        }
+    }
+}
+
+impl fmt::Debug for StopToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopToken")
+            .field("stop_requested", &self.stop_requested())
+            .finish()
+    }
+}
+
+/// Guard of a callback registered with [`StopToken::on_stop`].
+///
+/// Dropping it deregisters the callback:
+/// * not yet run: it never runs (and is dropped here);
+/// * running on another thread: the drop waits until it returned, so after
+///   the drop nothing the callback borrows is in use;
+/// * running on this thread (the callback dropped its own guard): returns at
+///   once instead of deadlocking;
+/// * already run: nothing to do.
+///
+/// # Examples
+///
+/// ```
+/// use threadward::StopSource;
+///
+/// let source = StopSource::new();
+/// let guard = source.token().on_stop(|| panic!("deregistered, never runs"));
+/// drop(guard);
+/// source.request_stop();
+/// ```
+#[must_use = "dropping the guard deregisters the callback"]
+pub struct StopCallback {
+    reg: Option<(Arc<Inner>, u64)>,
+}
+
+impl Drop for StopCallback {
+    fn drop(&mut self) {
+        let Some((inner, id)) = self.reg.take() else {
+            return;
+        };
+        let mut cbs = sync::lock(&inner.callbacks);
+        if let Some(pos) = cbs.list.iter().position(|(i, _)| *i == id) {
+            let f = cbs.list.swap_remove(pos);
+            drop(cbs);
+            drop(f);
+            return;
+        }
+        let me = thread::current().id();
+        while let Some((running, on)) = cbs.running {
+            if running != id || on == me {
+                break;
+            }
+            cbs = sync::wait(&inner.finished, cbs);
+        }
+    }
+}
+
+impl fmt::Debug for StopCallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopCallback")
+            .field("registered", &self.reg.is_some())
+            .finish()
+    }
+}
+
+/// The error every stop-aware wait returns when its stop was requested.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let t = threadward::spawn("sleeper", |cx| cx.sleep(Duration::from_secs(3600))).unwrap();
+/// assert_eq!(t.stop().unwrap(), Err(threadward::Stopped));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, thiserror::Error)]
+#[error("stop requested")]
+pub struct Stopped;
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::AtomicUsize;
+
+    /// Registration racing a stop: the callback runs exactly once, whoever wins.
+    #[test]
+    fn loom_on_stop_vs_request_runs_once() {
+        loom::model(|| {
+            let source = StopSource::new();
+            let token = source.token();
+            let runs = Arc::new(AtomicUsize::new(0));
+            let r = runs.clone();
+            let t = thread::spawn(move || {
+                let r2 = r.clone();
+                let g = token.on_stop(move || {
+                    r2.fetch_add(1, Ordering::SeqCst);
+                });
+                std::mem::forget(g); // keep it registered
+            });
+            source.request_stop();
+            t.join().unwrap();
+            assert_eq!(runs.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// Two concurrent stoppers: exactly one wins, the callback runs once.
+    #[test]
+    fn loom_concurrent_request_stop_one_winner() {
+        loom::model(|| {
+            let source = StopSource::new();
+            let runs = Arc::new(AtomicUsize::new(0));
+            let r = runs.clone();
+            let _g = source.token().on_stop(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+            let s2 = source.clone();
+            let t = thread::spawn(move || s2.request_stop());
+            let a = source.request_stop();
+            let b = t.join().unwrap();
+            assert!(a ^ b, "exactly one request wins");
+            assert_eq!(runs.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// Dropping the guard while the stopper runs the callback waits for it:
+    /// after the drop, the callback has either never run or fully finished.
+    #[test]
+    fn loom_drop_guard_waits_for_running_callback() {
+        loom::model(|| {
+            let source = StopSource::new();
+            let state = Arc::new(AtomicUsize::new(0)); // 0 never, 1 started, 2 done
+            let s = state.clone();
+            let guard = source.token().on_stop(move || {
+                s.store(1, Ordering::SeqCst);
+                s.store(2, Ordering::SeqCst);
+            });
+            let s2 = source.clone();
+            let t = thread::spawn(move || s2.request_stop());
+            drop(guard);
+            let seen = state.load(Ordering::SeqCst);
+            assert!(seen == 0 || seen == 2, "saw a half-run callback: {seen}");
+            t.join().unwrap();
+        });
+    }
+
+    /// A callback that drops its own guard must not deadlock.
+    #[test]
+    fn loom_drop_guard_inside_callback() {
+        loom::model(|| {
+            let source = StopSource::new();
+            let slot: Arc<Mutex<Option<StopCallback>>> = Arc::new(Mutex::new(None));
+            let s = slot.clone();
+            let guard = source.token().on_stop(move || {
+                let g = sync::lock(&s).take();
+                drop(g);
+            });
+            *sync::lock(&slot) = Some(guard);
+            let s2 = source.clone();
+            let t = thread::spawn(move || s2.request_stop());
+            t.join().unwrap();
+            // If the stopper won, the slot is empty; if not, drop it here.
+            let g = sync::lock(&slot).take();
+            drop(g);
+        });
+    }
+}

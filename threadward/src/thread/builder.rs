@@ -1,0 +1,238 @@
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::registry::{self, ThreadKind, ThreadRecord, ThreadState};
+use crate::sync;
+use crate::thread::{panic_message, Context, Thread, ThreadError};
+
+/// Linux keeps 15 bytes of a thread's name (plus the NUL).
+const OS_NAME_MAX: usize = 15;
+
+/// Configures and starts a managed thread.
+///
+/// # Examples
+///
+/// ```
+/// let t = threadward::Builder::new()
+///     .name("configured")
+///     .stack_size(256 * 1024)
+///     .spawn(|cx| cx.name().len())
+///     .unwrap();
+/// assert_eq!(t.join().unwrap(), 10);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with the default name (`threadward`) and std's default
+    /// stack size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::Builder::new().spawn(|cx| cx.name().to_owned()).unwrap();
+    /// assert_eq!(t.join().unwrap(), "threadward");
+    /// ```
+    pub fn new() -> Builder {
+        Builder {
+            name: None,
+            stack_size: None,
+        }
+    }
+
+    /// Names the thread. The whole name is kept by threadward; the OS shows
+    /// its first 15 bytes (cut at a character boundary).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::Builder::new().name("xpc-heartbeat-checker").spawn(|_| ()).unwrap();
+    /// assert_eq!(t.name(), "xpc-heartbeat-checker");
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the stack size in bytes (rounded up to whole pages; the OS may
+    /// raise it to its minimum).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::Builder::new().stack_size(64 * 1024).spawn(|_| 1).unwrap();
+    /// assert_eq!(t.join().unwrap(), 1);
+    /// ```
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Starts the thread running `f`.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::InvalidInput`] for an empty name, a name containing a
+    /// NUL byte, or a stack size that overflows when rounded to pages; the
+    /// OS error (for example `WouldBlock`/EAGAIN when the OS refuses more
+    /// threads, or a stack it cannot map). On error nothing stays
+    /// registered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = threadward::Builder::new().name("").spawn(|_| ()).unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// ```
+    pub fn spawn<F, T>(self, f: F) -> io::Result<Thread<T>>
+    where
+        F: FnOnce(&Context) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let name = self.name.unwrap_or_else(|| "threadward".to_owned());
+        let (rec, handle) = start(&name, ThreadKind::Thread, self.stack_size, move |rec| {
+            let cx = Context::new(rec.clone(), rec.stop.token());
+            rec.set_state(ThreadState::Running);
+            let out = catch_unwind(AssertUnwindSafe(|| f(&cx)));
+            drop(cx);
+            out.map_err(|payload| {
+                let message = panic_message(&*payload);
+                tracing::error!(thread = %rec.name, id = %rec.id, %message, "managed thread panicked");
+                ThreadError::Panicked {
+                    name: rec.name.to_string(),
+                    message,
+                }
+            })
+        })?;
+        Ok(Thread::new(rec, handle))
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+/// Starts a managed thread named `name` running `f`.
+///
+/// # Errors
+///
+/// As [`Builder::spawn`].
+///
+/// # Examples
+///
+/// ```
+/// let t = threadward::spawn("answer", |_| 42).unwrap();
+/// assert_eq!(t.join().unwrap(), 42);
+/// ```
+pub fn spawn<F, T>(name: impl Into<String>, f: F) -> io::Result<Thread<T>>
+where
+    F: FnOnce(&Context) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new().name(name).spawn(f)
+}
+
+/// Starts a pool worker: a registered thread of kind `PoolWorker`.
+pub(crate) fn spawn_worker(
+    name: &str,
+    pool: Arc<str>,
+    stack_size: Option<usize>,
+    body: impl FnOnce(&Arc<ThreadRecord>) + Send + 'static,
+) -> io::Result<(Arc<ThreadRecord>, std::thread::JoinHandle<()>)> {
+    start(name, ThreadKind::PoolWorker { pool }, stack_size, body)
+}
+
+fn validate(name: &str, stack_size: Option<usize>) -> io::Result<Option<usize>> {
+    if name.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "thread name must not be empty",
+        ));
+    }
+    if name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("thread name {name:?} contains a NUL byte"),
+        ));
+    }
+    let Some(size) = stack_size else {
+        return Ok(None);
+    };
+    let page = rustix::param::page_size();
+    // Round up ourselves: std's own rounding would overflow (and panic) on
+    // absurd sizes instead of returning an error.
+    match size.checked_add(page - 1) {
+        Some(s) => Ok(Some(s / page * page)),
+        None => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("stack size {size} is too large"),
+        )),
+    }
+}
+
+/// The OS-visible prefix of `name`: at most 15 bytes, on a char boundary.
+pub(crate) fn os_name(name: &str) -> &str {
+    let mut end = name.len().min(OS_NAME_MAX);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// Registers, starts, and on exit releases one managed OS thread.
+fn start<R: Send + 'static>(
+    name: &str,
+    kind: ThreadKind,
+    stack_size: Option<usize>,
+    body: impl FnOnce(&Arc<ThreadRecord>) -> R + Send + 'static,
+) -> io::Result<(Arc<ThreadRecord>, std::thread::JoinHandle<R>)> {
+    let stack_size = validate(name, stack_size)?;
+    let rec = registry::register(Arc::from(name), kind);
+    let mut builder = std::thread::Builder::new().name(os_name(name).to_owned());
+    if let Some(s) = stack_size {
+        builder = builder.stack_size(s);
+    }
+    let r = rec.clone();
+    let spawned = builder.spawn(move || {
+        let _ = r.os_id.set(std::thread::current().id());
+        let started = Instant::now();
+        // A stop also wakes anyone in `pause()` / `pause_point()`.
+        let weak = Arc::downgrade(&r);
+        let pause_waker = r.stop.token().on_stop(move || {
+            if let Some(rec) = weak.upgrade() {
+                let _p = sync::lock(&rec.pause);
+                rec.pause_cv.notify_all();
+            }
+        });
+        tracing::debug!(thread = %r.name, id = %r.id, "thread started");
+        let out = body(&r);
+        drop(pause_waker);
+        registry::release(r.id);
+        r.finished.set();
+        {
+            let _p = sync::lock(&r.pause);
+            r.pause_cv.notify_all();
+        }
+        tracing::debug!(thread = %r.name, id = %r.id, ran = ?started.elapsed(), "thread exited");
+        out
+    });
+    match spawned {
+        Ok(handle) => {
+            let _ = rec.os_id.set(handle.thread().id());
+            Ok((rec, handle))
+        }
+        Err(e) => {
+            registry::release(rec.id);
+            rec.finished.set();
+            tracing::warn!(thread = %name, error = %e, "OS refused to start a thread");
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,321 @@
+use std::fmt;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::registry::{ThreadId, ThreadRecord};
+use crate::thread::Stopper;
+
+/// Why [`Thread::join`] or [`Thread::stop`] returned no value.
+///
+/// # Examples
+///
+/// ```
+/// use threadward::ThreadError;
+///
+/// let t = threadward::spawn("doomed", |_| -> u32 { panic!("boom") }).unwrap();
+/// match t.join() {
+///     Err(ThreadError::Panicked { name, message }) => {
+///         assert_eq!(name, "doomed");
+///         assert_eq!(message, "boom");
+///     }
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ThreadError {
+    /// The thread's body panicked.
+    #[error("thread {name:?} panicked: {message}")]
+    Panicked {
+        /// The thread's full name.
+        name: String,
+        /// The panic message (`&str` or `String` payloads; a placeholder otherwise).
+        message: String,
+    },
+    /// The thread tried to stop, join or wait for itself.
+    #[error("thread {name:?} cannot join or stop itself")]
+    SelfJoin {
+        /// The thread's full name.
+        name: String,
+    },
+}
+
+/// An owned managed thread (`kthread_run`'s result): stop it, join it, or
+/// drop it (which stops and joins).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let t = threadward::spawn("service", |cx| {
+///     let mut served = 0u32;
+///     while cx.sleep(Duration::from_millis(1)).is_ok() {
+///         served += 1;
+///     }
+///     served
+/// })
+/// .unwrap();
+/// std::thread::sleep(Duration::from_millis(10));
+/// let served = t.stop().unwrap(); // request + wake + wait, value back
+/// assert!(served > 0);
+/// ```
+pub struct Thread<T> {
+    rec: Arc<ThreadRecord>,
+    handle: Option<JoinHandle<Result<T, ThreadError>>>,
+}
+
+impl<T> Thread<T> {
+    pub(crate) fn new(rec: Arc<ThreadRecord>, handle: JoinHandle<Result<T, ThreadError>>) -> Self {
+        Thread {
+            rec,
+            handle: Some(handle),
+        }
+    }
+
+    fn self_join(&self) -> ThreadError {
+        ThreadError::SelfJoin {
+            name: self.rec.name.to_string(),
+        }
+    }
+
+    /// The thread's id (stays unique after it exits).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = threadward::spawn("a", |_| ()).unwrap();
+    /// let b = threadward::spawn("b", |_| ()).unwrap();
+    /// assert_ne!(a.id(), b.id());
+    /// ```
+    pub fn id(&self) -> ThreadId {
+        self.rec.id
+    }
+
+    /// The thread's full name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("partition-contact-17", |_| ()).unwrap();
+    /// assert_eq!(t.name(), "partition-contact-17");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.rec.name
+    }
+
+    /// Requests a stop without waiting; `true` only for the call that made
+    /// the request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("rs", |cx| cx.sleep(std::time::Duration::from_secs(60))).unwrap();
+    /// assert!(t.request_stop());
+    /// assert!(t.join().unwrap().is_err());
+    /// ```
+    pub fn request_stop(&self) -> bool {
+        self.rec.stop.request_stop()
+    }
+
+    /// Whether the body has returned (or panicked).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("quick", |_| ()).unwrap();
+    /// t.stopper().wait().unwrap();
+    /// assert!(t.is_finished());
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        self.rec.finished.is_set()
+    }
+
+    /// A cloneable handle for stopping and waiting from other threads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("st", |cx| cx.sleep(std::time::Duration::from_secs(60))).unwrap();
+    /// let st = t.stopper();
+    /// std::thread::spawn(move || st.request_stop()).join().unwrap();
+    /// assert!(t.join().unwrap().is_err());
+    /// ```
+    pub fn stopper(&self) -> Stopper {
+        Stopper::from_record(self.rec.clone())
+    }
+
+    /// Waits for the thread to finish and returns its value.
+    ///
+    /// The thread's exit synchronizes with this function returning; the OS
+    /// thread is gone when it returns.
+    ///
+    /// # Errors
+    ///
+    /// [`ThreadError::Panicked`] if the body panicked;
+    /// [`ThreadError::SelfJoin`] if called on the thread itself (the thread
+    /// is then detached, with a stop requested).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("j", |_| "value").unwrap();
+    /// assert_eq!(t.join().unwrap(), "value");
+    /// ```
+    pub fn join(mut self) -> Result<T, ThreadError> {
+        if self.rec.is_current() {
+            return Err(self.self_join());
+        }
+        let handle = self.handle.take().expect("handle present until joined");
+        match handle.join() {
+            Ok(out) => out,
+            // The body's panics are caught inside the thread; this is a
+            // panic in a TLS destructor after it.
+            Err(payload) => Err(ThreadError::Panicked {
+                name: self.rec.name.to_string(),
+                message: super::panic_message(&*payload),
+            }),
+        }
+    }
+
+    /// Waits up to `timeout` for the thread to finish.
+    ///
+    /// # Errors
+    ///
+    /// `Err(self)` gives the handle back if the thread is still running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let t = threadward::spawn("slow", |cx| cx.sleep(Duration::from_secs(60))).unwrap();
+    /// let t = t.join_timeout(Duration::from_millis(5)).unwrap_err(); // still running
+    /// t.request_stop();
+    /// assert!(t.join_timeout(Duration::from_secs(10)).is_ok());
+    /// ```
+    pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, ThreadError>, Thread<T>> {
+        if self.rec.is_current() {
+            return Ok(Err(self.self_join()));
+        }
+        if self.rec.finished.wait_timeout(timeout) {
+            Ok(self.join())
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Requests a stop, wakes the thread out of any stop-aware wait, and
+    /// waits for its value (`kthread_stop`). On a thread that already
+    /// returned, the value comes back at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Thread::join).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("oneshot", |_| 7).unwrap();
+    /// std::thread::sleep(std::time::Duration::from_millis(5)); // it has exited
+    /// assert_eq!(t.stop().unwrap(), 7);
+    /// ```
+    pub fn stop(self) -> Result<T, ThreadError> {
+        self.request_stop();
+        self.join()
+    }
+
+    /// [`stop`](Thread::stop) with a bound on the wait.
+    ///
+    /// # Errors
+    ///
+    /// `Err(self)` gives the handle back if the thread has not finished in
+    /// time (the stop stays requested).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let t = threadward::spawn("st", |cx| cx.sleep(Duration::from_secs(60))).unwrap();
+    /// let out = t.stop_timeout(Duration::from_secs(10)).expect("stopped in time");
+    /// assert!(out.unwrap().is_err());
+    /// ```
+    pub fn stop_timeout(self, timeout: Duration) -> Result<Result<T, ThreadError>, Thread<T>> {
+        self.request_stop();
+        self.join_timeout(timeout)
+    }
+
+    /// Lets the thread run on without an owner: dropping the returned
+    /// nothing neither stops nor joins it. A [`Stopper`] taken before still
+    /// works.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("free", |_| ()).unwrap();
+    /// let st = t.stopper();
+    /// t.detach();
+    /// st.wait().unwrap();
+    /// ```
+    pub fn detach(mut self) {
+        self.handle.take();
+    }
+}
+
+impl<T> Drop for Thread<T> {
+    /// Requests a stop and joins (like C++ `jthread`); from the thread
+    /// itself, only requests the stop.
+    fn drop(&mut self) {
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        self.rec.stop.request_stop();
+        if self.rec.is_current() {
+            return;
+        }
+        if let Ok(Err(e)) = handle.join() {
+            tracing::warn!(thread = %self.rec.name, id = %self.rec.id, error = %e, "dropped thread ended with an error");
+        }
+    }
+}
+
+impl<T> fmt::Debug for Thread<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Thread")
+            .field("id", &self.rec.id)
+            .field("name", &self.rec.name)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// Stops many threads at once: requests every stop first, then joins each,
+/// so the total time is about that of the slowest thread.
+///
+/// Results come back in the order of `threads`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let threads: Vec<_> = (0..8)
+///     .map(|i| {
+///         threadward::spawn(format!("w{i}"), move |cx| {
+///             let _ = cx.sleep(Duration::from_secs(3600));
+///             i
+///         })
+///         .unwrap()
+///     })
+///     .collect();
+/// let values: Vec<_> = threadward::stop_all(threads).into_iter().map(Result::unwrap).collect();
+/// assert_eq!(values, (0..8).collect::<Vec<_>>());
+/// ```
+pub fn stop_all<T>(threads: impl IntoIterator<Item = Thread<T>>) -> Vec<Result<T, ThreadError>> {
+    let threads: Vec<Thread<T>> = threads.into_iter().collect();
+    for t in &threads {
+        t.request_stop();
+    }
+    threads.into_iter().map(Thread::join).collect()
+}

@@ -1,0 +1,245 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::registry::{ThreadId, ThreadRecord};
+use crate::sync;
+use crate::thread::ThreadError;
+
+/// A cloneable handle that stops, pauses and waits on one managed thread.
+///
+/// Any number of threads may hold a `Stopper` to the same thread and call
+/// any method at once: a stop is an atomic swap plus the thread's own wake
+/// callbacks, and each waiter sleeps on the thread's own latch, never on a
+/// global lock. A `Stopper` of a thread that already exited stays valid:
+/// `request_stop` returns `false`, `wait` returns at once.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let t = threadward::spawn("stoppable", |cx| {
+///     while !cx.should_stop() {
+///         let _ = cx.sleep(Duration::from_millis(10));
+///     }
+/// })
+/// .unwrap();
+/// let stoppers: Vec<_> = (0..4).map(|_| t.stopper()).collect();
+/// std::thread::scope(|s| {
+///     for st in &stoppers {
+///         s.spawn(move || {
+///             st.request_stop();
+///             st.wait().unwrap();
+///         });
+///     }
+/// });
+/// assert!(t.is_finished());
+/// t.join().unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Stopper {
+    rec: Arc<ThreadRecord>,
+}
+
+impl Stopper {
+    pub(crate) fn from_record(rec: Arc<ThreadRecord>) -> Stopper {
+        Stopper { rec }
+    }
+
+    /// The thread's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("id", |_| ()).unwrap();
+    /// assert_eq!(t.stopper().id(), t.id());
+    /// ```
+    pub fn id(&self) -> ThreadId {
+        self.rec.id
+    }
+
+    /// The thread's full name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("named", |_| ()).unwrap();
+    /// assert_eq!(t.stopper().name(), "named");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.rec.name
+    }
+
+    /// Requests the thread to stop and wakes it out of any stop-aware wait.
+    ///
+    /// Returns `true` only for the call that made the request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("s", |cx| cx.sleep(std::time::Duration::from_secs(60))).unwrap();
+    /// let st = t.stopper();
+    /// assert!(st.request_stop());
+    /// assert!(!st.request_stop());
+    /// assert!(t.join().unwrap().is_err());
+    /// ```
+    pub fn request_stop(&self) -> bool {
+        self.rec.stop.request_stop()
+    }
+
+    /// Whether a stop has been requested.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("q", |_| ()).unwrap();
+    /// assert!(!t.stopper().stop_requested());
+    /// ```
+    pub fn stop_requested(&self) -> bool {
+        self.rec.stop.stop_requested()
+    }
+
+    /// Whether the thread's body has returned (or panicked).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("f", |_| 5).unwrap();
+    /// let st = t.stopper();
+    /// assert_eq!(t.join().unwrap(), 5);
+    /// assert!(st.is_finished());
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        self.rec.finished.is_set()
+    }
+
+    /// Blocks until the thread's body has returned.
+    ///
+    /// The body's return synchronizes with this function returning.
+    ///
+    /// # Errors
+    ///
+    /// [`ThreadError::SelfJoin`] when called from the thread itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("w", |_| ()).unwrap();
+    /// t.stopper().wait().unwrap();
+    /// assert!(t.is_finished());
+    /// ```
+    pub fn wait(&self) -> Result<(), ThreadError> {
+        if self.rec.is_current() {
+            return Err(ThreadError::SelfJoin {
+                name: self.rec.name.to_string(),
+            });
+        }
+        self.rec.finished.wait();
+        Ok(())
+    }
+
+    /// Blocks until the thread's body has returned or `timeout` passed;
+    /// returns whether it has returned. From the thread itself, returns
+    /// `false` at once (it cannot finish while waiting for itself).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let t = threadward::spawn("wt", |cx| cx.sleep(Duration::from_secs(60))).unwrap();
+    /// let st = t.stopper();
+    /// assert!(!st.wait_timeout(Duration::from_millis(10)));
+    /// st.request_stop();
+    /// assert!(st.wait_timeout(Duration::from_secs(10)));
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        if self.rec.is_current() {
+            return self.rec.finished.is_set();
+        }
+        self.rec.finished.wait_timeout(timeout)
+    }
+
+    /// Asks the thread to pause and blocks until it sits in
+    /// [`Context::pause_point`](crate::Context::pause_point)
+    /// (`kthread_park`).
+    ///
+    /// Returns `true` once the thread is paused; `false` if it was stopped
+    /// or finished instead (it will never pause), or if called from the
+    /// thread itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let t = threadward::spawn("pausable", |cx| {
+    ///     let mut rounds = 0u64;
+    ///     while cx.pause_point().is_ok() {
+    ///         rounds += 1;
+    ///         let _ = cx.sleep(Duration::from_millis(1));
+    ///     }
+    ///     rounds
+    /// })
+    /// .unwrap();
+    /// let st = t.stopper();
+    /// assert!(st.pause());
+    /// assert!(st.is_paused());
+    /// st.resume();
+    /// t.stop().unwrap();
+    /// ```
+    pub fn pause(&self) -> bool {
+        if self.rec.is_current() {
+            return false;
+        }
+        let mut p = sync::lock(&self.rec.pause);
+        p.requested = true;
+        loop {
+            if p.paused {
+                return true;
+            }
+            if self.rec.stop.stop_requested() || self.rec.finished.is_set() {
+                return false;
+            }
+            p = sync::wait(&self.rec.pause_cv, p);
+        }
+    }
+
+    /// Ends a pause: the thread leaves its pause point (or will not stop at
+    /// the next one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("r", |cx| cx.pause_point()).unwrap();
+    /// t.stopper().resume(); // nothing to resume: harmless
+    /// assert_eq!(t.join().unwrap(), Ok(()));
+    /// ```
+    pub fn resume(&self) {
+        sync::lock(&self.rec.pause).requested = false;
+        self.rec.pause_cv.notify_all();
+    }
+
+    /// Whether the thread currently sits in a pause point.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("p", |_| ()).unwrap();
+    /// assert!(!t.stopper().is_paused());
+    /// ```
+    pub fn is_paused(&self) -> bool {
+        sync::lock(&self.rec.pause).paused
+    }
+}
+
+impl fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stopper")
+            .field("id", &self.rec.id)
+            .field("name", &self.rec.name)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}

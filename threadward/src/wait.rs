@@ -1,0 +1,118 @@
+//! Stop-aware waits: sleep, condition variable, channel receive.
+//!
+//! Each wait returns `Err(Stopped)` when its token's stop is requested, also
+//! when the stop came before the wait began. The mechanisms:
+//!
+//! * **sleep and channel**: a per-context "stop channel" whose only sender is
+//!   owned by an [`on_stop`](crate::StopToken::on_stop) callback. The stop
+//!   drops the sender, the receiver becomes disconnected, and a
+//!   `recv_timeout` (sleep) or a `select` with the user's receiver (recv)
+//!   returns at once. No polling, one wake-up.
+//! * **condition variable**: the stopper cannot reach a borrowed
+//!   `std::sync::Condvar` from a `'static` callback (and this crate has no
+//!   `unsafe` to erase the borrow), so the wait sleeps in slices that grow
+//!   from 1 ms to [`CONDVAR_POLL_MAX`] and checks the stop between them.
+//!   Notifications from user code still wake it at once.
+
+use std::sync::{Condvar, MutexGuard};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::stop::{StopCallback, StopToken, Stopped};
+
+/// Longest slice a stop-aware condvar wait sleeps before re-checking its
+/// stop token; bounds how late it sees a stop.
+pub(crate) const CONDVAR_POLL_MAX: Duration = Duration::from_millis(10);
+
+/// A receiver that disconnects when the stop is requested.
+pub(crate) struct StopChannel {
+    rx: Receiver<()>,
+    _guard: StopCallback,
+}
+
+impl StopChannel {
+    pub(crate) fn new(token: &StopToken) -> StopChannel {
+        let (tx, rx) = crossbeam_channel::bounded::<()>(0);
+        let guard = token.on_stop(move || drop(tx));
+        StopChannel { rx, _guard: guard }
+    }
+
+    pub(crate) fn sleep(&self, token: &StopToken, d: Duration) -> Result<(), Stopped> {
+        if token.stop_requested() {
+            return Err(Stopped);
+        }
+        match self.rx.recv_timeout(d) {
+            Err(RecvTimeoutError::Timeout) => Ok(()),
+            // Nobody sends on the stop channel: anything else means stopped.
+            _ => Err(Stopped),
+        }
+    }
+
+    pub(crate) fn recv<M>(&self, token: &StopToken, rx: &Receiver<M>) -> Result<M, RecvError> {
+        if token.stop_requested() {
+            return Err(RecvError::Stopped);
+        }
+        crossbeam_channel::select! {
+            recv(rx) -> msg => msg.map_err(|_| RecvError::Disconnected),
+            recv(self.rx) -> _ => Err(RecvError::Stopped),
+        }
+    }
+}
+
+/// Why [`Context::recv`](crate::Context::recv) returned without a message.
+///
+/// # Examples
+///
+/// ```
+/// use threadward::RecvError;
+///
+/// let t = threadward::spawn("rx", |cx| {
+///     let (tx, rx) = crossbeam_channel::unbounded::<u32>();
+///     drop(tx);
+///     cx.recv(&rx)
+/// })
+/// .unwrap();
+/// assert_eq!(t.join().unwrap(), Err(RecvError::Disconnected));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum RecvError {
+    /// The thread's (or job's) stop was requested.
+    #[error("stop requested")]
+    Stopped,
+    /// Every sender was dropped and the channel is empty.
+    #[error("channel disconnected")]
+    Disconnected,
+}
+
+impl From<Stopped> for RecvError {
+    fn from(_: Stopped) -> RecvError {
+        RecvError::Stopped
+    }
+}
+
+/// `cv.wait_while(guard, cond)` that also returns on stop (see module docs).
+pub(crate) fn condvar_wait_while<'a, U, F>(
+    token: &StopToken,
+    cv: &Condvar,
+    mut guard: MutexGuard<'a, U>,
+    mut cond: F,
+) -> Result<MutexGuard<'a, U>, Stopped>
+where
+    F: FnMut(&mut U) -> bool,
+{
+    let mut slice = Duration::from_millis(1);
+    loop {
+        if token.stop_requested() {
+            return Err(Stopped);
+        }
+        if !cond(&mut *guard) {
+            return Ok(guard);
+        }
+        guard = cv
+            .wait_timeout(guard, slice)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        slice = (slice * 2).min(CONDVAR_POLL_MAX);
+    }
+}
