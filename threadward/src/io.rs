@@ -22,10 +22,7 @@ pub(crate) struct StopEventFd {
 
 impl StopEventFd {
     pub(crate) fn new(token: &StopToken) -> io::Result<StopEventFd> {
-        let fd = Arc::new(eventfd(
-            0,
-            EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK,
-        )?);
+        let fd = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
         let writer = fd.clone();
         let guard = token.on_stop(move || {
             // Cannot fail short of a counter overflow, which one write can't cause.

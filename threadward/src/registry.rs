@@ -218,7 +218,6 @@ impl Latch {
     }
 
     /// Waits up to `timeout`; returns whether the latch is set.
-    #[cfg(not(loom))]
     pub(crate) fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
         let mut done = sync::lock(&self.done);

@@ -358,13 +358,13 @@ mod loom_tests {
             let r = runs.clone();
             let t = thread::spawn(move || {
                 let r2 = r.clone();
-                let g = token.on_stop(move || {
+                token.on_stop(move || {
                     r2.fetch_add(1, Ordering::SeqCst);
-                });
-                std::mem::forget(g); // keep it registered
+                })
             });
             source.request_stop();
-            t.join().unwrap();
+            let guard = t.join().unwrap(); // registered until after the stop
+            drop(guard);
             assert_eq!(runs.load(Ordering::SeqCst), 1);
         });
     }

@@ -20,7 +20,10 @@ fn stop_of_an_already_exited_thread_returns_its_value() {
         assert!(registry::lookup(t.id()).is_none());
         // The XPC discovery-thread case: stopping after it exited is safe
         // and the value is still there.
-        assert!(t.request_stop(), "first request on an exited thread still wins");
+        assert!(
+            t.request_stop(),
+            "first request on an exited thread still wins"
+        );
         assert_eq!(t.stop().unwrap(), 42);
     });
 }
@@ -456,7 +459,11 @@ fn bad_input_is_a_clear_error_and_leaves_nothing_registered() {
         // Other tests run in parallel, so compare loosely: nothing of ours stayed.
         let _ = before;
         // A tiny stack is raised to the OS minimum, not refused.
-        let t = Builder::new().name("tiny").stack_size(1).spawn(|_| 3).unwrap();
+        let t = Builder::new()
+            .name("tiny")
+            .stack_size(1)
+            .spawn(|_| 3)
+            .unwrap();
         assert_eq!(t.join().unwrap(), 3);
     });
 }
