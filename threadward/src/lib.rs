@@ -54,6 +54,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod io;
+mod pool;
 pub mod registry;
 mod stop;
 mod sync;
@@ -61,6 +62,10 @@ mod thread;
 mod wait;
 
 pub use io::is_stopped;
+pub use pool::{
+    Job, JobError, JobId, Pool, PoolBuilder, PoolStats, Queue, ShutdownReport, SpawnError,
+    Straggler, DEFAULT_STACK_SIZE,
+};
 pub use registry::ThreadId;
 pub use stop::{StopCallback, StopSource, StopToken, Stopped};
 pub use thread::{spawn, stop_all, Builder, Context, Stopper, Thread, ThreadError};

@@ -28,3 +28,27 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) fn wait<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
     cv.wait(g).unwrap_or_else(|e| e.into_inner())
 }
+
+/// Waits on `cv` for at most `dur`; returns the guard and whether it timed
+/// out. Loom does not model time, so under loom a timed wait releases the
+/// lock and takes it back, which lets the model run anything in between,
+/// then reports a timeout: "the timer fired at an arbitrary point".
+pub(crate) fn wait_timeout<'a, T>(
+    m: &'a Mutex<T>,
+    cv: &Condvar,
+    g: MutexGuard<'a, T>,
+    dur: std::time::Duration,
+) -> (MutexGuard<'a, T>, bool) {
+    #[cfg(loom)]
+    {
+        let _ = (cv, dur);
+        drop(g);
+        (lock(m), true)
+    }
+    #[cfg(not(loom))]
+    {
+        let _ = m;
+        let (g, r) = cv.wait_timeout(g, dur).unwrap_or_else(|e| e.into_inner());
+        (g, r.timed_out())
+    }
+}

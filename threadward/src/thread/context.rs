@@ -118,6 +118,11 @@ impl Context {
         &self.rec.name
     }
 
+    /// The registry record of the thread running this code.
+    pub(crate) fn record(&self) -> &ThreadRecord {
+        &self.rec
+    }
+
     fn waiting<R>(&self, kind: WaitKind, f: impl FnOnce() -> R) -> R {
         self.rec.set_state(ThreadState::Waiting(kind));
         let r = f();

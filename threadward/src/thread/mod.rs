@@ -14,7 +14,6 @@ pub use context::Context;
 pub use handle::{stop_all, Thread, ThreadError};
 pub use stopper::Stopper;
 
-#[allow(unused_imports)] // used by the pool
 pub(crate) use builder::spawn_worker;
 
 /// Text of a panic payload (`&str` or `String`), or a placeholder.

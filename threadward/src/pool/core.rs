@@ -1,0 +1,572 @@
+//! The dispatch protocol of README.md, independent of threads and jobs so
+//! that loom can check it: a queue of `J`, counts, and three condvars.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::registry::ThreadRecord;
+use crate::stop::StopSource;
+use crate::sync::{self, Condvar, Mutex, MutexGuard};
+
+/// What the protocol needs to know of a queued job.
+pub(crate) trait QueuedJob: Send {
+    fn id(&self) -> u64;
+    fn stop_source(&self) -> Option<StopSource>;
+}
+
+/// What happens when every worker is busy and no more may be created.
+///
+/// # Examples
+///
+/// ```
+/// use threadward::{Pool, Queue};
+///
+/// let pool = Pool::builder().max_threads(1).queue(Queue::None).build().unwrap();
+/// let blocker = pool.spawn(|cx| cx.sleep(std::time::Duration::from_secs(60))).unwrap();
+/// # let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+/// # while pool.stats().busy == 0 { assert!(std::time::Instant::now() < deadline); std::thread::yield_now(); }
+/// assert!(pool.spawn(|_| ()).is_err()); // the only thread is busy, no queue
+/// blocker.cancel();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Queue {
+    /// Jobs wait without limit (the default).
+    #[default]
+    Unbounded,
+    /// At most this many jobs wait; more are refused with
+    /// [`SpawnError::QueueFull`](crate::SpawnError::QueueFull).
+    Bounded(usize),
+    /// Nothing waits: refused with
+    /// [`SpawnError::AtCapacity`](crate::SpawnError::AtCapacity).
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) min_idle: usize,
+    pub(crate) max_threads: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) queue: Queue,
+}
+
+/// The job a worker runs right now.
+pub(crate) struct Current {
+    pub(crate) job: u64,
+    pub(crate) stop: Option<StopSource>,
+    pub(crate) started: Instant,
+}
+
+/// One worker thread as the pool knows it.
+#[derive(Default)]
+pub(crate) struct WorkerSlot {
+    /// `None` until thread creation returned; dropped (detached) for stragglers.
+    pub(crate) handle: Option<JoinHandle<()>>,
+    pub(crate) rec: Option<Arc<ThreadRecord>>,
+    pub(crate) current: Option<Current>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counters {
+    pub(crate) submitted: u64,
+    pub(crate) completed: u64,
+    pub(crate) panicked: u64,
+    pub(crate) cancelled: u64,
+    pub(crate) threads_spawned: u64,
+    pub(crate) spawn_failures: u64,
+    pub(crate) peak: usize,
+}
+
+pub(crate) struct State<J> {
+    pub(crate) queue: VecDeque<J>,
+    pub(crate) idle: usize,
+    pub(crate) notify: usize,
+    pub(crate) threads: usize,
+    pub(crate) spawning: usize,
+    pub(crate) busy: usize,
+    pub(crate) shutdown: bool,
+    pub(crate) closing: bool,
+    manager_notified: bool,
+    next_worker: u64,
+    pub(crate) workers: HashMap<u64, WorkerSlot>,
+    last_exiting: Option<JoinHandle<()>>,
+    pub(crate) counters: Counters,
+}
+
+/// Why `submit` did not queue a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    ShutDown,
+    QueueFull,
+    AtCapacity,
+    /// No thread exists or is being created: the caller must create one.
+    NoWorker,
+}
+
+/// How a worker's job ended (reported with its next `next` call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Completed,
+    Panicked,
+    /// Cancelled after it was taken from the queue, before it started.
+    Skipped,
+}
+
+pub(crate) enum Next<J> {
+    Run(J),
+    Exit,
+}
+
+pub(crate) struct Core<J> {
+    st: Mutex<State<J>>,
+    worker_cv: Condvar,
+    manager_cv: Condvar,
+    done_cv: Condvar,
+    pub(crate) cfg: Config,
+}
+
+impl<J: QueuedJob> Core<J> {
+    pub(crate) fn new(cfg: Config) -> Core<J> {
+        Core {
+            st: Mutex::new(State {
+                queue: VecDeque::new(),
+                idle: 0,
+                notify: 0,
+                threads: 0,
+                spawning: 0,
+                busy: 0,
+                shutdown: false,
+                closing: false,
+                manager_notified: false,
+                next_worker: 0,
+                workers: HashMap::new(),
+                last_exiting: None,
+                counters: Counters::default(),
+            }),
+            worker_cv: Condvar::new(),
+            manager_cv: Condvar::new(),
+            done_cv: Condvar::new(),
+            cfg,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<J>> {
+        sync::lock(&self.st)
+    }
+
+    /// Threads the manager should create now (README: "deficit").
+    fn deficit(&self, st: &State<J>) -> usize {
+        if st.shutdown {
+            return 0;
+        }
+        let unserved = st.queue.len().saturating_sub(st.notify);
+        let spare_gap = if st.closing {
+            0
+        } else {
+            self.cfg.min_idle.saturating_sub(st.idle)
+        };
+        let wanted = (unserved + spare_gap).saturating_sub(st.spawning);
+        wanted.min(self.cfg.max_threads.saturating_sub(st.threads))
+    }
+
+    /// Queues `job` and wakes a parked worker (and the manager if threads
+    /// are wanted), after unlocking.
+    pub(crate) fn submit(&self, job: J) -> Result<(), (J, Refusal)> {
+        let mut st = self.lock();
+        if st.shutdown || st.closing {
+            return Err((job, Refusal::ShutDown));
+        }
+        if st.threads == 0 {
+            return Err((job, Refusal::NoWorker));
+        }
+        if st.idle == 0 && st.threads >= self.cfg.max_threads {
+            // Jobs with no worker on its way (claimed or being created),
+            // counting this one.
+            let coming = st.notify + st.spawning;
+            let unserved = (st.queue.len() + 1).saturating_sub(coming);
+            match self.cfg.queue {
+                Queue::Unbounded => {}
+                Queue::Bounded(n) if unserved > n => return Err((job, Refusal::QueueFull)),
+                Queue::None if unserved > 0 => return Err((job, Refusal::AtCapacity)),
+                Queue::Bounded(_) | Queue::None => {}
+            }
+        }
+        st.queue.push_back(job);
+        st.counters.submitted += 1;
+        let wake_worker = st.idle > 0;
+        if wake_worker {
+            st.idle -= 1;
+            st.notify += 1;
+        }
+        let wake_manager = !st.manager_notified && self.deficit(&st) > 0;
+        if wake_manager {
+            st.manager_notified = true;
+        }
+        drop(st);
+        if wake_worker {
+            self.worker_cv.notify_one();
+        }
+        if wake_manager {
+            self.manager_cv.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Reserves a new worker slot (`threads` and `spawning` count it).
+    fn reserve_locked(&self, st: &mut State<J>) -> u64 {
+        st.threads += 1;
+        st.spawning += 1;
+        st.counters.peak = st.counters.peak.max(st.threads);
+        let no = st.next_worker;
+        st.next_worker += 1;
+        st.workers.insert(no, WorkerSlot::default());
+        no
+    }
+
+    /// Reserves a worker slot for a synchronous creation by a submitter
+    /// (only when the pool has no thread at all) or by `build`.
+    pub(crate) fn reserve(&self) -> u64 {
+        let mut st = self.lock();
+        self.reserve_locked(&mut st)
+    }
+
+    /// Records a successful creation of worker `no`.
+    pub(crate) fn spawned(&self, no: u64, rec: Arc<ThreadRecord>, handle: JoinHandle<()>) {
+        let mut st = self.lock();
+        st.counters.threads_spawned += 1;
+        let orphan = match st.workers.get_mut(&no) {
+            Some(slot) => {
+                slot.handle = Some(handle);
+                slot.rec = Some(rec);
+                None
+            }
+            // It already exited: hand its handle to the exit chain.
+            None => st.last_exiting.replace(handle),
+        };
+        drop(st);
+        if let Some(h) = orphan {
+            let _ = h.join();
+        }
+    }
+
+    /// Undoes the reservation of worker `no` after the OS refused it.
+    pub(crate) fn spawn_failed(&self, no: u64) {
+        let mut st = self.lock();
+        st.threads -= 1;
+        st.spawning -= 1;
+        st.workers.remove(&no);
+        st.counters.spawn_failures += 1;
+        drop(st);
+        self.done_cv.notify_all();
+    }
+
+    /// The worker loop's one call: report how the previous job ended, then
+    /// take the next job, parking while there is none. `set_idle` tells the
+    /// caller when the worker parks and unparks (for the registry).
+    pub(crate) fn next(
+        &self,
+        me: u64,
+        first: bool,
+        finished: Option<Outcome>,
+        set_idle: impl Fn(bool),
+    ) -> Next<J> {
+        let mut st = self.lock();
+        if first {
+            debug_assert!(st.spawning > 0, "spawning underflow");
+            st.spawning -= 1;
+        }
+        if let Some(outcome) = finished {
+            debug_assert!(st.busy > 0, "busy underflow");
+            st.busy -= 1;
+            match outcome {
+                Outcome::Completed => st.counters.completed += 1,
+                Outcome::Panicked => st.counters.panicked += 1,
+                Outcome::Skipped => st.counters.cancelled += 1,
+            }
+            if let Some(slot) = st.workers.get_mut(&me) {
+                slot.current = None;
+            }
+            if st.busy == 0 && st.queue.is_empty() {
+                self.done_cv.notify_all();
+            }
+        }
+        loop {
+            if let Some(job) = st.queue.pop_front() {
+                st.busy += 1;
+                let current = Current {
+                    job: job.id(),
+                    stop: job.stop_source(),
+                    started: Instant::now(),
+                };
+                if let Some(slot) = st.workers.get_mut(&me) {
+                    slot.current = Some(current);
+                }
+                return Next::Run(job);
+            }
+            if st.shutdown || st.closing {
+                return Next::Exit;
+            }
+            st.idle += 1;
+            set_idle(true);
+            loop {
+                let (g, timed_out) = if st.idle > self.cfg.min_idle {
+                    sync::wait_timeout(&self.st, &self.worker_cv, st, self.cfg.idle_timeout)
+                } else {
+                    (sync::wait(&self.worker_cv, st), false)
+                };
+                st = g;
+                if st.notify > 0 {
+                    // Claimed by a submitter, which already took us off `idle`.
+                    st.notify -= 1;
+                    break;
+                }
+                if st.shutdown || st.closing {
+                    debug_assert!(st.idle > 0, "idle underflow");
+                    st.idle -= 1;
+                    break;
+                }
+                if timed_out && st.idle > self.cfg.min_idle {
+                    st.idle -= 1;
+                    set_idle(false);
+                    return Next::Exit;
+                }
+            }
+            set_idle(false);
+        }
+    }
+
+    /// Bookkeeping of worker `me` leaving; returns the previous leaver's
+    /// handle for the caller to join outside the lock.
+    pub(crate) fn exit(&self, me: u64) -> Option<JoinHandle<()>> {
+        let mut st = self.lock();
+        debug_assert!(st.threads > 0, "threads underflow");
+        st.threads -= 1;
+        let prev = match st.workers.remove(&me).and_then(|s| s.handle) {
+            Some(h) => st.last_exiting.replace(h),
+            None => None,
+        };
+        // `spawned` may still deliver our handle: it will see no slot.
+        drop(st);
+        self.done_cv.notify_all();
+        prev
+    }
+
+    /// The manager's wait: returns the slot of a worker to create, or
+    /// `None` once the pool is shut down.
+    pub(crate) fn manager_next(&self) -> Option<u64> {
+        let mut st = self.lock();
+        loop {
+            if st.shutdown {
+                return None;
+            }
+            if self.deficit(&st) > 0 {
+                return Some(self.reserve_locked(&mut st));
+            }
+            st.manager_notified = false;
+            st = sync::wait(&self.manager_cv, st);
+        }
+    }
+
+    /// The manager's back-off after a refused creation; ends early on shutdown.
+    pub(crate) fn manager_pause(&self, d: Duration) {
+        let st = self.lock();
+        if !st.shutdown {
+            let _ = sync::wait_timeout(&self.st, &self.manager_cv, st, d);
+        }
+    }
+
+    /// Removes a queued job (cancellation); whether it was still queued.
+    pub(crate) fn remove_queued(&self, id: u64) -> bool {
+        let mut st = self.lock();
+        let Some(pos) = st.queue.iter().position(|j| j.id() == id) else {
+            return false;
+        };
+        let job = st.queue.remove(pos);
+        st.counters.cancelled += 1;
+        let idle_now = st.busy == 0 && st.queue.is_empty();
+        drop(st);
+        drop(job);
+        if idle_now {
+            self.done_cv.notify_all();
+        }
+        true
+    }
+
+    /// Starts a shutdown: refuses submissions, takes the queue, and returns
+    /// the taken jobs and the stop sources of running jobs.
+    pub(crate) fn begin_shutdown(&self) -> (Vec<J>, Vec<StopSource>) {
+        let mut st = self.lock();
+        st.shutdown = true;
+        let jobs: Vec<J> = st.queue.drain(..).collect();
+        st.counters.cancelled += jobs.len() as u64;
+        let stops = st
+            .workers
+            .values()
+            .filter_map(|w| w.current.as_ref()?.stop.clone())
+            .collect();
+        drop(st);
+        self.worker_cv.notify_all();
+        self.manager_cv.notify_all();
+        self.done_cv.notify_all();
+        (jobs, stops)
+    }
+
+    /// Stops accepting; queued jobs still run, then workers exit.
+    pub(crate) fn begin_close(&self) {
+        self.lock().closing = true;
+        self.worker_cv.notify_all();
+        self.manager_cv.notify_all();
+    }
+
+    /// Waits until `done(state)` holds or `deadline` passes; returns whether it holds.
+    pub(crate) fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        done: impl Fn(&State<J>) -> bool,
+    ) -> bool {
+        let mut st = self.lock();
+        while !done(&st) {
+            match deadline {
+                None => st = sync::wait(&self.done_cv, st),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    st = sync::wait_timeout(&self.st, &self.done_cv, st, left).0;
+                }
+            }
+        }
+        true
+    }
+
+    /// Takes the pending exit handle (for the final join).
+    pub(crate) fn take_last_exiting(&self) -> Option<JoinHandle<()>> {
+        self.lock().last_exiting.take()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::{thread, Arc};
+
+    impl QueuedJob for u64 {
+        fn id(&self) -> u64 {
+            *self
+        }
+        fn stop_source(&self) -> Option<StopSource> {
+            None
+        }
+    }
+
+    fn core(min_idle: usize, max_threads: usize) -> Arc<Core<u64>> {
+        Arc::new(Core::new(Config {
+            min_idle,
+            max_threads,
+            idle_timeout: Duration::from_secs(1),
+            queue: Queue::Unbounded,
+        }))
+    }
+
+    /// A worker that runs jobs until `jobs` of them ran or it exits.
+    fn worker(core: Arc<Core<u64>>, no: u64, jobs: usize) -> (usize, bool) {
+        let mut ran = 0;
+        let mut finished = None;
+        let mut first = true;
+        loop {
+            match core.next(no, first, finished.take(), |_| {}) {
+                Next::Run(_) => {
+                    ran += 1;
+                    finished = Some(Outcome::Completed);
+                    if ran == jobs {
+                        // Report the last job, then leave as if stopped.
+                        let mut st = core.lock();
+                        st.busy -= 1;
+                        st.counters.completed += 1;
+                        return (ran, false);
+                    }
+                }
+                Next::Exit => {
+                    core.exit(no);
+                    return (ran, true);
+                }
+            }
+            first = false;
+        }
+    }
+
+    /// tokio loom_blocking "a job submitted while the only worker goes
+    /// idle still runs": the submit races the worker's check-then-park.
+    /// A lost job shows up as a deadlock, which loom reports.
+    #[test]
+    fn loom_spawn_vs_worker_going_idle() {
+        loom::model(|| {
+            let c = core(1, 1);
+            let no = c.reserve();
+            let c2 = c.clone();
+            let w = thread::spawn(move || worker(c2, no, 1));
+            c.submit(7).unwrap();
+            let (ran, _) = w.join().unwrap();
+            assert_eq!(ran, 1);
+            assert_eq!(c.lock().counters.completed, 1);
+        });
+    }
+
+    /// Spawn racing shutdown always resolves: either refused, or queued and
+    /// then taken by shutdown, or run. Never left in the queue.
+    #[test]
+    fn loom_spawn_vs_shutdown() {
+        loom::model(|| {
+            let c = core(1, 1);
+            let no = c.reserve();
+            let c2 = c.clone();
+            let w = thread::spawn(move || worker(c2, no, usize::MAX));
+            let c3 = c.clone();
+            let s = thread::spawn(move || c3.submit(1).map_err(|(_, r)| r));
+            let (taken, _) = c.begin_shutdown();
+            let submitted = s.join().unwrap();
+            let (ran, exited) = w.join().unwrap();
+            assert!(exited);
+            let st = c.lock();
+            match submitted {
+                Err(r) => assert_eq!(r, Refusal::ShutDown),
+                Ok(()) => assert_eq!(taken.len() + ran, 1, "queued job vanished"),
+            }
+            assert!(st.queue.is_empty());
+            assert_eq!(st.threads, 0);
+        });
+    }
+
+    /// Idle-timeout exit racing a new job: a worker above `min_idle` may
+    /// time out at any point; the job still runs, on it or on the other one.
+    #[test]
+    fn loom_idle_timeout_vs_new_job() {
+        loom::model(|| {
+            let c = core(0, 2);
+            let a = c.reserve();
+            let c2 = c.clone();
+            let wa = thread::spawn(move || worker(c2, a, 1));
+            let submitted = c.submit(5).map_err(|(_, r)| r);
+            let (ran, exited) = wa.join().unwrap();
+            if submitted == Err(Refusal::NoWorker) {
+                // It timed out and left before the submit: the caller
+                // creates a thread itself (Pool::spawn does).
+                assert!(exited);
+                return;
+            }
+            submitted.unwrap();
+            // Either it ran the job, or it timed out before the job came
+            // and the job is still queued with a manager wake-up pending.
+            let st = c.lock();
+            if exited {
+                assert_eq!(ran, 0);
+                assert_eq!(st.queue.len(), 1, "job lost with the exiting worker");
+                assert!(st.manager_notified, "nobody will create a worker for it");
+            } else {
+                assert_eq!(ran, 1);
+            }
+        });
+    }
+}

@@ -1,0 +1,447 @@
+//! Jobs: the submitter's [`Job`] handle and the queued task behind it.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use super::core::{Core, Outcome, QueuedJob};
+use crate::registry::{ThreadRecord, ThreadState};
+use crate::stop::StopSource;
+use crate::thread::{panic_message, Context};
+
+/// Identity of a pool job, unique per process.
+///
+/// # Examples
+///
+/// ```
+/// let pool = threadward::Pool::builder().build().unwrap();
+/// let a = pool.spawn(|_| ()).unwrap();
+/// let b = pool.spawn(|_| ()).unwrap();
+/// assert_ne!(a.id(), b.id());
+/// println!("{}", a.id()); // "J1"-style
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub(crate) u64);
+
+impl JobId {
+    /// The numeric id (as shown in registry snapshots).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// assert!(pool.spawn(|_| ()).unwrap().id().as_u64() > 0);
+    /// ```
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "J{}", self.0)
+    }
+}
+
+/// Why a job produced no value.
+///
+/// # Examples
+///
+/// ```
+/// use threadward::{JobError, Pool};
+///
+/// let pool = Pool::builder().build().unwrap();
+/// let job = pool.spawn(|_| -> u8 { panic!("bad input") }).unwrap();
+/// assert!(matches!(job.join(), Err(JobError::Panicked { .. })));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// The job panicked (the pool and its worker carry on).
+    #[error("job panicked: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// [`Job::cancel`] ran before the job started; it never ran.
+    #[error("job was cancelled before it started")]
+    Cancelled,
+    /// The job was still queued when the pool shut down; it never ran.
+    #[error("job was still queued when the pool shut down")]
+    ShutDown,
+    /// A job tried to join or stop itself.
+    #[error("a job cannot join or stop itself")]
+    SelfJoin,
+}
+
+enum Phase<T> {
+    Queued,
+    Running(std::thread::ThreadId),
+    Done(Result<T, JobError>),
+    Taken,
+}
+
+struct Slot<T> {
+    phase: Phase<T>,
+    waker: Option<Waker>,
+}
+
+/// Shared between the [`Job`] handle and the queued task.
+pub(crate) struct JobInner<T> {
+    id: u64,
+    stop: StopSource,
+    slot: Mutex<Slot<T>>,
+    cv: Condvar,
+}
+
+impl<T> JobInner<T> {
+    pub(crate) fn new(id: u64) -> Arc<JobInner<T>> {
+        Arc::new(JobInner {
+            id,
+            stop: StopSource::new(),
+            slot: Mutex::new(Slot {
+                phase: Phase::Queued,
+                waker: None,
+            }),
+            cv: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slot<T>> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Finishes the job with `out`: from any unfinished phase, or with
+    /// `only_queued` only if it has not started. Returns whether it did.
+    fn complete(&self, out: Result<T, JobError>, only_queued: bool) -> bool {
+        let mut s = self.lock();
+        let allowed = match s.phase {
+            Phase::Queued => true,
+            Phase::Running(_) => !only_queued,
+            Phase::Done(_) | Phase::Taken => false,
+        };
+        if !allowed {
+            return false;
+        }
+        s.phase = Phase::Done(out);
+        let waker = s.waker.take();
+        drop(s);
+        self.cv.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+}
+
+/// A queued job: the closure plus its shared state.
+pub(crate) trait Runnable: Send {
+    fn id(&self) -> u64;
+    fn stop_source(&self) -> StopSource;
+    fn run(self: Box<Self>, rec: &Arc<ThreadRecord>) -> Outcome;
+    fn abort(self: Box<Self>, why: JobError);
+}
+
+pub(crate) type Task = Box<dyn Runnable>;
+
+impl QueuedJob for Task {
+    fn id(&self) -> u64 {
+        (**self).id()
+    }
+    fn stop_source(&self) -> Option<StopSource> {
+        Some((**self).stop_source())
+    }
+}
+
+pub(crate) struct Packet<F, T> {
+    pub(crate) job: Arc<JobInner<T>>,
+    pub(crate) f: F,
+}
+
+impl<F, T> Runnable for Packet<F, T>
+where
+    F: FnOnce(&Context) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn id(&self) -> u64 {
+        self.job.id
+    }
+
+    fn stop_source(&self) -> StopSource {
+        self.job.stop.clone()
+    }
+
+    fn run(self: Box<Self>, rec: &Arc<ThreadRecord>) -> Outcome {
+        let Packet { job, f } = *self;
+        {
+            let mut s = job.lock();
+            if !matches!(s.phase, Phase::Queued) {
+                return Outcome::Skipped; // cancelled after we took it
+            }
+            s.phase = Phase::Running(std::thread::current().id());
+        }
+        rec.set_job(job.id);
+        rec.set_state(ThreadState::Running);
+        let cx = Context::new(rec.clone(), job.stop.token());
+        let out = catch_unwind(AssertUnwindSafe(|| f(&cx)));
+        drop(cx);
+        rec.set_job(0);
+        match out {
+            Ok(v) => {
+                job.complete(Ok(v), false);
+                Outcome::Completed
+            }
+            Err(payload) => {
+                let message = panic_message(&*payload);
+                tracing::warn!(worker = %rec.name, job = job.id, %message, "pool job panicked");
+                // Drop the payload here, inside the worker's own guard.
+                drop(catch_unwind(AssertUnwindSafe(move || drop(payload))));
+                job.complete(Err(JobError::Panicked { message }), false);
+                Outcome::Panicked
+            }
+        }
+    }
+
+    fn abort(self: Box<Self>, why: JobError) {
+        let job = self.job.clone();
+        // Drop the closure (and what it captured) before waking the joiner.
+        drop(self);
+        job.complete(Err(why), true);
+    }
+}
+
+/// Handle to a job submitted with [`Pool::spawn`](crate::Pool::spawn).
+///
+/// Dropping it detaches the job (it still runs). It is also a [`Future`],
+/// so async code can `.await` the result without a runtime dependency.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let pool = threadward::Pool::builder().name("jobs").build().unwrap();
+/// let (started, rx) = crossbeam_channel::bounded(1);
+/// let job = pool
+///     .spawn(move |cx| {
+///         started.send(()).unwrap();
+///         let mut n = 0;
+///         while cx.sleep(Duration::from_millis(1)).is_ok() {
+///             n += 1;
+///         }
+///         n
+///     })
+///     .unwrap();
+/// rx.recv().unwrap();
+/// let n: u32 = job.stop().unwrap(); // a stopped job's value is real
+/// # let _ = n;
+/// ```
+pub struct Job<T> {
+    inner: Arc<JobInner<T>>,
+    core: Weak<Core<Task>>,
+}
+
+impl<T> Job<T> {
+    pub(crate) fn new(inner: Arc<JobInner<T>>, core: Weak<Core<Task>>) -> Job<T> {
+        Job { inner, core }
+    }
+
+    /// The job's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// let job = pool.spawn(|_| ()).unwrap();
+    /// let _id = job.id();
+    /// ```
+    pub fn id(&self) -> JobId {
+        JobId(self.inner.id)
+    }
+
+    /// Cancels the job: if it has not started it never will (and `join`
+    /// returns [`JobError::Cancelled`]); if it is running its stop is
+    /// requested. Returns `true` only when this call kept it from running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use threadward::{JobError, Pool};
+    ///
+    /// let pool = Pool::builder().max_threads(1).build().unwrap();
+    /// let first = pool.spawn(|cx| cx.sleep(Duration::from_secs(60))).unwrap();
+    /// let second = pool.spawn(|_| unreachable!("cancelled")).unwrap();
+    /// # let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    /// # while pool.stats().busy == 0 { assert!(std::time::Instant::now() < deadline); std::thread::yield_now(); }
+    /// assert!(second.cancel());
+    /// assert_eq!(second.join(), Err(JobError::Cancelled));
+    /// assert!(!first.cancel()); // running: its stop is requested instead
+    /// assert!(first.join().unwrap().is_err());
+    /// ```
+    pub fn cancel(&self) -> bool {
+        let kept_from_running = self.inner.complete(Err(JobError::Cancelled), true);
+        if kept_from_running {
+            if let Some(core) = self.core.upgrade() {
+                core.remove_queued(self.inner.id);
+            }
+        } else {
+            self.inner.stop.request_stop();
+        }
+        kept_from_running
+    }
+
+    /// Whether the job has finished (ran, panicked, or was cancelled or
+    /// shut down).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// let job = pool.spawn(|_| ()).unwrap();
+    /// pool.wait_idle();
+    /// assert!(job.is_finished());
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        matches!(self.inner.lock().phase, Phase::Done(_) | Phase::Taken)
+    }
+
+    fn is_self(&self, phase: &Phase<T>) -> bool {
+        matches!(phase, Phase::Running(t) if *t == std::thread::current().id())
+    }
+
+    /// Waits for the job's result.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError`]: panicked, cancelled, shut down, or joining itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// assert_eq!(pool.spawn(|_| 6 * 7).unwrap().join(), Ok(42));
+    /// ```
+    pub fn join(self) -> Result<T, JobError> {
+        match self.wait(None) {
+            Ok(r) => r,
+            Err(_) => unreachable!("no deadline"),
+        }
+    }
+
+    /// Waits up to `timeout` for the job's result.
+    ///
+    /// # Errors
+    ///
+    /// `Err(self)` gives the handle back if the job has not finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// let job = pool.spawn(|cx| cx.sleep(Duration::from_secs(60))).unwrap();
+    /// let job = job.join_timeout(Duration::from_millis(5)).unwrap_err();
+    /// job.cancel();
+    /// assert!(job.join_timeout(Duration::from_secs(10)).is_ok());
+    /// ```
+    pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JobError>, Job<T>> {
+        self.wait(Some(Instant::now() + timeout))
+    }
+
+    fn wait(self, deadline: Option<Instant>) -> Result<Result<T, JobError>, Job<T>> {
+        let mut s = self.inner.lock();
+        loop {
+            match std::mem::replace(&mut s.phase, Phase::Taken) {
+                Phase::Done(r) => return Ok(r),
+                Phase::Taken => unreachable!("result taken twice"),
+                other => s.phase = other,
+            }
+            if self.is_self(&s.phase) {
+                return Ok(Err(JobError::SelfJoin));
+            }
+            s = match deadline {
+                None => self.inner.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        drop(s);
+                        return Err(self);
+                    }
+                    self.inner
+                        .cv
+                        .wait_timeout(s, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Cancels (not started) or stops (running) the job and waits for it.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Job::join); a job that returns after its stop yields
+    /// `Ok(value)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// let (started, rx) = crossbeam_channel::bounded(1);
+    /// let job = pool
+    ///     .spawn(move |cx| {
+    ///         started.send(()).unwrap();
+    ///         cx.sleep(std::time::Duration::from_secs(3600))
+    ///     })
+    ///     .unwrap();
+    /// rx.recv().unwrap(); // running now, so stop() stops it rather than cancelling
+    /// assert_eq!(job.stop(), Ok(Err(threadward::Stopped)));
+    /// ```
+    pub fn stop(self) -> Result<T, JobError> {
+        {
+            let s = self.inner.lock();
+            if self.is_self(&s.phase) {
+                drop(s);
+                self.inner.stop.request_stop();
+                return Err(JobError::SelfJoin);
+            }
+        }
+        self.cancel();
+        self.join()
+    }
+}
+
+impl<T> Future for Job<T> {
+    type Output = Result<T, JobError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let mut s = self.inner.lock();
+        match std::mem::replace(&mut s.phase, Phase::Taken) {
+            Phase::Done(r) => Poll::Ready(r),
+            Phase::Taken => panic!("Job polled after it returned Ready"),
+            other => {
+                s.phase = other;
+                match &s.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => s.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for Job<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("id", &self.inner.id)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}

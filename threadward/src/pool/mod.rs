@@ -1,0 +1,279 @@
+//! Elastic blocking pools: threads whose jobs may block indefinitely.
+//!
+//! See `README.md` in this directory for the protocol: dispatch, spare
+//! management, idle timeout, shutdown, with the worker state diagram.
+//!
+//! # How the pool decides to grow
+//!
+//! A pool keeps `min_idle` warm spare threads parked. A job submitted while
+//! a spare is parked starts after a single wake-up. Whenever the spares run
+//! low, or queued jobs outnumber the workers on their way to them, the
+//! pool's manager thread creates more, up to `max_threads` — never the
+//! submitter, never under the pool lock. Spares beyond `min_idle` exit after
+//! `idle_timeout`.
+
+mod builder;
+mod core;
+mod job;
+mod shutdown;
+mod stats;
+mod worker;
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use self::builder::{PoolBuilder, DEFAULT_STACK_SIZE};
+pub use self::core::Queue;
+pub use self::job::{Job, JobError, JobId};
+pub use self::shutdown::{ShutdownReport, Straggler};
+pub use self::stats::PoolStats;
+
+use self::core::{Core, Refusal};
+use self::job::{JobInner, Packet, Task};
+use crate::sync::Mutex;
+use crate::thread::{Context, Thread};
+
+/// Why [`Pool::spawn`] refused a job (the job was not queued and will
+/// never run).
+///
+/// # Examples
+///
+/// ```
+/// use threadward::{Pool, SpawnError};
+///
+/// let pool = Pool::builder().build().unwrap();
+/// pool.shutdown(std::time::Duration::from_secs(1));
+/// assert!(matches!(pool.spawn(|_| ()), Err(SpawnError::ShutDown)));
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The pool is shut down or closing.
+    #[error("the pool is shut down")]
+    ShutDown,
+    /// `Queue::Bounded(n)`: all threads busy and `n` jobs already waiting.
+    #[error("all pool threads are busy and the queue is full")]
+    QueueFull,
+    /// `Queue::None`: all `max_threads` threads are busy.
+    #[error("all pool threads are busy and the pool has no queue")]
+    AtCapacity,
+    /// The pool had no thread and the OS refused to create one.
+    #[error("the OS refused to create a pool thread: {0}")]
+    Os(#[source] io::Error),
+}
+
+/// Job ids are unique in the process, across pools.
+static NEXT_JOB: AtomicU64 = AtomicU64::new(1);
+
+/// A pool of threads for jobs that may block indefinitely.
+///
+/// `Pool` is `Send + Sync`: share it in an `Arc`. Dropping it shuts it down
+/// with the builder's `drop_deadline`, logging stragglers.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// let pool = Arc::new(threadward::Pool::builder().name("blocking").build().unwrap());
+/// let jobs: Vec<_> = (0..100)
+///     .map(|i| pool.spawn(move |cx| cx.sleep(Duration::from_millis(5)).map(|_| i)).unwrap())
+///     .collect();
+/// let sum: u64 = jobs.into_iter().map(|j| j.join().unwrap().unwrap()).sum();
+/// assert_eq!(sum, 4950);
+/// assert!(pool.stats().peak > 1); // it grew while jobs blocked
+/// ```
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    core: Arc<Core<Task>>,
+    name: Arc<str>,
+    stack_size: usize,
+    drop_deadline: Duration,
+    manager: Mutex<Option<Thread<()>>>,
+}
+
+impl Pool {
+    /// A builder with the defaults (`min_idle` 1, `max_threads` 512,
+    /// `idle_timeout` 10 s, unbounded queue).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// assert_eq!(pool.spawn(|_| 1).unwrap().join(), Ok(1));
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    pub(crate) fn start(b: PoolBuilder) -> io::Result<Pool> {
+        let name: Arc<str> = Arc::from(b.name.as_str());
+        let core = Arc::new(Core::new(b.cfg.clone()));
+        let (c, n, stack) = (core.clone(), name.clone(), b.stack_size);
+        let manager = crate::Builder::new()
+            .name(format!("{name}-mgr"))
+            .stack_size(64 * 1024)
+            .spawn(move |cx| worker::manager_main(&c, &n, stack, cx.record()))?;
+        let pool = Pool {
+            shared: Arc::new(Shared {
+                core,
+                name,
+                stack_size: b.stack_size,
+                drop_deadline: b.drop_deadline,
+                manager: Mutex::new(Some(manager)),
+            }),
+        };
+        for _ in 0..b.cfg.min_idle {
+            // On error, dropping `pool` shuts down what did start.
+            pool.start_worker_now()?;
+        }
+        Ok(pool)
+    }
+
+    /// Creates one worker on this thread (build, or a pool with no thread).
+    fn start_worker_now(&self) -> io::Result<()> {
+        let s = &self.shared;
+        let no = s.core.reserve();
+        worker::start_worker(&s.core, &s.name, s.stack_size, no)
+    }
+
+    /// The pool's name (its threads' prefix).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().name("p").build().unwrap();
+    /// assert_eq!(pool.name(), "p");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Submits a job. It starts at once on a parked spare thread (one
+    /// wake-up), or waits in the queue while the manager creates threads.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError`]: shut down, queue full, at capacity with no queue, or
+    /// — only for a pool with no thread at all — the OS refusing to create
+    /// one. A refused job is dropped without running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// let job = pool.spawn(|cx| format!("hello from {}", cx.name())).unwrap();
+    /// assert!(job.join().unwrap().starts_with("hello from pool-"));
+    /// ```
+    pub fn spawn<F, T>(&self, f: F) -> Result<Job<T>, SpawnError>
+    where
+        F: FnOnce(&Context) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let id = NEXT_JOB.fetch_add(1, Ordering::Relaxed);
+        let inner = JobInner::new(id);
+        let mut task: Task = Box::new(Packet {
+            job: inner.clone(),
+            f,
+        });
+        loop {
+            match self.shared.core.submit(task) {
+                Ok(()) => break,
+                Err((t, Refusal::NoWorker)) => {
+                    task = t;
+                    self.start_worker_now().map_err(SpawnError::Os)?;
+                }
+                Err((_, Refusal::ShutDown)) => return Err(SpawnError::ShutDown),
+                Err((_, Refusal::QueueFull)) => return Err(SpawnError::QueueFull),
+                Err((_, Refusal::AtCapacity)) => return Err(SpawnError::AtCapacity),
+            }
+        }
+        Ok(Job::new(inner, Arc::downgrade(&self.shared.core)))
+    }
+
+    /// The pool's counts, read in one critical section.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().min_idle(2).build().unwrap();
+    /// assert_eq!(pool.stats().threads, 2);
+    /// ```
+    pub fn stats(&self) -> PoolStats {
+        let st = self.shared.core.lock();
+        let c = st.counters;
+        PoolStats {
+            threads: st.threads,
+            idle: st.idle,
+            busy: st.busy,
+            queued: st.queue.len(),
+            peak: c.peak,
+            threads_spawned: c.threads_spawned,
+            submitted: c.submitted,
+            completed: c.completed,
+            panicked: c.panicked,
+            cancelled: c.cancelled,
+            spawn_failures: c.spawn_failures,
+        }
+    }
+
+    /// Blocks until no job is queued or running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// for _ in 0..10 {
+    ///     pool.spawn(|_| std::thread::sleep(std::time::Duration::from_millis(1))).unwrap();
+    /// }
+    /// pool.wait_idle();
+    /// assert_eq!(pool.stats().completed, 10);
+    /// ```
+    pub fn wait_idle(&self) {
+        self.shared
+            .core
+            .wait_until(None, |st| st.busy == 0 && st.queue.is_empty());
+    }
+
+    /// [`wait_idle`](Pool::wait_idle) bounded by `timeout`; returns whether
+    /// the pool went idle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// let _job = pool.spawn(|cx| cx.sleep(std::time::Duration::from_secs(60))).unwrap();
+    /// assert!(!pool.wait_idle_timeout(std::time::Duration::from_millis(10)));
+    /// ```
+    pub fn wait_idle_timeout(&self, timeout: Duration) -> bool {
+        self.shared
+            .core
+            .wait_until(Instant::now().checked_add(timeout), |st| {
+                st.busy == 0 && st.queue.is_empty()
+            })
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let report = self.shutdown(self.shared.drop_deadline);
+        if !report.stragglers.is_empty() {
+            tracing::warn!(pool = %self.shared.name, %report, "pool dropped with stragglers");
+        }
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.shared.name)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

@@ -1,0 +1,44 @@
+//! [`PoolStats`]: counts read in one critical section.
+
+/// A consistent view of a pool's counts, from one critical section.
+///
+/// At any moment `submitted == completed + panicked + cancelled + busy +
+/// queued`, up to jobs whose worker has finished them but not yet reported
+/// back (a few instructions); [`Pool::wait_idle`](crate::Pool::wait_idle)
+/// waits past that.
+///
+/// # Examples
+///
+/// ```
+/// let pool = threadward::Pool::builder().build().unwrap();
+/// pool.spawn(|_| ()).unwrap();
+/// pool.wait_idle();
+/// let s = pool.stats();
+/// assert_eq!((s.submitted, s.completed, s.busy, s.queued), (1, 1, 0, 0));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Worker threads alive or being created.
+    pub threads: usize,
+    /// Workers parked waiting for a job (not yet claimed by a submitter).
+    pub idle: usize,
+    /// Workers running a job.
+    pub busy: usize,
+    /// Jobs waiting for a worker.
+    pub queued: usize,
+    /// Most worker threads alive at once.
+    pub peak: usize,
+    /// Worker threads created so far.
+    pub threads_spawned: u64,
+    /// Jobs accepted by `spawn`.
+    pub submitted: u64,
+    /// Jobs that returned a value.
+    pub completed: u64,
+    /// Jobs that panicked.
+    pub panicked: u64,
+    /// Jobs that never ran: cancelled, or dropped by shutdown.
+    pub cancelled: u64,
+    /// Thread creations the OS refused.
+    pub spawn_failures: u64,
+}
