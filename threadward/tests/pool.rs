@@ -567,7 +567,12 @@ fn stats_add_up_while_jobs_are_in_flight() {
         let mut jobs = Vec::new();
         for _ in 0..4 {
             let g = gate.clone();
-            jobs.push(pool.spawn(move |_| drop(g.wait())).unwrap());
+            jobs.push(
+                pool.spawn(move |_| {
+                    g.wait();
+                })
+                .unwrap(),
+            );
         }
         for _ in 0..6 {
             jobs.push(pool.spawn(|_| std::thread::sleep(Duration::ZERO)).unwrap());

@@ -1,0 +1,230 @@
+//! Thousands of blocked jobs, OS thread refusal, and thread-leak checks.
+//! Its own test binary so that `/proc/self/task` counts are not disturbed
+//! by other tests; the tests here run one at a time (a shared lock).
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{bounded, eventually, task_count, HOUR, SEC};
+use threadward::{JobError, Pool, SpawnError, Stopped};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `n` jobs that block in a stop-aware wait until stopped, all running at
+/// once; then `shutdown` stops them all with no straggler and every thread
+/// is gone.
+fn blocked_jobs_then_shutdown(n: usize) {
+    let _g = serial();
+    let baseline = task_count();
+    let pool = Pool::builder()
+        .name(format!("scale{n}"))
+        .max_threads(n + 16)
+        .stack_size(64 * 1024)
+        .build()
+        .unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let jobs: Vec<_> = (0..n)
+        .map(|i| {
+            let r = running.clone();
+            pool.spawn(move |cx| {
+                r.fetch_add(1, Ordering::SeqCst);
+                cx.sleep(HOUR).map(|_| i)
+            })
+            .unwrap()
+        })
+        .collect();
+    eventually(50 * SEC, "all jobs running concurrently", || {
+        running.load(Ordering::SeqCst) == n
+    });
+    let s = pool.stats();
+    assert_eq!(s.busy, n);
+    assert!(s.threads >= n);
+    let report = pool.shutdown(Duration::from_secs(30));
+    assert!(report.stragglers.is_empty(), "{report}");
+    assert_eq!(report.stopped_running, n);
+    for j in jobs {
+        assert_eq!(j.join(), Ok(Err(Stopped)));
+    }
+    drop(pool);
+    eventually(10 * SEC, "threads back to baseline", || {
+        task_count() <= baseline
+    });
+}
+
+#[test]
+fn a_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly() {
+    bounded(60 * SEC, || blocked_jobs_then_shutdown(1000));
+}
+
+#[test]
+fn ten_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly() {
+    bounded(120 * SEC, || blocked_jobs_then_shutdown(10_000));
+}
+
+#[test]
+fn idle_pools_leak_no_threads() {
+    bounded(60 * SEC, || {
+        let _g = serial();
+        let baseline = task_count();
+        for round in 0..20 {
+            let pool = Pool::builder()
+                .min_idle(2)
+                .idle_timeout(Duration::from_millis(5))
+                .build()
+                .unwrap();
+            let jobs: Vec<_> = (0..20)
+                .map(|i| {
+                    pool.spawn(move |cx| cx.sleep(Duration::from_millis(2)).map(|_| i))
+                        .unwrap()
+                })
+                .collect();
+            for (i, j) in jobs.into_iter().enumerate() {
+                assert_eq!(j.join(), Ok(Ok(i)), "round {round}");
+            }
+            std::thread::sleep(Duration::from_millis(20)); // let some time out
+        }
+        eventually(10 * SEC, "threads back to baseline", || {
+            task_count() <= baseline
+        });
+    });
+}
+
+/// Runs the test named `name` in a child process with `env` set, and
+/// returns its combined output, failing if the child failed.
+fn run_child(name: &str, env: &str) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(env, "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed:\n{text}");
+    text
+}
+
+/// Makes the OS refuse new threads beyond `limit` for the calling thread
+/// and the threads it creates: lowers RLIMIT_NPROC and, as root (whom the
+/// limit does not bind), drops this thread to uid 65534.
+fn limit_threads(limit: u64) {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    setrlimit(
+        Resource::Nproc,
+        Rlimit {
+            current: Some(limit),
+            maximum: Some(limit),
+        },
+    )
+    .unwrap();
+    if rustix::process::getuid().is_root() {
+        rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(65534)).unwrap();
+    }
+}
+
+const NPROC_CHILD: &str = "THREADWARD_NPROC_CHILD";
+
+#[test]
+fn os_refusing_threads_loses_no_job() {
+    // JSR-166 ThreadPoolExecutorTest "failing thread factory still
+    // completes all tasks", with a real refusal instead of a factory, and
+    // tokio #8406 (a job orphaned when thread creation fails with EAGAIN).
+    if std::env::var_os(NPROC_CHILD).is_none() {
+        let _g = serial();
+        let out = bounded(60 * SEC, || {
+            run_child("os_refusing_threads_loses_no_job", NPROC_CHILD)
+        });
+        assert!(out.contains("child: ok"), "{out}");
+        return;
+    }
+    limit_threads(12);
+    // 1. Managed threads: spawning past the limit is an io::Error.
+    let mut held = Vec::new();
+    let err = loop {
+        match threadward::Builder::new()
+            .name(format!("hog-{}", held.len()))
+            .stack_size(64 * 1024)
+            .spawn(|cx| cx.sleep(HOUR))
+        {
+            Ok(t) => held.push(t),
+            Err(e) => break e,
+        }
+        assert!(held.len() < 64, "the limit did not take effect");
+    };
+    assert_eq!(err.raw_os_error(), Some(11), "expected EAGAIN: {err}");
+    let budget = held.len();
+    assert!(budget >= 4, "too few threads allowed ({budget})");
+    drop(held.split_off(budget - 4)); // free 4 slots: 2 managers + 2 workers
+                                      // 2. A pool that can have only two workers runs 100 jobs anyway.
+                                      // The kernel uncounts an exited thread a moment after join returns.
+    let start = std::time::Instant::now();
+    let empty = loop {
+        match Pool::builder().name("empty").min_idle(0).build() {
+            Ok(p) => break p,
+            Err(e) if start.elapsed() < 5 * SEC => {
+                assert_eq!(e.raw_os_error(), Some(11), "{e}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("pool never built: {e}"),
+        }
+    };
+    let pool = loop {
+        match Pool::builder()
+            .name("starved")
+            .min_idle(1)
+            .max_threads(50)
+            .build()
+        {
+            Ok(p) => break p,
+            Err(e) if start.elapsed() < 5 * SEC => {
+                assert_eq!(e.raw_os_error(), Some(11), "{e}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("pool never built: {e}"),
+        }
+    };
+    let jobs: Vec<_> = (0..100)
+        .map(|i| {
+            pool.spawn(move |cx| cx.sleep(Duration::from_millis(2)).map(|_| i))
+                .unwrap()
+        })
+        .collect();
+    for (i, j) in jobs.into_iter().enumerate() {
+        assert_eq!(j.join_timeout(30 * SEC).unwrap(), Ok(Ok(i)));
+    }
+    let s = pool.stats();
+    assert!(s.spawn_failures > 0, "no refusal seen: {s:?}");
+    assert_eq!(s.completed, 100);
+    assert!(s.threads <= 3, "{s:?}");
+    // 3. A pool with no worker at all reports the OS error from spawn.
+    let filler = held.len();
+    loop {
+        match threadward::spawn(format!("hog2-{filler}"), |cx| cx.sleep(HOUR)) {
+            Ok(t) => held.push(t),
+            Err(_) => break,
+        }
+        assert!(held.len() < 64);
+    }
+    match empty.spawn(|_| ()) {
+        Err(SpawnError::Os(e)) => assert_eq!(e.raw_os_error(), Some(11)),
+        other => panic!("expected the OS error, got {other:?}"),
+    }
+    assert_eq!(empty.stats().threads, 0);
+    drop(held);
+    assert!(matches!(pool.shutdown(10 * SEC).stragglers.as_slice(), []));
+    let _ = JobError::ShutDown;
+    println!(
+        "child: ok ({budget} threads allowed, {} refusals)",
+        s.spawn_failures
+    );
+}
