@@ -56,6 +56,7 @@
 mod io;
 mod pool;
 pub mod registry;
+mod stages;
 mod stop;
 mod sync;
 mod thread;
@@ -67,6 +68,7 @@ pub use pool::{
     Straggler, DEFAULT_STACK_SIZE,
 };
 pub use registry::ThreadId;
+pub use stages::{Degraded, StageError, Stages, StagesReport, UndoOutcome, UndoneStage};
 pub use stop::{StopCallback, StopSource, StopToken, Stopped};
 pub use thread::{spawn, stop_all, Builder, Context, Stopper, Thread, ThreadError};
 pub use wait::RecvError;
