@@ -1,0 +1,142 @@
+//! The final report (terminal and `--json`).
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// Timing of one stage of one load.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTiming {
+    /// Stage name.
+    pub stage: String,
+    /// Microseconds.
+    pub micros: u64,
+    /// How its undo went (exit timings only).
+    pub outcome: String,
+}
+
+/// One load/run/unload cycle.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CycleReport {
+    /// Init, in start order.
+    pub init: Vec<StageTiming>,
+    /// Exit, in undo order.
+    pub exit: Vec<StageTiming>,
+    /// Optional stages that failed.
+    pub degraded: Vec<String>,
+    /// Partitions declared dead by the heartbeat checker.
+    pub partitions_died: Vec<usize>,
+    /// Partitions discovered before the unload.
+    pub partitions_discovered: usize,
+    /// OS threads above the baseline after the unload.
+    pub leaked_threads: i64,
+}
+
+/// Everything a run proves.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Report {
+    /// Messages queued by senders.
+    pub sent: u64,
+    /// Messages handed to the user callback.
+    pub delivered: u64,
+    /// Messages still queued when their channel disconnected.
+    pub dropped_on_disconnect: u64,
+    /// Hand-offs of a sequence number already handed off.
+    pub duplicates: u64,
+    /// Hand-offs that skipped a sequence number.
+    pub out_of_order: u64,
+    /// OS threads above the baseline after the last unload.
+    pub leaked_threads: i64,
+    /// Pool workers that did not stop before their deadline.
+    pub stragglers: u64,
+    /// Delivery latency (send → callback), microseconds.
+    pub latency_p50_us: u64,
+    /// 99th percentile.
+    pub latency_p99_us: u64,
+    /// Maximum.
+    pub latency_max_us: u64,
+    /// Delivery threads created, over all channel pools.
+    pub threads_created: u64,
+    /// Delivery jobs run, over all channel pools.
+    pub jobs_run: u64,
+    /// Most managed threads alive at once (sampled).
+    pub peak_threads: usize,
+    /// Most delivery threads busy at once, over all channels (sampled).
+    pub peak_busy_delivery: usize,
+    /// Seconds the whole run took.
+    pub seconds: f64,
+    /// Per cycle.
+    pub cycles: Vec<CycleReport>,
+}
+
+impl Report {
+    /// The run's verdict: every message delivered or dropped on disconnect,
+    /// exactly once and in order, and no thread left behind.
+    pub fn ok(&self) -> bool {
+        self.problems().is_empty()
+    }
+
+    /// What went wrong, if anything.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.sent != self.delivered + self.dropped_on_disconnect {
+            p.push(format!(
+                "lost messages: sent {} != delivered {} + dropped {}",
+                self.sent, self.delivered, self.dropped_on_disconnect
+            ));
+        }
+        if self.duplicates > 0 {
+            p.push(format!("{} duplicate deliveries", self.duplicates));
+        }
+        if self.out_of_order > 0 {
+            p.push(format!("{} out-of-order deliveries", self.out_of_order));
+        }
+        if self.leaked_threads > 0 {
+            p.push(format!("{} threads leaked", self.leaked_threads));
+        }
+        p
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "xpc-sim report ({:.1} s)", self.seconds)?;
+        writeln!(f, "  messages   sent {}  delivered {}  dropped on disconnect {}  duplicates {}  out of order {}",
+            self.sent, self.delivered, self.dropped_on_disconnect, self.duplicates, self.out_of_order)?;
+        writeln!(
+            f,
+            "  latency    p50 {} us  p99 {} us  max {} us  (send -> callback)",
+            self.latency_p50_us, self.latency_p99_us, self.latency_max_us
+        )?;
+        let reused = self.jobs_run.saturating_sub(self.threads_created);
+        writeln!(f, "  threads    delivery threads created {}  for {} jobs ({} runs on reused threads)  peak managed threads {}  peak busy delivery threads {}",
+            self.threads_created, self.jobs_run, reused, self.peak_threads, self.peak_busy_delivery)?;
+        writeln!(
+            f,
+            "  stragglers {}  leaked threads {}",
+            self.stragglers, self.leaked_threads
+        )?;
+        for (i, c) in self.cycles.iter().enumerate() {
+            writeln!(f, "  cycle {}: {} partitions discovered, died: {:?}, degraded: {:?}, leaked threads {}",
+                i + 1, c.partitions_discovered, c.partitions_died, c.degraded, c.leaked_threads)?;
+            let init: Vec<String> = c
+                .init
+                .iter()
+                .map(|s| format!("{} {}us", s.stage, s.micros))
+                .collect();
+            writeln!(f, "    init  {}", init.join(", "))?;
+            let exit: Vec<String> = c
+                .exit
+                .iter()
+                .map(|s| format!("{} {}us ({})", s.stage, s.micros, s.outcome))
+                .collect();
+            writeln!(f, "    exit  {}", exit.join(", "))?;
+        }
+        let problems = self.problems();
+        if problems.is_empty() {
+            write!(f, "  verdict    OK: exactly-once in-order hand-off on every channel, no thread left behind")
+        } else {
+            write!(f, "  verdict    FAILED: {}", problems.join("; "))
+        }
+    }
+}
