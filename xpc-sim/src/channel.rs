@@ -166,7 +166,7 @@ impl Channel {
         *rng ^= *rng << 13;
         *rng ^= *rng >> 7;
         *rng ^= *rng << 17;
-        if (*rng >> 11) % self.long_every == 0 {
+        if (*rng >> 11).is_multiple_of(self.long_every) {
             return self.long_block;
         }
         let u = ((*rng >> 11) as f64 + 1.0) / ((1u64 << 53) as f64 + 1.0);

@@ -386,7 +386,7 @@ fn monitor(cfg: &Config, totals: Arc<Totals>) -> std::io::Result<Thread<(usize, 
                 ));
             }
             tick += 1;
-            if display == 2 && tick % 5 == 0 {
+            if display == 2 && tick.is_multiple_of(5) {
                 let mut text = snap.to_string();
                 if let Some(cut) = text.match_indices('\n').nth(30) {
                     text.truncate(cut.0);

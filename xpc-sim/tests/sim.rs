@@ -24,7 +24,9 @@ fn small() -> Config {
 /// Runs `cfg` on a helper thread; a hang fails after a minute.
 fn run(cfg: Config) -> Report {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(xpc_sim::run(&cfg).map_err(|e| e.to_string())));
+    std::thread::spawn(move || {
+        let _ = tx.send(xpc_sim::run(&cfg).map_err(|e| e.to_string()));
+    });
     let report = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("simulation hung")
