@@ -421,12 +421,47 @@ pub struct ThreadInfo {
     pub job: Option<u64>,
 }
 
-/// Every live managed thread at one moment; `Display` renders a table.
+/// A live pool as seen by [`snapshot`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PoolInfo {
+    /// The pool's name.
+    pub name: Arc<str>,
+    /// Its counts at the snapshot.
+    pub stats: crate::PoolStats,
+}
+
+/// What the registry knows of a live pool (implemented by the pool layer,
+/// which registers itself; the registry only reads).
+pub(crate) trait PoolProbe: Send + Sync {
+    fn info(&self) -> PoolInfo;
+}
+
+static POOLS: std::sync::Mutex<Vec<std::sync::Weak<dyn PoolProbe>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Records a pool for snapshots; it drops out when the pool is dropped.
+pub(crate) fn register_pool(p: std::sync::Weak<dyn PoolProbe>) {
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    pools.retain(|w| w.strong_count() > 0);
+    pools.push(p);
+}
+
+fn live_pools() -> Vec<Arc<dyn PoolProbe>> {
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    pools.retain(|w| w.strong_count() > 0);
+    pools.iter().filter_map(|w| w.upgrade()).collect()
+}
+
+/// Every live managed thread and pool at one moment; `Display` renders a
+/// table like `ps`.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct Snapshot {
-    /// The threads, ordered by id.
+    /// The threads, ordered by slot.
     pub threads: Vec<ThreadInfo>,
+    /// The live pools with their counts.
+    pub pools: Vec<PoolInfo>,
 }
 
 impl fmt::Display for Snapshot {
@@ -451,6 +486,15 @@ impl fmt::Display for Snapshot {
                 t.state.to_string(),
                 format!("{:.1?}", t.in_state),
                 job
+            )?;
+        }
+        for p in &self.pools {
+            let s = &p.stats;
+            writeln!(
+                f,
+                "pool {}: {} threads ({} idle, {} busy), {} queued, peak {}, {} spawned, {} submitted, {} completed, {} panicked, {} cancelled, {} spawn failures",
+                p.name, s.threads, s.idle, s.busy, s.queued, s.peak, s.threads_spawned,
+                s.submitted, s.completed, s.panicked, s.cancelled, s.spawn_failures
             )?;
         }
         Ok(())
@@ -496,7 +540,8 @@ pub fn snapshot() -> Snapshot {
             }
         })
         .collect();
-    Snapshot { threads }
+    let pools = live_pools().iter().map(|p| p.info()).collect();
+    Snapshot { threads, pools }
 }
 
 #[cfg(all(test, loom))]

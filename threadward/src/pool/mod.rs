@@ -33,6 +33,7 @@ pub use self::stats::PoolStats;
 
 use self::core::{Core, Refusal};
 use self::job::{JobInner, Packet, Task};
+use crate::registry::{PoolInfo, PoolProbe};
 use crate::sync::Mutex;
 use crate::thread::{Context, Thread};
 
@@ -129,6 +130,8 @@ impl Pool {
                 manager: Mutex::new(Some(manager)),
             }),
         };
+        let probe: Arc<dyn PoolProbe> = pool.shared.clone();
+        crate::registry::register_pool(Arc::downgrade(&probe));
         for _ in 0..b.cfg.min_idle {
             // On error, dropping `pool` shuts down what did start.
             pool.start_worker_now()?;
@@ -206,21 +209,7 @@ impl Pool {
     /// assert_eq!(pool.stats().threads, 2);
     /// ```
     pub fn stats(&self) -> PoolStats {
-        let st = self.shared.core.lock();
-        let c = st.counters;
-        PoolStats {
-            threads: st.threads,
-            idle: st.idle,
-            busy: st.busy,
-            queued: st.queue.len(),
-            peak: c.peak,
-            threads_spawned: c.threads_spawned,
-            submitted: c.submitted,
-            completed: c.completed,
-            panicked: c.panicked,
-            cancelled: c.cancelled,
-            spawn_failures: c.spawn_failures,
-        }
+        self.shared.stats()
     }
 
     /// Blocks until no job is queued or running.
@@ -257,6 +246,35 @@ impl Pool {
             .wait_until(Instant::now().checked_add(timeout), |st| {
                 st.busy == 0 && st.queue.is_empty()
             })
+    }
+}
+
+impl Shared {
+    fn stats(&self) -> PoolStats {
+        let st = self.core.lock();
+        let c = st.counters;
+        PoolStats {
+            threads: st.threads,
+            idle: st.idle,
+            busy: st.busy,
+            queued: st.queue.len(),
+            peak: c.peak,
+            threads_spawned: c.threads_spawned,
+            submitted: c.submitted,
+            completed: c.completed,
+            panicked: c.panicked,
+            cancelled: c.cancelled,
+            spawn_failures: c.spawn_failures,
+        }
+    }
+}
+
+impl PoolProbe for Shared {
+    fn info(&self) -> PoolInfo {
+        PoolInfo {
+            name: self.name.clone(),
+            stats: self.stats(),
+        }
     }
 }
 
