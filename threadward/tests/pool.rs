@@ -332,9 +332,17 @@ fn job_is_a_future() {
             })
             .unwrap();
         assert_eq!(block_on(job), Ok("awaited"));
+        let single = Pool::builder().max_threads(1).build().unwrap();
         let cancelled = {
-            let blocker = pool.spawn(|cx| cx.sleep(HOUR)).unwrap();
-            let j = pool.spawn(|_| ()).unwrap();
+            let (tx, rx) = started_signal();
+            let blocker = single
+                .spawn(move |cx| {
+                    tx.send(()).unwrap();
+                    cx.sleep(HOUR)
+                })
+                .unwrap();
+            rx.recv_timeout(5 * SEC).unwrap();
+            let j = single.spawn(|_| ()).unwrap();
             j.cancel();
             blocker.cancel();
             j

@@ -116,26 +116,29 @@ impl Pool {
     pub(crate) fn start(b: PoolBuilder) -> io::Result<Pool> {
         let name: Arc<str> = Arc::from(b.name.as_str());
         let core = Arc::new(Core::new(b.cfg.clone()));
-        let (c, n, stack) = (core.clone(), name.clone(), b.stack_size);
-        let manager = crate::Builder::new()
-            .name(format!("{name}-mgr"))
-            .stack_size(64 * 1024)
-            .spawn(move |cx| worker::manager_main(&c, &n, stack, cx.record()))?;
         let pool = Pool {
             shared: Arc::new(Shared {
-                core,
-                name,
+                core: core.clone(),
+                name: name.clone(),
                 stack_size: b.stack_size,
                 drop_deadline: b.drop_deadline,
-                manager: Mutex::new(Some(manager)),
+                manager: Mutex::new(None),
             }),
         };
         let probe: Arc<dyn PoolProbe> = pool.shared.clone();
         crate::registry::register_pool(Arc::downgrade(&probe));
+        // Spares first, so the manager (which creates whatever the deficit
+        // asks for) does not create them a second time.
         for _ in 0..b.cfg.min_idle {
             // On error, dropping `pool` shuts down what did start.
             pool.start_worker_now()?;
         }
+        let (c, n, stack) = (core, name.clone(), b.stack_size);
+        let manager = crate::Builder::new()
+            .name(format!("{name}-mgr"))
+            .stack_size(64 * 1024)
+            .spawn(move |cx| worker::manager_main(&c, &n, stack, cx.record()))?;
+        *crate::sync::lock(&pool.shared.manager) = Some(manager);
         Ok(pool)
     }
 

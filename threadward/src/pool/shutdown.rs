@@ -95,7 +95,14 @@ impl Pool {
     /// use threadward::{JobError, Pool, SpawnError};
     ///
     /// let pool = Pool::builder().max_threads(1).build().unwrap();
-    /// let running = pool.spawn(|cx| cx.sleep(Duration::from_secs(3600))).unwrap();
+    /// let (started, rx) = crossbeam_channel::bounded(1);
+    /// let running = pool
+    ///     .spawn(move |cx| {
+    ///         started.send(()).unwrap();
+    ///         cx.sleep(Duration::from_secs(3600))
+    ///     })
+    ///     .unwrap();
+    /// rx.recv().unwrap();
     /// let queued = pool.spawn(|_| ()).unwrap();
     /// let report = pool.shutdown(Duration::from_secs(5));
     /// assert!(report.stragglers.is_empty());
