@@ -280,6 +280,16 @@ impl Stages {
         }
     }
 
+    fn push_plain(&mut self, name: &str, undo: impl FnOnce() + Send + 'static) {
+        self.push(
+            name,
+            Box::new(move |_| {
+                undo();
+                UndoOutcome::Done
+            }),
+        );
+    }
+
     fn push(&mut self, name: &str, undo: Undo) {
         tracing::debug!(group = %self.name, stage = %name, "stage started");
         self.started.push(Entry {
@@ -324,13 +334,7 @@ impl Stages {
     {
         match Self::run_init(init) {
             Ok((value, undo)) => {
-                self.push(
-                    name,
-                    Box::new(move |_| {
-                        undo();
-                        UndoOutcome::Done
-                    }),
-                );
+                self.push_plain(name, undo);
                 Ok(value)
             }
             Err(cause) => Err(self.fail(name, cause)),
@@ -369,13 +373,7 @@ impl Stages {
     {
         match Self::run_init(init) {
             Ok((value, undo)) => {
-                self.push(
-                    name,
-                    Box::new(move |_| {
-                        undo();
-                        UndoOutcome::Done
-                    }),
-                );
+                self.push_plain(name, undo);
                 Some(value)
             }
             Err(cause) => {
