@@ -75,6 +75,14 @@ impl Seen {
             last_ns: AtomicU64::new(0),
         })
     }
+    /// A job's body: count as started, block in a stop-aware sleep, and
+    /// record the moment the stop was observed.
+    fn block(&self, cx: &threadward::Context) {
+        self.started.fetch_add(1, Ordering::AcqRel);
+        if cx.sleep(LONG).is_err() {
+            self.mark();
+        }
+    }
     fn mark(&self) {
         let t = self.base.elapsed().as_nanos() as u64;
         self.last_ns.fetch_max(t, Ordering::AcqRel);
@@ -151,13 +159,7 @@ fn pool(seen: &Arc<Seen>, n: usize, kind: StopKind) -> StopRep {
     let jobs: Vec<_> = (0..n)
         .map(|_| {
             let s = seen.clone();
-            pool.spawn(move |cx| {
-                s.started.fetch_add(1, Ordering::AcqRel);
-                if cx.sleep(LONG).is_err() {
-                    s.mark();
-                }
-            })
-            .expect("spawn")
+            pool.spawn(move |cx| s.block(cx)).expect("spawn")
         })
         .collect();
     let ok = seen.all_started(n);
@@ -187,13 +189,7 @@ fn stop_all(seen: &Arc<Seen>, n: usize) -> StopRep {
     let threads: Vec<_> = (0..n)
         .map(|i| {
             let s = seen.clone();
-            threadward::spawn(format!("tw-stop-{i}"), move |cx| {
-                s.started.fetch_add(1, Ordering::AcqRel);
-                if cx.sleep(LONG).is_err() {
-                    s.mark();
-                }
-            })
-            .expect("spawn")
+            threadward::spawn(format!("tw-stop-{i}"), move |cx| s.block(cx)).expect("spawn")
         })
         .collect();
     let ok = seen.all_started(n);

@@ -8,16 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{bounded, eventually, HOUR, SEC};
+use common::{bounded, eventually, running_sleeper, spawn_started, spawn_stubborn, SEC};
 use threadward::registry::{self, ThreadState, WaitKind};
 use threadward::{JobError, Pool, Queue, SpawnError, Stopped};
-
-fn started_signal() -> (
-    crossbeam_channel::Sender<()>,
-    crossbeam_channel::Receiver<()>,
-) {
-    crossbeam_channel::unbounded()
-}
 
 #[test]
 fn jobs_run_and_return_values() {
@@ -155,14 +148,7 @@ fn a_panicking_job_never_kills_the_pool() {
 fn cancel_before_start_means_it_never_runs() {
     bounded(20 * SEC, || {
         let pool = Pool::builder().max_threads(1).build().unwrap();
-        let (tx, rx) = started_signal();
-        let blocker = pool
-            .spawn(move |cx| {
-                tx.send(()).unwrap();
-                cx.sleep(HOUR)
-            })
-            .unwrap();
-        rx.recv_timeout(5 * SEC).unwrap();
+        let blocker = running_sleeper(&pool);
         let ran = Arc::new(AtomicUsize::new(0));
         let r = ran.clone();
         let queued = pool
@@ -222,18 +208,13 @@ fn cancel_racing_start_resolves_exactly_once() {
 fn job_stop_requests_stop_and_returns_the_value() {
     bounded(20 * SEC, || {
         let pool = Pool::builder().build().unwrap();
-        let (tx, rx) = started_signal();
-        let job = pool
-            .spawn(move |cx| {
-                tx.send(()).unwrap();
-                let mut ticks = 0u32;
-                while cx.sleep(Duration::from_millis(1)).is_ok() {
-                    ticks += 1;
-                }
-                (ticks, "stopped cleanly")
-            })
-            .unwrap();
-        rx.recv_timeout(5 * SEC).unwrap();
+        let job = spawn_started(&pool, move |cx| {
+            let mut ticks = 0u32;
+            while cx.sleep(Duration::from_millis(1)).is_ok() {
+                ticks += 1;
+            }
+            (ticks, "stopped cleanly")
+        });
         let start = Instant::now();
         let (_, msg) = job.stop().unwrap();
         assert_eq!(msg, "stopped cleanly");
@@ -245,15 +226,8 @@ fn job_stop_requests_stop_and_returns_the_value() {
 fn every_job_gets_stop_aware_waits() {
     bounded(20 * SEC, || {
         let pool = Pool::builder().build().unwrap();
-        let (tx, rx) = started_signal();
         let (_keep, never) = crossbeam_channel::unbounded::<u8>();
-        let job = pool
-            .spawn(move |cx| {
-                tx.send(()).unwrap();
-                cx.recv(&never)
-            })
-            .unwrap();
-        rx.recv_timeout(5 * SEC).unwrap();
+        let job = spawn_started(&pool, move |cx| cx.recv(&never));
         let id = job.id();
         eventually(5 * SEC, "worker shows the job waiting in a channel", || {
             registry::snapshot().threads.iter().any(|t| {
@@ -334,14 +308,7 @@ fn job_is_a_future() {
         assert_eq!(block_on(job), Ok("awaited"));
         let single = Pool::builder().max_threads(1).build().unwrap();
         let cancelled = {
-            let (tx, rx) = started_signal();
-            let blocker = single
-                .spawn(move |cx| {
-                    tx.send(()).unwrap();
-                    cx.sleep(HOUR)
-                })
-                .unwrap();
-            rx.recv_timeout(5 * SEC).unwrap();
+            let blocker = running_sleeper(&single);
             let j = single.spawn(|_| ()).unwrap();
             j.cancel();
             blocker.cancel();
@@ -359,14 +326,7 @@ fn bounded_queue_and_no_queue_refuse_at_capacity() {
             .queue(Queue::Bounded(2))
             .build()
             .unwrap();
-        let (tx, rx) = started_signal();
-        let busy = pool
-            .spawn(move |cx| {
-                tx.send(()).unwrap();
-                cx.sleep(HOUR)
-            })
-            .unwrap();
-        rx.recv_timeout(5 * SEC).unwrap();
+        let busy = running_sleeper(&pool);
         let q1 = pool.spawn(|_| 1).unwrap();
         let q2 = pool.spawn(|_| 2).unwrap();
         assert!(matches!(pool.spawn(|_| 3), Err(SpawnError::QueueFull)));
@@ -379,14 +339,7 @@ fn bounded_queue_and_no_queue_refuse_at_capacity() {
             .queue(Queue::None)
             .build()
             .unwrap();
-        let (tx, rx) = started_signal();
-        let busy = pool
-            .spawn(move |cx| {
-                tx.send(()).unwrap();
-                cx.sleep(HOUR)
-            })
-            .unwrap();
-        rx.recv_timeout(5 * SEC).unwrap();
+        let busy = running_sleeper(&pool);
         let e = pool.spawn(|_| ()).unwrap_err();
         assert!(matches!(e, SpawnError::AtCapacity), "{e}");
         busy.cancel();
@@ -444,20 +397,7 @@ fn spawn_racing_shutdown_always_resolves() {
 fn shutdown_cancels_queued_stops_running_and_reports_counts() {
     bounded(20 * SEC, || {
         let pool = Pool::builder().max_threads(2).build().unwrap();
-        let (tx, rx) = started_signal();
-        let running: Vec<_> = (0..2)
-            .map(|_| {
-                let tx = tx.clone();
-                pool.spawn(move |cx| {
-                    tx.send(()).unwrap();
-                    cx.sleep(HOUR)
-                })
-                .unwrap()
-            })
-            .collect();
-        for _ in 0..2 {
-            rx.recv_timeout(5 * SEC).unwrap();
-        }
+        let running = [running_sleeper(&pool), running_sleeper(&pool)];
         let queued: Vec<_> = (0..3).map(|_| pool.spawn(|_| ()).unwrap()).collect();
         let report = pool.shutdown(Duration::from_secs(10));
         assert_eq!(report.cancelled_queued, 3);
@@ -483,19 +423,7 @@ fn shutdown_cancels_queued_stops_running_and_reports_counts() {
 fn shutdown_never_hangs_past_its_deadline_and_reports_stragglers() {
     bounded(20 * SEC, || {
         let pool = Pool::builder().name("stubborn").build().unwrap();
-        let (tx, rx) = started_signal();
-        let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let r = release.clone();
-        let _job = pool
-            .spawn(move |_| {
-                tx.send(()).unwrap();
-                // Ignores its stop: a foreign wait the pool cannot see.
-                while !r.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            })
-            .unwrap();
-        rx.recv_timeout(5 * SEC).unwrap();
+        let release = spawn_stubborn(&pool);
         let deadline = Duration::from_millis(200);
         let start = Instant::now();
         let report = pool.shutdown(deadline);
@@ -550,14 +478,7 @@ fn close_runs_queued_jobs_then_stops() {
 fn dropping_the_pool_shuts_it_down() {
     bounded(20 * SEC, || {
         let pool = Pool::builder().name("dropme").build().unwrap();
-        let (tx, rx) = started_signal();
-        let job = pool
-            .spawn(move |cx| {
-                tx.send(()).unwrap();
-                cx.sleep(HOUR)
-            })
-            .unwrap();
-        rx.recv_timeout(5 * SEC).unwrap();
+        let job = running_sleeper(&pool);
         drop(pool);
         assert_eq!(job.join(), Ok(Err(Stopped)));
         assert!(!registry::snapshot()

@@ -1,6 +1,10 @@
 //! Thousands of blocked jobs, OS thread refusal, and thread-leak checks.
-//! Its own test binary so that `/proc/self/task` counts are not disturbed
-//! by other tests; the tests here run one at a time (a shared lock).
+//!
+//! A test binary with its own `main` (`harness = false`): the leak checks
+//! compare `/proc/self/task` with a baseline, and libtest starting another
+//! test's thread mid-check would look like a leak. Here the cases run one
+//! after another on the main thread, each under a time bound. An argument
+//! runs only the cases whose name contains it.
 
 mod common;
 
@@ -9,19 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{bounded, eventually, task_count, HOUR, SEC};
-use threadward::{JobError, Pool, SpawnError, Stopped};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+use threadward::{Pool, SpawnError, Stopped};
 
 /// `n` jobs that block in a stop-aware wait until stopped, all running at
 /// once; then `shutdown` stops them all with no straggler and every thread
 /// is gone.
 fn blocked_jobs_then_shutdown(n: usize) {
-    let _g = serial();
     let baseline = task_count();
     let pool = Pool::builder()
         .name(format!("scale{n}"))
@@ -58,20 +55,16 @@ fn blocked_jobs_then_shutdown(n: usize) {
     });
 }
 
-#[test]
 fn a_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly() {
     bounded(60 * SEC, || blocked_jobs_then_shutdown(1000));
 }
 
-#[test]
 fn ten_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly() {
     bounded(120 * SEC, || blocked_jobs_then_shutdown(10_000));
 }
 
-#[test]
 fn idle_pools_leak_no_threads() {
     bounded(60 * SEC, || {
-        let _g = serial();
         let baseline = task_count();
         for round in 0..20 {
             let pool = Pool::builder()
@@ -101,7 +94,7 @@ fn idle_pools_leak_no_threads() {
 fn run_child(name: &str, env: &str) -> String {
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .arg(name)
         .env(env, "1")
         .output()
         .unwrap();
@@ -134,13 +127,11 @@ fn limit_threads(limit: u64) {
 
 const NPROC_CHILD: &str = "THREADWARD_NPROC_CHILD";
 
-#[test]
 fn os_refusing_threads_loses_no_job() {
     // JSR-166 ThreadPoolExecutorTest "failing thread factory still
     // completes all tasks", with a real refusal instead of a factory, and
     // tokio #8406 (a job orphaned when thread creation fails with EAGAIN).
     if std::env::var_os(NPROC_CHILD).is_none() {
-        let _g = serial();
         let out = bounded(60 * SEC, || {
             run_child("os_refusing_threads_loses_no_job", NPROC_CHILD)
         });
@@ -222,9 +213,42 @@ fn os_refusing_threads_loses_no_job() {
     assert_eq!(empty.stats().threads, 0);
     drop(held);
     assert!(matches!(pool.shutdown(10 * SEC).stragglers.as_slice(), []));
-    let _ = JobError::ShutDown;
     println!(
         "child: ok ({budget} threads allowed, {} refusals)",
         s.spawn_failures
     );
+}
+
+fn main() {
+    if std::env::var_os(NPROC_CHILD).is_some() {
+        os_refusing_threads_loses_no_job();
+        return;
+    }
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let cases: [(&str, fn()); 4] = [
+        (
+            "a_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly",
+            a_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly,
+        ),
+        (
+            "ten_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly",
+            ten_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly,
+        ),
+        ("idle_pools_leak_no_threads", idle_pools_leak_no_threads),
+        (
+            "os_refusing_threads_loses_no_job",
+            os_refusing_threads_loses_no_job,
+        ),
+    ];
+    let mut ran = 0;
+    for (name, case) in cases {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let start = std::time::Instant::now();
+        case();
+        ran += 1;
+        println!("test {name} ... ok ({:.2?})", start.elapsed());
+    }
+    println!("test result: ok. {ran} passed");
 }

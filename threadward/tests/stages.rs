@@ -2,11 +2,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{bounded, HOUR, SEC};
+use common::{bounded, running_sleeper, spawn_stubborn, HOUR, SEC};
 use threadward::{Pool, StageError, Stages, UndoOutcome};
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -163,14 +163,7 @@ fn thread_and_pool_stages_stop_with_their_deadline() {
                 Pool::builder().name("deliver"),
             )
             .unwrap();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let job = pool
-            .spawn(move |cx| {
-                tx.send(()).unwrap();
-                cx.sleep(HOUR)
-            })
-            .unwrap();
-        rx.recv_timeout(5 * SEC).unwrap();
+        let job = running_sleeper(&pool);
         let report = stages.shutdown(Duration::from_secs(10));
         assert!(report.is_clean(), "{report}");
         assert_eq!(report.undone[0].name, "deliver");
@@ -191,17 +184,7 @@ fn undo_of_a_pool_whose_job_ignores_stop_reports_the_straggler_within_the_deadli
                 Pool::builder().name("stubborn"),
             )
             .unwrap();
-        let release = Arc::new(AtomicBool::new(false));
-        let r = release.clone();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        pool.spawn(move |_| {
-            tx.send(()).unwrap();
-            while !r.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        })
-        .unwrap();
-        rx.recv_timeout(5 * SEC).unwrap();
+        let release = spawn_stubborn(&pool);
         let start = Instant::now();
         let report = stages.shutdown(Duration::from_secs(10));
         let took = start.elapsed();

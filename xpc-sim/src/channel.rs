@@ -20,6 +20,10 @@ pub(crate) struct Totals {
     pub(crate) duplicates: AtomicU64,
     pub(crate) out_of_order: AtomicU64,
     pub(crate) stragglers: AtomicU64,
+    /// Delivery threads created, over all channel pools.
+    pub(crate) threads_created: AtomicU64,
+    /// Delivery jobs run, over all channel pools.
+    pub(crate) jobs_run: AtomicU64,
     pub(crate) latency_us: Mutex<Histogram<u64>>,
 }
 
@@ -32,6 +36,8 @@ impl Totals {
             duplicates: AtomicU64::new(0),
             out_of_order: AtomicU64::new(0),
             stragglers: AtomicU64::new(0),
+            threads_created: AtomicU64::new(0),
+            jobs_run: AtomicU64::new(0),
             latency_us: Mutex::new(Histogram::new(3).expect("valid sigfig")),
         }
     }
@@ -59,14 +65,6 @@ pub(crate) struct Channel {
     block_mean: Duration,
     long_every: u64,
     long_block: Duration,
-}
-
-/// What a channel's pool did, for the report.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct PoolUse {
-    pub(crate) threads_created: u64,
-    pub(crate) jobs: u64,
-    pub(crate) peak: usize,
 }
 
 impl Channel {
@@ -179,8 +177,9 @@ impl Channel {
     }
 
     /// Disconnects: no more sends, the pool is shut down (running callbacks
-    /// are stopped), messages never handed off count as dropped.
-    pub(crate) fn disconnect(&self, deadline: Duration) -> (ShutdownReport, PoolUse) {
+    /// are stopped), messages never handed off count as dropped, and the
+    /// pool's use is added to the totals.
+    pub(crate) fn disconnect(&self, deadline: Duration) -> ShutdownReport {
         self.lock().disconnected = true;
         let report = self.pool.shutdown(deadline);
         let dropped = {
@@ -194,11 +193,12 @@ impl Channel {
             .stragglers
             .fetch_add(report.stragglers.len() as u64, Relaxed);
         let s = self.pool.stats();
-        let used = PoolUse {
-            threads_created: s.threads_spawned,
-            jobs: s.completed + s.panicked,
-            peak: s.peak,
-        };
-        (report, used)
+        self.totals
+            .threads_created
+            .fetch_add(s.threads_spawned, Relaxed);
+        self.totals
+            .jobs_run
+            .fetch_add(s.completed + s.panicked, Relaxed);
+        report
     }
 }

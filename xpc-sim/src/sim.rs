@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use threadward::registry::{self, ThreadKind};
 use threadward::{Stages, Stopper, Thread};
 
-use crate::channel::{Channel, PoolUse, Totals};
+use crate::channel::{Channel, Totals};
 use crate::config::Config;
 use crate::report::{CycleReport, Report, StageTiming};
 
@@ -62,7 +62,6 @@ struct Contacts {
     open: Mutex<(bool, BTreeMap<usize, Contact>)>,
     died: Mutex<Vec<usize>>,
     discovered: AtomicUsize,
-    pool_use: Mutex<PoolUse>,
 }
 
 impl Contacts {
@@ -116,11 +115,7 @@ impl Contacts {
 
     fn close_channels(&self, channels: &[Arc<Channel>]) {
         for ch in channels {
-            let (_, used) = ch.disconnect(CHANNEL_DEADLINE);
-            let mut u = self.pool_use.lock().unwrap();
-            u.threads_created += used.threads_created;
-            u.jobs += used.jobs;
-            u.peak = u.peak.max(used.peak);
+            ch.disconnect(CHANNEL_DEADLINE);
         }
     }
 
@@ -237,7 +232,6 @@ fn run_cycle(cfg: &Config, totals: &Arc<Totals>, baseline: i64) -> Result<CycleR
         open: Mutex::new((true, BTreeMap::new())),
         died: Mutex::default(),
         discovered: AtomicUsize::new(0),
-        pool_use: Mutex::default(),
     });
 
     let (tb, cts) = (table.clone(), contacts.clone());
@@ -331,17 +325,8 @@ fn run_cycle(cfg: &Config, totals: &Arc<Totals>, baseline: i64) -> Result<CycleR
         std::thread::sleep(Duration::from_millis(2));
     }
     rep.leaked_threads = (task_count() - baseline).max(0);
-    let used = contacts.pool_use.lock().unwrap().clone();
-    POOL_USE.lock().unwrap().threads_created += used.threads_created;
-    POOL_USE.lock().unwrap().jobs += used.jobs;
     Ok(rep)
 }
-
-static POOL_USE: Mutex<PoolUse> = Mutex::new(PoolUse {
-    threads_created: 0,
-    jobs: 0,
-    peak: 0,
-});
 
 /// Samples peaks and draws the live display.
 fn monitor(cfg: &Config, totals: Arc<Totals>) -> std::io::Result<Thread<(usize, usize)>> {
@@ -415,7 +400,6 @@ pub fn run(cfg: &Config) -> Result<Report, Box<dyn std::error::Error + Send + Sy
     cfg.validate()?;
     let start = Instant::now();
     let totals = Arc::new(Totals::new());
-    *POOL_USE.lock().unwrap() = PoolUse::default();
     let mon = monitor(cfg, totals.clone())?;
     let baseline = task_count();
     let mut cycles = Vec::new();
@@ -424,7 +408,6 @@ pub fn run(cfg: &Config) -> Result<Report, Box<dyn std::error::Error + Send + Sy
     }
     let (peak_threads, peak_busy_delivery) = mon.stop().unwrap_or_default();
     let hist = totals.latency_us.lock().unwrap().clone();
-    let used = POOL_USE.lock().unwrap().clone();
     Ok(Report {
         sent: totals.sent.load(Relaxed),
         delivered: totals.delivered.load(Relaxed),
@@ -436,8 +419,8 @@ pub fn run(cfg: &Config) -> Result<Report, Box<dyn std::error::Error + Send + Sy
         latency_p50_us: hist.value_at_quantile(0.5),
         latency_p99_us: hist.value_at_quantile(0.99),
         latency_max_us: hist.max(),
-        threads_created: used.threads_created,
-        jobs_run: used.jobs,
+        threads_created: totals.threads_created.load(Relaxed),
+        jobs_run: totals.jobs_run.load(Relaxed),
         peak_threads,
         peak_busy_delivery,
         seconds: start.elapsed().as_secs_f64(),

@@ -1,7 +1,11 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use threadward::{Context, Job, Pool, Stopped};
 
 /// Runs `f` on a helper thread and fails the test if it does not finish
 /// within `limit`: a hang becomes a failure instead of a stalled CI job.
@@ -56,3 +60,37 @@ pub fn task_names() -> Vec<String> {
 
 pub const SEC: Duration = Duration::from_secs(1);
 pub const HOUR: Duration = Duration::from_secs(3600);
+
+/// Submits `f` to `pool` and returns once the job has started running.
+pub fn spawn_started<T: Send + 'static>(
+    pool: &Pool,
+    f: impl FnOnce(&Context) -> T + Send + 'static,
+) -> Job<T> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let job = pool
+        .spawn(move |cx| {
+            tx.send(()).unwrap();
+            f(cx)
+        })
+        .unwrap();
+    rx.recv_timeout(5 * SEC).expect("job did not start");
+    job
+}
+
+/// A running job blocked in a stop-aware hour-long sleep.
+pub fn running_sleeper(pool: &Pool) -> Job<Result<(), Stopped>> {
+    spawn_started(pool, |cx| cx.sleep(HOUR))
+}
+
+/// A running job that ignores its stop (a foreign wait the pool cannot
+/// see) until the returned flag is set.
+pub fn spawn_stubborn(pool: &Pool) -> Arc<AtomicBool> {
+    let release = Arc::new(AtomicBool::new(false));
+    let r = release.clone();
+    spawn_started(pool, move |_| {
+        while !r.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    release
+}
