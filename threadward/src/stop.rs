@@ -46,6 +46,9 @@ struct Callbacks {
     list: Vec<(u64, Callback)>,
     /// The callback being run by the stopper, and the thread running it.
     running: Option<(u64, thread::ThreadId)>,
+    /// Guards waiting in `drop` for a running callback: `finished` is
+    /// notified only if any (keeps a syscall off every stop).
+    waiters: usize,
 }
 
 impl Inner {
@@ -62,16 +65,22 @@ impl Inner {
             return false;
         }
         let mut first_panic = None;
+        let me = thread::current().id();
         loop {
             let mut cbs = sync::lock(&self.callbacks);
             let Some((id, f)) = cbs.list.pop() else {
                 break;
             };
-            cbs.running = Some((id, thread::current().id()));
+            cbs.running = Some((id, me));
             drop(cbs);
             let outcome = catch_unwind(AssertUnwindSafe(f));
-            sync::lock(&self.callbacks).running = None;
-            self.finished.notify_all();
+            let mut cbs = sync::lock(&self.callbacks);
+            cbs.running = None;
+            let wake = cbs.waiters > 0;
+            drop(cbs);
+            if wake {
+                self.finished.notify_all();
+            }
             if let Err(payload) = outcome {
                 first_panic.get_or_insert(payload);
             }
@@ -316,7 +325,9 @@ impl Drop for StopCallback {
             if running != id || on == me {
                 break;
             }
+            cbs.waiters += 1;
             cbs = sync::wait(&inner.finished, cbs);
+            cbs.waiters -= 1;
         }
     }
 }

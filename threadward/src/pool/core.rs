@@ -88,6 +88,8 @@ pub(crate) struct State<J> {
     pub(crate) shutdown: bool,
     pub(crate) closing: bool,
     manager_notified: bool,
+    /// Threads blocked in `wait_until`: `done_cv` is notified only if any.
+    done_waiters: usize,
     next_worker: u64,
     pub(crate) workers: HashMap<u64, WorkerSlot>,
     last_exiting: Option<JoinHandle<()>>,
@@ -139,6 +141,7 @@ impl<J: QueuedJob> Core<J> {
                 shutdown: false,
                 closing: false,
                 manager_notified: false,
+                done_waiters: 0,
                 next_worker: 0,
                 workers: HashMap::new(),
                 last_exiting: None,
@@ -257,8 +260,17 @@ impl<J: QueuedJob> Core<J> {
         st.spawning -= 1;
         st.workers.remove(&no);
         st.counters.spawn_failures += 1;
+        self.notify_done(st);
+    }
+
+    /// Releases the lock and wakes `wait_until` callers, if there are any
+    /// (an unconditional `notify_all` is a syscall on the worker's path).
+    fn notify_done(&self, st: MutexGuard<'_, State<J>>) {
+        let wake = st.done_waiters > 0;
         drop(st);
-        self.done_cv.notify_all();
+        if wake {
+            self.done_cv.notify_all();
+        }
     }
 
     /// The worker loop's one call: report how the previous job ended, then
@@ -287,8 +299,10 @@ impl<J: QueuedJob> Core<J> {
             if let Some(slot) = st.workers.get_mut(&me) {
                 slot.current = None;
             }
-            if st.busy == 0 && st.queue.is_empty() {
-                self.done_cv.notify_all();
+            if st.busy == 0 && st.queue.is_empty() && st.done_waiters > 0 {
+                // Notify outside the lock, so the waiter need not block on it.
+                self.notify_done(st);
+                st = self.lock();
             }
         }
         loop {
@@ -347,8 +361,7 @@ impl<J: QueuedJob> Core<J> {
             None => None,
         };
         // `spawned` may still deliver our handle: it will see no slot.
-        drop(st);
-        self.done_cv.notify_all();
+        self.notify_done(st);
         prev
     }
 
@@ -384,12 +397,8 @@ impl<J: QueuedJob> Core<J> {
         };
         let job = st.queue.remove(pos);
         st.counters.cancelled += 1;
-        let idle_now = st.busy == 0 && st.queue.is_empty();
-        drop(st);
+        self.notify_done(st);
         drop(job);
-        if idle_now {
-            self.done_cv.notify_all();
-        }
         true
     }
 
@@ -405,10 +414,9 @@ impl<J: QueuedJob> Core<J> {
             .values()
             .filter_map(|w| w.current.as_ref()?.stop.clone())
             .collect();
-        drop(st);
+        self.notify_done(st);
         self.worker_cv.notify_all();
         self.manager_cv.notify_all();
-        self.done_cv.notify_all();
         (jobs, stops)
     }
 
@@ -427,16 +435,19 @@ impl<J: QueuedJob> Core<J> {
     ) -> bool {
         let mut st = self.lock();
         while !done(&st) {
-            match deadline {
-                None => st = sync::wait(&self.done_cv, st),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    st = sync::wait_timeout(&self.st, &self.done_cv, st, left).0;
-                }
-            }
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.saturating_duration_since(Instant::now()) {
+                    left if left.is_zero() => return false,
+                    left => Some(left),
+                },
+            };
+            st.done_waiters += 1;
+            st = match left {
+                None => sync::wait(&self.done_cv, st),
+                Some(left) => sync::wait_timeout(&self.st, &self.done_cv, st, left).0,
+            };
+            st.done_waiters -= 1;
         }
         true
     }
@@ -567,6 +578,31 @@ mod loom_tests {
             } else {
                 assert_eq!(ran, 1);
             }
+        });
+    }
+
+    /// `wait_until` (wait_idle, shutdown) racing the worker that finishes
+    /// the last job: `done_cv` is only notified when a waiter is counted,
+    /// so a waiter that registers late must still see the idle state.
+    #[test]
+    fn loom_wait_idle_vs_job_finishing() {
+        loom::model(|| {
+            let c = core(0, 1);
+            let no = c.reserve();
+            c.submit(3).unwrap_or_else(|_| panic!("refused"));
+            let c2 = c.clone();
+            let w = thread::spawn(move || {
+                let Next::Run(_) = c2.next(no, true, None, |_| {}) else {
+                    panic!("no job");
+                };
+                // Report the job and leave (as on shutdown).
+                let mut st = c2.lock();
+                st.busy -= 1;
+                st.counters.completed += 1;
+                c2.notify_done(st);
+            });
+            assert!(c.wait_until(None, |st| st.busy == 0 && st.queue.is_empty()));
+            w.join().unwrap();
         });
     }
 }

@@ -87,6 +87,8 @@ enum Phase<T> {
 struct Slot<T> {
     phase: Phase<T>,
     waker: Option<Waker>,
+    /// The (single) `Job` handle is blocked on `cv`: notify only then.
+    joining: bool,
 }
 
 /// Shared between the [`Job`] handle and the queued task.
@@ -105,6 +107,7 @@ impl<T> JobInner<T> {
             slot: Mutex::new(Slot {
                 phase: Phase::Queued,
                 waker: None,
+                joining: false,
             }),
             cv: Condvar::new(),
         })
@@ -128,8 +131,11 @@ impl<T> JobInner<T> {
         }
         s.phase = Phase::Done(out);
         let waker = s.waker.take();
+        let joining = s.joining;
         drop(s);
-        self.cv.notify_all();
+        if joining {
+            self.cv.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -364,11 +370,13 @@ impl<T> Job<T> {
             if self.is_self(&s.phase) {
                 return Ok(Err(JobError::SelfJoin));
             }
+            s.joining = true;
             s = match deadline {
                 None => self.inner.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
+                        s.joining = false;
                         drop(s);
                         return Err(self);
                     }
