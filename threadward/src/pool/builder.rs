@@ -98,8 +98,9 @@ impl PoolBuilder {
         self
     }
 
-    /// How long a parked worker beyond `min_idle` waits before it exits
-    /// (default 10 s).
+    /// How long workers beyond `min_idle` may stay parked before they exit
+    /// (default 10 s). The manager checks once per `idle_timeout`, so a
+    /// spare exits between one and two timeouts after it last worked.
     ///
     /// # Examples
     ///
