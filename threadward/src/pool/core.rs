@@ -360,6 +360,11 @@ impl<J: QueuedJob> Core<J> {
                 if st.reap > 0 {
                     // Reaped by the manager, which already took us off `idle`.
                     st.reap -= 1;
+                    if st.queue.len() > st.notify {
+                        // A job came in that no claimed worker will take
+                        // (its submitter saw no idle worker): run it instead.
+                        break;
+                    }
                     set_idle(false);
                     return Next::Exit;
                 }
@@ -383,8 +388,18 @@ impl<J: QueuedJob> Core<J> {
             Some(h) => st.last_exiting.replace(h),
             None => None,
         };
+        // One thread fewer: if that leaves jobs or spares short, ask the
+        // manager (a job queued while we were leaving must still run).
+        st.grow += self.deficit(&st);
+        let wake_manager = st.grow > 0 && !st.manager_notified;
+        if wake_manager {
+            st.manager_notified = true;
+        }
         // `spawned` may still deliver our handle: it will see no slot.
         self.notify_done(st);
+        if wake_manager {
+            self.manager_cv.notify_one();
+        }
         prev
     }
 
@@ -617,15 +632,31 @@ mod loom_tests {
     /// is never also handed the job.
     #[test]
     fn loom_idle_reap_vs_new_job() {
-        loom::model(|| {
-            let c = core(0, 2);
+        reap_vs_new_job(2);
+    }
+
+    /// The same at `max_threads = 1`, where the submit cannot ask for a new
+    /// thread: found by shuttle (a job queued while the only worker held a
+    /// reap ticket was stranded). The reaped worker now runs it instead.
+    #[test]
+    fn loom_idle_reap_vs_new_job_at_max_threads() {
+        reap_vs_new_job(1);
+    }
+
+    fn reap_vs_new_job(max_threads: usize) {
+        loom::model(move || {
+            let c = core(0, max_threads);
             let a = c.reserve();
             let c2 = c.clone();
             let wa = thread::spawn(move || worker(c2, a, 1));
             // Wait until the worker is parked, then race reap vs submit.
             loop {
-                let st = c.lock();
+                let mut st = c.lock();
                 if st.idle == 1 {
+                    // The manager took the parking's wake-up and is in its
+                    // idle window (the reaper thread below is its timeout).
+                    st.manager_notified = false;
+                    st.idle_timer = true;
                     break;
                 }
                 drop(st);
@@ -650,7 +681,10 @@ mod loom_tests {
                 Ok(()) if exited => {
                     assert_eq!(ran, 0);
                     assert_eq!(st.queue.len(), 1, "job lost with the reaped worker");
-                    assert!(st.manager_notified, "nobody will create a worker for it");
+                    assert!(
+                        st.manager_notified && st.grow > 0,
+                        "nobody will create a worker for it"
+                    );
                 }
                 Ok(()) => assert_eq!(ran, 1),
             }

@@ -16,6 +16,8 @@ mod builder;
 mod core;
 mod job;
 mod shutdown;
+#[cfg(all(test, shuttle))]
+mod shuttle_tests;
 mod stats;
 mod worker;
 

@@ -1,0 +1,179 @@
+//! Random-schedule checks (shuttle) of whole-pool scenarios on the dispatch
+//! core: more threads and operations than loom can explore exhaustively.
+//! Run with `RUSTFLAGS="--cfg shuttle" cargo test -p threadward --lib shuttle`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use shuttle::sync::{Arc, Mutex};
+use shuttle::thread;
+
+use super::core::{Config, Core, Next, Outcome, Queue, QueuedJob, Refusal};
+use crate::stop::StopSource;
+
+impl QueuedJob for u64 {
+    fn id(&self) -> u64 {
+        *self
+    }
+    fn stop_source(&self) -> Option<StopSource> {
+        None
+    }
+}
+
+type Ran = Arc<Mutex<Vec<u64>>>;
+
+fn worker(core: Arc<Core<u64>>, no: u64, ran: Ran) {
+    let mut finished = None;
+    let mut first = true;
+    loop {
+        match core.next(no, first, finished.take(), |_| {}) {
+            Next::Run(id) => {
+                ran.lock().unwrap().push(id);
+                finished = Some(Outcome::Completed);
+            }
+            Next::Exit => break,
+        }
+        first = false;
+    }
+    core.exit(no);
+}
+
+/// Two submitters, a canceller, the manager growing and reaping, and a
+/// shutdown. Every accepted job ends exactly once: ran, removed by the
+/// canceller, or drained by the shutdown; every thread exits. With
+/// `drain_first`, the pool must first run everything on its own (a stranded
+/// job shows up as a deadlock in `wait_until`, which shuttle reports);
+/// without it, the shutdown races the submitters.
+fn scenario(min_idle: usize, max_threads: usize, drain_first: bool) {
+    let core = Arc::new(Core::<u64>::new(Config {
+        min_idle,
+        max_threads,
+        idle_timeout: Duration::from_secs(1),
+        queue: Queue::Unbounded,
+    }));
+    let ran: Ran = Arc::new(Mutex::new(Vec::new()));
+    let handles = Arc::new(Mutex::new(Vec::new()));
+    let first = core.reserve();
+    {
+        let (c, r) = (core.clone(), ran.clone());
+        handles
+            .lock()
+            .unwrap()
+            .push(thread::spawn(move || worker(c, first, r)));
+    }
+    let manager = {
+        let (c, r, h) = (core.clone(), ran.clone(), handles.clone());
+        thread::spawn(move || {
+            while let Some(no) = c.manager_next() {
+                let (c2, r2) = (c.clone(), r.clone());
+                h.lock()
+                    .unwrap()
+                    .push(thread::spawn(move || worker(c2, no, r2)));
+            }
+        })
+    };
+    let submitters: Vec<_> = [1u64, 4]
+        .into_iter()
+        .map(|base| {
+            let (c, r, h) = (core.clone(), ran.clone(), handles.clone());
+            thread::spawn(move || {
+                let mut accepted = Vec::new();
+                for id in base..base + 3 {
+                    loop {
+                        match c.submit(id) {
+                            Ok(()) => accepted.push(id),
+                            Err((_, Refusal::ShutDown)) => {}
+                            // Every worker was reaped: create one here, as
+                            // Pool::spawn does, and submit again.
+                            Err((_, Refusal::NoWorker)) => {
+                                let no = c.reserve();
+                                let (c2, r2) = (c.clone(), r.clone());
+                                h.lock()
+                                    .unwrap()
+                                    .push(thread::spawn(move || worker(c2, no, r2)));
+                                continue;
+                            }
+                            Err((_, r)) => panic!("unexpected refusal {r:?}"),
+                        }
+                        break;
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    let canceller = {
+        let c = core.clone();
+        thread::spawn(move || {
+            [2u64, 5]
+                .into_iter()
+                .filter(|id| c.remove_queued(*id))
+                .collect::<Vec<_>>()
+        })
+    };
+    let accepted: Vec<u64> = submitters
+        .into_iter()
+        .flat_map(|s| s.join().unwrap())
+        .collect();
+    let removed = canceller.join().unwrap();
+    if drain_first {
+        core.wait_until(None, |st| st.queue.is_empty() && st.busy == 0);
+    }
+    let (drained, _) = core.begin_shutdown();
+    if drain_first {
+        assert!(drained.is_empty());
+    }
+    manager.join().unwrap();
+    loop {
+        let h = handles.lock().unwrap().pop();
+        match h {
+            Some(h) => h.join().unwrap(),
+            None => break,
+        }
+    }
+    let ran = ran.lock().unwrap().clone();
+    let mut all: Vec<u64> = ran
+        .iter()
+        .chain(&removed)
+        .chain(&drained)
+        .copied()
+        .collect();
+    all.sort_unstable();
+    let mut want = accepted.clone();
+    want.sort_unstable();
+    assert_eq!(
+        all, want,
+        "ran {ran:?} removed {removed:?} drained {drained:?}"
+    );
+    let unique: BTreeSet<_> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "a job ended twice");
+    let st = core.lock();
+    assert_eq!(st.threads, 0);
+    assert!(st.queue.is_empty());
+    assert_eq!(st.busy, 0);
+    let c = st.counters;
+    assert_eq!(c.submitted, accepted.len() as u64);
+    assert_eq!(c.completed + c.cancelled, c.submitted);
+}
+
+#[test]
+fn shuttle_random_whole_pool_runs_everything() {
+    shuttle::check_random(|| scenario(1, 3, true), 3000);
+}
+
+#[test]
+fn shuttle_random_whole_pool_racing_shutdown() {
+    shuttle::check_random(|| scenario(1, 3, false), 3000);
+}
+
+#[test]
+fn shuttle_random_zero_spares_single_thread() {
+    shuttle::check_random(|| scenario(0, 1, true), 3000);
+    shuttle::check_random(|| scenario(0, 1, false), 3000);
+}
+
+#[test]
+fn shuttle_pct_whole_pool() {
+    shuttle::check_pct(|| scenario(1, 2, true), 3000, 3);
+    shuttle::check_pct(|| scenario(1, 2, false), 3000, 3);
+}
