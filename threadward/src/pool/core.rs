@@ -318,8 +318,10 @@ impl<J: QueuedJob> Core<J> {
             if let Some(slot) = st.workers.get_mut(&me) {
                 slot.current = None;
             }
-            if st.busy == 0 && st.queue.is_empty() && st.done_waiters > 0 {
-                // Notify outside the lock, so the waiter need not block on it.
+            if st.done_waiters > 0 {
+                // Someone waits for a count to drop (wait_idle, possibly from
+                // inside a job, so not only for busy == 0). Notify outside
+                // the lock, so the waiter need not block on it.
                 self.notify_done(st);
                 st = self.lock();
             }

@@ -217,7 +217,9 @@ impl Pool {
         self.shared.stats()
     }
 
-    /// Blocks until no job is queued or running.
+    /// Blocks until no job is queued or running. Called from one of the
+    /// pool's own jobs, it waits for every other job instead of deadlocking
+    /// on itself.
     ///
     /// # Examples
     ///
@@ -230,9 +232,7 @@ impl Pool {
     /// assert_eq!(pool.stats().completed, 10);
     /// ```
     pub fn wait_idle(&self) {
-        self.shared
-            .core
-            .wait_until(None, |st| st.busy == 0 && st.queue.is_empty());
+        self.idle_until(None);
     }
 
     /// [`wait_idle`](Pool::wait_idle) bounded by `timeout`; returns whether
@@ -246,11 +246,19 @@ impl Pool {
     /// assert!(!pool.wait_idle_timeout(std::time::Duration::from_millis(10)));
     /// ```
     pub fn wait_idle_timeout(&self, timeout: Duration) -> bool {
-        self.shared
-            .core
-            .wait_until(Instant::now().checked_add(timeout), |st| {
-                st.busy == 0 && st.queue.is_empty()
-            })
+        self.idle_until(Instant::now().checked_add(timeout))
+    }
+
+    /// Called from one of this pool's own jobs, waiting for "no job" would
+    /// wait for the caller itself: it waits for every *other* job instead,
+    /// and stops waiting when what is left is queued behind the caller
+    /// (every thread busy, `max_threads` reached, only the caller running).
+    fn idle_until(&self, deadline: Option<Instant>) -> bool {
+        let inside = usize::from(self.on_own_worker());
+        let max = self.shared.core.cfg.max_threads;
+        self.shared.core.wait_until(deadline, |st| {
+            st.busy <= inside && (st.queue.is_empty() || (inside == 1 && st.threads >= max))
+        })
     }
 }
 

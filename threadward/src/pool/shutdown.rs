@@ -161,7 +161,7 @@ impl Pool {
     }
 
     /// Whether the calling thread is one of this pool's workers.
-    fn on_own_worker(&self) -> bool {
+    pub(super) fn on_own_worker(&self) -> bool {
         let st = self.shared.core.lock();
         st.workers
             .values()
