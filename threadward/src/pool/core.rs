@@ -92,10 +92,13 @@ pub(crate) struct State<J> {
     idle_timer: bool,
     pub(crate) threads: usize,
     pub(crate) spawning: usize,
-    /// Threads requested from the manager and not yet reserved by it. The
-    /// manager honours a request even if the need has passed by the time
-    /// it runs: re-checking would make it wake for nothing on every
-    /// dispatch that briefly used the last spare (README: "Dispatch").
+    /// Spares requested from the manager by a dispatch that used the last
+    /// ones, not yet reserved. Honoured even if the spares are back by the
+    /// time the manager runs: re-checking would wake it for nothing on
+    /// every dispatch that briefly used the last spare. Growth for queued
+    /// jobs is not recorded here but re-checked live, so a flood of short
+    /// jobs does not create threads for jobs already gone (README:
+    /// "Dispatch").
     grow: usize,
     pub(crate) busy: usize,
     pub(crate) shutdown: bool,
@@ -186,8 +189,8 @@ impl<J: QueuedJob> Core<J> {
         } else {
             self.cfg.min_idle.saturating_sub(st.idle)
         };
-        let wanted = (unserved + spare_gap).saturating_sub(st.spawning + st.grow);
-        wanted.min(self.cfg.max_threads.saturating_sub(st.threads + st.grow))
+        let wanted = (unserved + spare_gap).saturating_sub(st.spawning);
+        wanted.min(self.cfg.max_threads.saturating_sub(st.threads))
     }
 
     /// Queues `job` and wakes a parked worker (and the manager if threads
@@ -220,8 +223,13 @@ impl<J: QueuedJob> Core<J> {
             st.notify += 1;
             st.idle_low = st.idle_low.min(st.idle);
         }
-        st.grow += self.deficit(&st);
-        let wake_manager = !st.manager_notified && st.grow > 0;
+        let spare_gap = self
+            .cfg
+            .min_idle
+            .saturating_sub(st.idle + st.spawning)
+            .min(self.cfg.max_threads.saturating_sub(st.threads));
+        st.grow = st.grow.max(spare_gap);
+        let wake_manager = !st.manager_notified && (st.grow > 0 || self.deficit(&st) > 0);
         if wake_manager {
             st.manager_notified = true;
         }
@@ -392,8 +400,7 @@ impl<J: QueuedJob> Core<J> {
         };
         // One thread fewer: if that leaves jobs or spares short, ask the
         // manager (a job queued while we were leaving must still run).
-        st.grow += self.deficit(&st);
-        let wake_manager = st.grow > 0 && !st.manager_notified;
+        let wake_manager = !st.manager_notified && self.deficit(&st) > 0;
         if wake_manager {
             st.manager_notified = true;
         }
@@ -415,12 +422,15 @@ impl<J: QueuedJob> Core<J> {
             if st.shutdown {
                 return None;
             }
-            st.grow += self.deficit(&st);
-            if st.grow > 0 {
-                st.grow -= 1;
+            if st.closing {
+                st.grow = 0; // no spares for a pool that is closing
+            }
+            if self.deficit(&st) > 0 || st.grow > 0 {
+                st.grow = st.grow.saturating_sub(1);
                 if st.threads < self.cfg.max_threads {
                     return Some(self.reserve_locked(&mut st));
                 }
+                st.grow = 0;
                 continue;
             }
             st.manager_notified = false;
@@ -684,7 +694,7 @@ mod loom_tests {
                     assert_eq!(ran, 0);
                     assert_eq!(st.queue.len(), 1, "job lost with the reaped worker");
                     assert!(
-                        st.manager_notified && st.grow > 0,
+                        st.manager_notified && c.deficit(&st) > 0,
                         "nobody will create a worker for it"
                     );
                 }
