@@ -332,13 +332,25 @@ impl Stages {
         U: FnOnce() + Send + 'static,
         E: Into<BoxError>,
     {
-        match Self::run_init(init) {
-            Ok((value, undo)) => {
-                self.push_plain(name, undo);
-                Ok(value)
-            }
+        match self.try_start(name, init) {
+            Ok(value) => Ok(value),
             Err(cause) => Err(self.fail(name, cause)),
         }
+    }
+
+    /// Runs `init`; on success records its undo and returns the value.
+    fn try_start<T, U, E>(
+        &mut self,
+        name: &str,
+        init: impl FnOnce() -> Result<(T, U), E>,
+    ) -> Result<T, BoxError>
+    where
+        U: FnOnce() + Send + 'static,
+        E: Into<BoxError>,
+    {
+        let (value, undo) = Self::run_init(init)?;
+        self.push_plain(name, undo);
+        Ok(value)
     }
 
     fn fail(&mut self, name: &str, cause: BoxError) -> StageError {
@@ -371,11 +383,8 @@ impl Stages {
         U: FnOnce() + Send + 'static,
         E: Into<BoxError>,
     {
-        match Self::run_init(init) {
-            Ok((value, undo)) => {
-                self.push_plain(name, undo);
-                Some(value)
-            }
+        match self.try_start(name, init) {
+            Ok(value) => Some(value),
             Err(cause) => {
                 tracing::warn!(group = %self.name, stage = %name, error = %cause,
                     "optional stage failed; continuing degraded without it");

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bounded, spawn_started, SEC};
+use common::{bounded, spawn_started, with_own_job, SEC};
 use threadward::{JobError, Pool, SpawnError};
 
 #[test]
@@ -127,21 +127,13 @@ fn stragglers_that_ignore_stop_never_stretch_the_deadline() {
 }
 
 #[test]
-fn joining_a_job_from_inside_itself_after_a_cancel_is_still_an_error() {
+fn a_job_stopping_itself_after_a_cancel_gets_self_join() {
     bounded(10 * SEC, || {
         let pool = Pool::builder().build().unwrap();
-        let (tx, rx) = crossbeam_channel::bounded::<threadward::Job<()>>(1);
-        let (out_tx, out_rx) = crossbeam_channel::bounded(1);
-        let job = pool
-            .spawn(move |cx| {
-                let me = cx.recv(&rx).unwrap();
-                me.cancel(); // running: requests our own stop
-                let stopped = cx.should_stop();
-                let _ = out_tx.send((stopped, me.stop()));
-            })
-            .unwrap();
-        tx.send(job).unwrap();
-        let (stopped, r) = out_rx.recv_timeout(5 * SEC).unwrap();
+        let (stopped, r) = with_own_job(&pool, |cx, me| {
+            me.cancel(); // running: requests our own stop
+            (cx.should_stop(), me.stop())
+        });
         assert!(stopped, "cancel of a running job requests its stop");
         assert_eq!(r, Err(JobError::SelfJoin));
     });

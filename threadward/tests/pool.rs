@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{bounded, eventually, running_sleeper, spawn_started, spawn_stubborn, SEC};
+use common::{
+    bounded, eventually, running_sleeper, spawn_started, spawn_stubborn, with_own_job, SEC,
+};
 use threadward::registry::{self, ThreadState, WaitKind};
 use threadward::{JobError, Pool, Queue, SpawnError, Stopped};
 
@@ -239,22 +241,11 @@ fn every_job_gets_stop_aware_waits() {
 }
 
 #[test]
-fn a_job_joining_or_stopping_itself_gets_self_join() {
+fn a_job_joining_itself_gets_self_join() {
     bounded(20 * SEC, || {
         let pool = Pool::builder().build().unwrap();
-        let (tx, rx) = crossbeam_channel::bounded::<threadward::Job<()>>(1);
-        let (out_tx, out_rx) = crossbeam_channel::bounded(1);
-        let job = pool
-            .spawn(move |cx| {
-                let me = cx.recv(&rx).unwrap();
-                let _ = out_tx.send(me.join());
-            })
-            .unwrap();
-        tx.send(job).unwrap();
-        assert_eq!(
-            out_rx.recv_timeout(5 * SEC).unwrap(),
-            Err(JobError::SelfJoin)
-        );
+        let joined = with_own_job(&pool, |_, me| me.join());
+        assert_eq!(joined, Err(JobError::SelfJoin));
     });
 }
 

@@ -94,3 +94,24 @@ pub fn spawn_stubborn(pool: &Pool) -> Arc<AtomicBool> {
     });
     release
 }
+
+/// Runs `f` inside a job of `pool` that has been handed its own `Job`
+/// handle (for self-join and self-stop misuse tests); returns what `f`
+/// returned.
+pub fn with_own_job<R: Send + 'static>(
+    pool: &Pool,
+    f: impl FnOnce(&Context, Job<()>) -> R + Send + 'static,
+) -> R {
+    let (tx, rx) = crossbeam_channel::bounded::<Job<()>>(1);
+    let (out_tx, out_rx) = crossbeam_channel::bounded(1);
+    let job = pool
+        .spawn(move |cx| {
+            let me = cx.recv(&rx).unwrap();
+            let _ = out_tx.send(f(cx, me));
+        })
+        .unwrap();
+    tx.send(job).unwrap();
+    out_rx
+        .recv_timeout(5 * SEC)
+        .expect("job did not report back")
+}
