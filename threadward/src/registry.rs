@@ -295,6 +295,15 @@ impl ThreadRecord {
         }
     }
 
+    /// Requests this thread's stop; logs the request that won.
+    pub(crate) fn request_stop(&self) -> bool {
+        let won = self.stop.request_stop();
+        if won {
+            tracing::debug!(thread = %self.name, id = %self.id, "stop requested");
+        }
+        won
+    }
+
     /// Whether the calling OS thread is this managed thread.
     pub(crate) fn is_current(&self) -> bool {
         self.os_id.get() == Some(&std::thread::current().id())

@@ -294,8 +294,8 @@ impl<T> Job<T> {
             if let Some(core) = self.core.upgrade() {
                 core.remove_queued(self.inner.id);
             }
-        } else {
-            self.inner.stop.request_stop();
+        } else if self.inner.stop.request_stop() {
+            tracing::debug!(job = self.inner.id, "stop of a running job requested");
         }
         kept_from_running
     }

@@ -115,7 +115,7 @@ impl<T> Thread<T> {
     /// assert!(t.join().unwrap().is_err());
     /// ```
     pub fn request_stop(&self) -> bool {
-        self.rec.stop.request_stop()
+        self.rec.request_stop()
     }
 
     /// Whether the body has returned (or panicked).
@@ -270,7 +270,7 @@ impl<T> Drop for Thread<T> {
         let Some(handle) = self.handle.take() else {
             return;
         };
-        self.rec.stop.request_stop();
+        self.rec.request_stop();
         if self.rec.is_current() {
             return;
         }

@@ -85,7 +85,7 @@ impl Stopper {
     /// assert!(t.join().unwrap().is_err());
     /// ```
     pub fn request_stop(&self) -> bool {
-        self.rec.stop.request_stop()
+        self.rec.request_stop()
     }
 
     /// Whether a stop has been requested.
