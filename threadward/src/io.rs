@@ -63,10 +63,14 @@ impl StopEventFd {
 }
 
 impl From<Stopped> for io::Error {
-    /// A stop seen by an I/O wait: kind [`io::ErrorKind::Interrupted`], with
-    /// [`Stopped`] as its inner error.
+    /// A stop seen by an I/O wait: kind [`io::ErrorKind::Other`], with
+    /// [`Stopped`] as its inner error (test it with [`is_stopped`]).
+    ///
+    /// Never `Interrupted`: std's `read_exact`, `read_to_end`, `write_all`
+    /// and `io::copy` retry that kind, so a stopped reader used through
+    /// them would spin for ever instead of returning.
     fn from(s: Stopped) -> io::Error {
-        io::Error::new(io::ErrorKind::Interrupted, s)
+        io::Error::other(s)
     }
 }
 

@@ -25,8 +25,9 @@
 //! worse a new task that reused it (the XPC discovery-thread problem). Here
 //! every handle ([`Thread`], [`Stopper`], the thread's own [`Context`])
 //! shares ownership of the thread's record, so a stop after exit finds the
-//! record alive and marked finished: `request_stop` returns `false`,
-//! [`Thread::stop`] returns the stored value at once. A bare [`ThreadId`]
+//! record alive and marked finished: `request_stop` records the request
+//! (returning `true` for the first one, as always) and has nothing left to
+//! wake, and [`Thread::stop`] returns the stored value at once. A bare [`ThreadId`]
 //! holds nothing; it carries a generation, so [`registry::lookup`] of an
 //! exited thread's id is `None` even after its slot was reused.
 //!

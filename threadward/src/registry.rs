@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicU64, AtomicU8};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::stop::StopSource;
+use crate::stop::{StopSource, StopToken};
 use std::sync::Arc;
 
-use crate::sync::{self, Condvar, Mutex};
+use crate::sync::{self, Condvar, Latch, Mutex};
 use crate::thread::Stopper;
 
 /// Identity of a managed thread: a registry slot plus its generation.
@@ -187,58 +187,6 @@ pub(crate) fn now_nanos() -> u64 {
     u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A one-shot "finished" flag that any number of threads can wait on.
-pub(crate) struct Latch {
-    done: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Latch {
-    pub(crate) fn new() -> Latch {
-        Latch {
-            done: Mutex::new(false),
-            cv: Condvar::new(),
-        }
-    }
-
-    pub(crate) fn set(&self) {
-        *sync::lock(&self.done) = true;
-        self.cv.notify_all();
-    }
-
-    pub(crate) fn is_set(&self) -> bool {
-        *sync::lock(&self.done)
-    }
-
-    pub(crate) fn wait(&self) {
-        let mut done = sync::lock(&self.done);
-        while !*done {
-            done = sync::wait(&self.cv, done);
-        }
-    }
-
-    /// Waits up to `timeout`; returns whether the latch is set.
-    pub(crate) fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut done = sync::lock(&self.done);
-        while !*done {
-            let left = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
-            };
-            if left.is_zero() {
-                return false;
-            }
-            done = self
-                .cv
-                .wait_timeout(done, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
-    }
-}
-
 /// Pause (kthread_park) handshake state, guarded by `ThreadRecord::pause`.
 #[derive(Default)]
 pub(crate) struct PauseState {
@@ -259,8 +207,12 @@ pub(crate) struct ThreadRecord {
     pub(crate) finished: Latch,
     pub(crate) pause: Mutex<PauseState>,
     pub(crate) pause_cv: Condvar,
-    /// The OS-level thread, set once it exists (for self-join detection).
-    pub(crate) os_id: OnceLock<std::thread::ThreadId>,
+    /// The pool this worker belongs to (a process-unique key), 0 for a
+    /// managed thread.
+    pub(crate) pool_key: u64,
+    /// The stop of the job this worker runs, while it runs one: a worker's
+    /// state follows its job (`Stopping` once the job's stop is requested).
+    job_stop: Mutex<Option<StopToken>>,
     state: AtomicU8,
     since: AtomicU64,
     /// Current pool job id, 0 when none.
@@ -277,15 +229,29 @@ impl ThreadRecord {
     pub(crate) fn state(&self) -> (ThreadState, Duration) {
         use std::sync::atomic::Ordering::Relaxed;
         let mut s = ThreadState::decode(self.state.load(Relaxed));
-        if s == ThreadState::Running && self.stop.stop_requested() {
+        if s == ThreadState::Running && self.stop_requested() {
             s = ThreadState::Stopping;
         }
         let since = self.since.load(Relaxed);
         (s, Duration::from_nanos(now_nanos().saturating_sub(since)))
     }
 
-    pub(crate) fn set_job(&self, job: u64) {
-        self.job.store(job, std::sync::atomic::Ordering::Relaxed);
+    /// Records the job this worker starts (`Some`) or finished (`None`).
+    pub(crate) fn set_job(&self, job: Option<(u64, StopToken)>) {
+        let (id, stop) = match job {
+            Some((id, stop)) => (id, Some(stop)),
+            None => (0, None),
+        };
+        self.job.store(id, std::sync::atomic::Ordering::Relaxed);
+        *sync::lock(&self.job_stop) = stop;
+    }
+
+    /// Whether this thread's stop, or that of the job it runs, was requested.
+    fn stop_requested(&self) -> bool {
+        self.stop.stop_requested()
+            || sync::lock(&self.job_stop)
+                .as_ref()
+                .is_some_and(StopToken::stop_requested)
     }
 
     pub(crate) fn job(&self) -> Option<u64> {
@@ -306,8 +272,28 @@ impl ThreadRecord {
 
     /// Whether the calling OS thread is this managed thread.
     pub(crate) fn is_current(&self) -> bool {
-        self.os_id.get() == Some(&std::thread::current().id())
+        CURRENT
+            .with(|c| c.get())
+            .is_some_and(|(id, _)| id == self.id)
     }
+
+    /// Marks the calling OS thread as this managed thread. Called first
+    /// thing on the new thread, before any user code or pool job runs.
+    pub(crate) fn enter(&self) {
+        CURRENT.with(|c| c.set(Some((self.id, self.pool_key))));
+    }
+}
+
+thread_local! {
+    /// The managed thread running on this OS thread: its id and pool key.
+    static CURRENT: std::cell::Cell<Option<(ThreadId, u64)>> = const { std::cell::Cell::new(None) };
+}
+
+/// The pool key of the calling thread if it is a pool worker.
+pub(crate) fn current_pool() -> Option<u64> {
+    CURRENT
+        .with(|c| c.get())
+        .and_then(|(_, pool)| (pool != 0).then_some(pool))
 }
 
 struct Slot {
@@ -331,7 +317,7 @@ fn table() -> std::sync::MutexGuard<'static, Table> {
 }
 
 /// Takes a slot and records a new thread in it.
-pub(crate) fn register(name: Arc<str>, kind: ThreadKind) -> Arc<ThreadRecord> {
+pub(crate) fn register(name: Arc<str>, kind: ThreadKind, pool_key: u64) -> Arc<ThreadRecord> {
     let mut t = table();
     let slot = match t.free.pop() {
         Some(s) => s,
@@ -344,7 +330,9 @@ pub(crate) fn register(name: Arc<str>, kind: ThreadKind) -> Arc<ThreadRecord> {
         }
     };
     let entry = &mut t.slots[slot as usize];
-    entry.generation = entry.generation.wrapping_add(1);
+    // A slot whose generation is exhausted is retired (see `release`), so
+    // this never wraps: an old id can never match a later thread.
+    entry.generation += 1;
     let rec = Arc::new(ThreadRecord {
         id: ThreadId {
             slot,
@@ -356,7 +344,8 @@ pub(crate) fn register(name: Arc<str>, kind: ThreadKind) -> Arc<ThreadRecord> {
         finished: Latch::new(),
         pause: Mutex::new(PauseState::default()),
         pause_cv: Condvar::new(),
-        os_id: OnceLock::new(),
+        pool_key,
+        job_stop: Mutex::new(None),
         state: AtomicU8::new(ThreadState::Starting.encode()),
         since: AtomicU64::new(now_nanos()),
         job: AtomicU64::new(0),
@@ -365,13 +354,18 @@ pub(crate) fn register(name: Arc<str>, kind: ThreadKind) -> Arc<ThreadRecord> {
     rec
 }
 
-/// Releases `id`'s slot; a no-op if it was already released.
+/// Releases `id`'s slot; a no-op if it was already released. A slot whose
+/// generation reached `u32::MAX` is retired instead of reused: one slot
+/// (a few bytes) per 4 billion threads, so that ids are never reused.
 pub(crate) fn release(id: ThreadId) {
     let mut t = table();
     let Some(entry) = t.slots.get_mut(id.slot as usize) else {
         return;
     };
-    if entry.generation == id.generation && entry.record.take().is_some() {
+    if entry.generation == id.generation
+        && entry.record.take().is_some()
+        && entry.generation < u32::MAX
+    {
         t.free.push(id.slot);
     }
 }
@@ -392,8 +386,13 @@ pub(crate) fn live_records() -> Vec<Arc<ThreadRecord>> {
     t.slots.iter().filter_map(|s| s.record.clone()).collect()
 }
 
-/// A [`Stopper`] for the live thread `id`, or `None` once that thread has
-/// exited. Never returns a later thread that reused the slot.
+/// A [`Stopper`] for the live managed thread `id`, or `None` once that
+/// thread has exited. Never returns a later thread that reused the slot.
+///
+/// Pool workers are not stoppable by id (`None` here, although
+/// [`snapshot`] shows them): a worker outlives its jobs, so stop the job
+/// ([`Job::cancel`](crate::Job::cancel)) or the pool
+/// ([`Pool::shutdown`](crate::Pool::shutdown)).
 ///
 /// # Examples
 ///
@@ -409,7 +408,9 @@ pub(crate) fn live_records() -> Vec<Arc<ThreadRecord>> {
 /// assert!(registry::lookup(id).is_none());
 /// ```
 pub fn lookup(id: ThreadId) -> Option<Stopper> {
-    find(id).map(Stopper::from_record)
+    find(id)
+        .filter(|r| r.kind == ThreadKind::Thread)
+        .map(Stopper::from_record)
 }
 
 /// One managed thread as seen by [`snapshot`].

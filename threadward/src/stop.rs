@@ -27,7 +27,6 @@
 //!   dropping its own guard) the drop returns at once.
 
 use std::fmt;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use crate::sync::{self, thread, Arc, AtomicBool, Condvar, Mutex, Ordering};
 
@@ -64,7 +63,6 @@ impl Inner {
         if self.stopped.swap(true, Ordering::SeqCst) {
             return false;
         }
-        let mut first_panic = None;
         let me = thread::current().id();
         loop {
             let mut cbs = sync::lock(&self.callbacks);
@@ -73,7 +71,9 @@ impl Inner {
             };
             cbs.running = Some((id, me));
             drop(cbs);
-            let outcome = catch_unwind(AssertUnwindSafe(f));
+            // A panicking callback is contained: the others still run and
+            // the stopper (often a shutdown with a deadline) carries on.
+            sync::contain("a stop callback", f);
             let mut cbs = sync::lock(&self.callbacks);
             cbs.running = None;
             let wake = cbs.waiters > 0;
@@ -81,13 +81,6 @@ impl Inner {
             if wake {
                 self.finished.notify_all();
             }
-            if let Err(payload) = outcome {
-                first_panic.get_or_insert(payload);
-            }
-        }
-        if let Some(payload) = first_panic {
-            // Every other callback has run; now report the panic to the caller.
-            resume_unwind(payload);
         }
         true
     }
@@ -151,10 +144,12 @@ impl StopSource {
     /// Returns `true` only for the call that made the request; every later
     /// call (from any clone, on any thread) returns `false` at once.
     ///
-    /// # Panics
-    ///
-    /// If a callback panics, the remaining callbacks still run, then the
-    /// first panic is resumed on this thread.
+    /// A callback that panics is contained: the panic is logged (through
+    /// `tracing`), the remaining callbacks still run, and this call returns
+    /// normally. A callback that blocks delays this call; the deadline-taking
+    /// calls of this crate (`Thread::stop_timeout`, `Pool::shutdown`) run
+    /// the requests where a slow callback cannot hold them past their
+    /// deadline.
     ///
     /// # Examples
     ///
@@ -235,7 +230,8 @@ impl StopToken {
     /// Registers `f` to run once when a stop is requested.
     ///
     /// `f` runs exactly once: on the thread that requests the stop, or right
-    /// here on this thread if the stop was already requested. Dropping the
+    /// here on this thread if the stop was already requested. A panic in `f`
+    /// is contained and logged; it never reaches the stopper. Dropping the
     /// returned [`StopCallback`] deregisters `f`; see its docs for what that
     /// drop waits for.
     ///
@@ -263,7 +259,7 @@ impl StopToken {
         let mut cbs = sync::lock(&self.inner.callbacks);
         if self.inner.stopped.load(Ordering::SeqCst) {
             drop(cbs);
-            f();
+            sync::contain("a stop callback", f);
             return StopCallback { reg: None };
         }
         let id = cbs.next_id;

@@ -61,3 +61,101 @@ pub(crate) fn wait_timeout<'a, T>(
         (g, r.timed_out())
     }
 }
+
+/// The instant `timeout` from now, or `None` when that is too far to
+/// represent (`Duration::MAX` and the like): "no deadline".
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> Option<std::time::Instant> {
+    std::time::Instant::now().checked_add(timeout)
+}
+
+/// Waits on `cv` until `done` holds or `deadline` passes; returns the guard
+/// and whether `done` holds. The one deadline loop of the crate: spurious
+/// wake-ups and early timeouts re-check, `None` waits without a timer.
+pub(crate) fn wait_until<'a, T>(
+    m: &'a Mutex<T>,
+    cv: &Condvar,
+    mut g: MutexGuard<'a, T>,
+    deadline: Option<std::time::Instant>,
+    mut done: impl FnMut(&mut T) -> bool,
+) -> (MutexGuard<'a, T>, bool) {
+    loop {
+        if done(&mut g) {
+            return (g, true);
+        }
+        g = match deadline {
+            None => wait(cv, g),
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return (g, false);
+                }
+                wait_timeout(m, cv, g, left).0
+            }
+        };
+    }
+}
+
+/// Runs user code (a closure's or a value's drop, a waker, a callback)
+/// where an unwinding panic must not escape into the library's
+/// bookkeeping: the panic is caught and logged, and its payload dropped
+/// under the same guard (a payload may itself panic on drop).
+pub(crate) fn contain<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(payload) => {
+            let message = crate::thread::panic_message(&*payload);
+            tracing::warn!(%message, "panic in {what} contained");
+            drop_payload(payload);
+            None
+        }
+    }
+}
+
+/// Drops a panic payload; a payload whose drop panics is leaked instead
+/// (the second payload could do the same, without end).
+pub(crate) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+}
+
+/// A one-shot "finished" flag that any number of threads can wait on.
+pub(crate) struct Latch {
+    done: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Latch {
+    pub(crate) fn new() -> Latch {
+        Latch {
+            done: Mutex::new(false),
+            cv: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn set(&self) {
+        *lock(&self.done) = true;
+        self.cv.notify_all();
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        *lock(&self.done)
+    }
+
+    pub(crate) fn wait(&self) {
+        self.wait_deadline(None);
+    }
+
+    /// Waits until the latch is set or `deadline` passes; returns whether
+    /// it is set.
+    pub(crate) fn wait_deadline(&self, deadline: Option<std::time::Instant>) -> bool {
+        wait_until(&self.done, &self.cv, lock(&self.done), deadline, |d| *d).1
+    }
+
+    /// Waits up to `timeout` (any `Duration`, `MAX` included).
+    pub(crate) fn wait_timeout(&self, timeout: std::time::Duration) -> bool {
+        self.wait_deadline(deadline_after(timeout))
+    }
+}

@@ -143,7 +143,7 @@ fn a_thread_blocked_in_each_wait_kind_stops_promptly() {
         let (r, took) = time_stop("in-read", move |cx| cx.wait_readable(&a));
         let e = r.unwrap_err();
         assert!(threadward::is_stopped(&e), "{e}");
-        assert_eq!(e.kind(), ErrorKind::Interrupted);
+        assert_ne!(e.kind(), ErrorKind::Interrupted, "std retries Interrupted");
         assert!(took < SEC / 2, "fd stop took {took:?}");
         drop(b);
     });

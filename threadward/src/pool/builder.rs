@@ -16,6 +16,10 @@ use super::Pool;
 /// [`PoolBuilder::stack_size`] for deep recursion.
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
+/// The largest `max_threads` a pool accepts: Linux's `PID_MAX_LIMIT`
+/// (2^22), above which no system can run threads whatever its settings.
+const MAX_THREADS_LIMIT: usize = 1 << 22;
+
 /// Configures a [`Pool`].
 ///
 /// # Examples
@@ -163,9 +167,13 @@ impl PoolBuilder {
     ///
     /// # Errors
     ///
-    /// [`io::ErrorKind::InvalidInput`] for `max_threads == 0`,
-    /// `min_idle > max_threads`, or a bad name (empty, NUL byte); the OS
-    /// error if a thread cannot be created (nothing is left running).
+    /// [`io::ErrorKind::InvalidInput`], before any thread is created, for
+    /// `max_threads == 0` or above 2^22 (Linux's `PID_MAX_LIMIT`),
+    /// `min_idle > max_threads`, a `min_idle` larger than the threads this
+    /// process can still hold (see the memory-mapping budget in the crate
+    /// docs), a bad name (empty, NUL byte) or a stack size that overflows;
+    /// the OS error if a thread cannot be created (nothing is left
+    /// running).
     ///
     /// # Examples
     ///
@@ -175,20 +183,31 @@ impl PoolBuilder {
     /// ```
     pub fn build(self) -> io::Result<Pool> {
         let invalid = |msg: String| Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
-        if self.cfg.max_threads == 0 {
+        let (min, max) = (self.cfg.min_idle, self.cfg.max_threads);
+        if max == 0 {
             return invalid("pool max_threads must be at least 1".into());
         }
-        if self.cfg.min_idle > self.cfg.max_threads {
+        if max > MAX_THREADS_LIMIT {
             return invalid(format!(
-                "pool min_idle ({}) exceeds max_threads ({})",
-                self.cfg.min_idle, self.cfg.max_threads
+                "pool max_threads ({max}) exceeds {MAX_THREADS_LIMIT}, the most threads Linux can run"
             ));
         }
-        if self.name.is_empty() || self.name.contains('\0') {
-            return invalid(format!(
-                "pool name {:?} must be non-empty without NUL bytes",
-                self.name
-            ));
+        if min > max {
+            return invalid(format!("pool min_idle ({min}) exceeds max_threads ({max})"));
+        }
+        // Name and stack size are checked here, not only when a thread is
+        // first created (a pool with min_idle 0 creates none now).
+        crate::thread::validate(&format!("{}-0", self.name), Some(self.stack_size))?;
+        if self.name.is_empty() {
+            return invalid("pool name must not be empty".into());
+        }
+        if min > 0 {
+            let room = crate::thread::budget::limit();
+            if min > room {
+                return invalid(format!(
+                    "pool min_idle ({min}) exceeds the threads this process can still hold (~{room})"
+                ));
+            }
         }
         Pool::start(self)
     }

@@ -4,13 +4,14 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::Weak;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::core::{Core, Outcome, QueuedJob};
 use crate::registry::{ThreadRecord, ThreadState};
 use crate::stop::StopSource;
+use crate::sync::{self, Arc, Condvar, Mutex, MutexGuard};
 use crate::thread::{panic_message, Context};
 
 /// Identity of a pool job, unique per process.
@@ -113,13 +114,26 @@ impl<T> JobInner<T> {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slot<T>> {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Slot<T>> {
+        sync::lock(&self.slot)
     }
 
     /// Finishes the job with `out`: from any unfinished phase, or with
     /// `only_queued` only if it has not started. Returns whether it did.
     fn complete(&self, out: Result<T, JobError>, only_queued: bool) -> bool {
+        match self.settle(out, only_queued) {
+            Some(wake) => {
+                self.wake(wake);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The first half of `complete`: stores the result and returns whom to
+    /// wake, without waking anyone (a worker calls it under the pool lock,
+    /// so the pool's counts and the job's result change together).
+    fn settle(&self, out: Result<T, JobError>, only_queued: bool) -> Option<Wake> {
         let mut s = self.lock();
         let allowed = match s.phase {
             Phase::Queued => true,
@@ -127,27 +141,62 @@ impl<T> JobInner<T> {
             Phase::Done(_) | Phase::Taken => false,
         };
         if !allowed {
-            return false;
+            return None;
         }
         s.phase = Phase::Done(out);
-        let waker = s.waker.take();
-        let joining = s.joining;
-        drop(s);
-        if joining {
+        Some(Wake {
+            joiner: s.joining,
+            waker: s.waker.take(),
+        })
+    }
+
+    /// The second half of `complete`, outside every lock.
+    fn wake(&self, wake: Wake) {
+        if wake.joiner {
             self.cv.notify_all();
         }
-        if let Some(w) = waker {
-            w.wake();
+        if let Some(w) = wake.waker {
+            // User code, often on a worker: contained.
+            sync::contain("a job's waker", move || w.wake());
         }
+    }
+
+    /// Marks a queued job running on this thread; `false` if it was
+    /// cancelled (or shut down) after the worker took it.
+    fn start(&self) -> bool {
+        let mut s = self.lock();
+        if !matches!(s.phase, Phase::Queued) {
+            return false;
+        }
+        s.phase = Phase::Running(std::thread::current().id());
         true
     }
 }
+
+/// Whom a finished job wakes.
+struct Wake {
+    /// The `Job` handle blocks in `join`.
+    joiner: bool,
+    /// The `Job` future's waker.
+    waker: Option<Waker>,
+}
+
+/// What a job tells its worker when it ends: the outcome to count, and a
+/// step (storing the result) to run in the same critical section as the
+/// count.
+pub(crate) type Report<'a> = &'a dyn Fn(Outcome, &mut dyn FnMut());
 
 /// A queued job: the closure plus its shared state.
 pub(crate) trait Runnable: Send {
     fn id(&self) -> u64;
     fn stop_source(&self) -> StopSource;
-    fn run(self: Box<Self>, rec: &Arc<ThreadRecord>) -> Outcome;
+    /// Runs the job on worker `rec`. Its outcome is counted by `report`
+    /// in the same critical section that stores the result, so whoever
+    /// sees the result sees the count and the other way round. Never
+    /// unwinds: every piece of user code in it (the closure, its drop, the
+    /// value's drop, the panic payload, the waker) is contained.
+    fn run(self: Box<Self>, rec: &Arc<ThreadRecord>, report: Report<'_>);
+    /// Resolves a job that will never run with `why`; never unwinds.
     fn abort(self: Box<Self>, why: JobError);
 }
 
@@ -180,41 +229,46 @@ where
         self.job.stop.clone()
     }
 
-    fn run(self: Box<Self>, rec: &Arc<ThreadRecord>) -> Outcome {
+    fn run(self: Box<Self>, rec: &Arc<ThreadRecord>, report: Report<'_>) {
         let Packet { job, f } = *self;
-        {
-            let mut s = job.lock();
-            if !matches!(s.phase, Phase::Queued) {
-                return Outcome::Skipped; // cancelled after we took it
-            }
-            s.phase = Phase::Running(std::thread::current().id());
+        if !job.start() {
+            // Cancelled after we took it: it never runs.
+            report(Outcome::Skipped, &mut || {});
+            sync::contain("the drop of a cancelled job's closure", move || drop(f));
+            return;
         }
-        rec.set_job(job.id);
+        rec.set_job(Some((job.id, job.stop.token())));
         rec.set_state(ThreadState::Running);
         let cx = Context::new(rec.clone(), job.stop.token());
-        let out = catch_unwind(AssertUnwindSafe(|| f(&cx)));
-        drop(cx);
-        rec.set_job(0);
-        match out {
-            Ok(v) => {
-                job.complete(Ok(v), false);
-                Outcome::Completed
-            }
-            Err(payload) => {
-                let message = panic_message(&*payload);
-                tracing::warn!(worker = %rec.name, job = job.id, %message, "pool job panicked");
-                // Drop the payload here, inside the worker's own guard.
-                drop(catch_unwind(AssertUnwindSafe(move || drop(payload))));
-                job.complete(Err(JobError::Panicked { message }), false);
-                Outcome::Panicked
-            }
+        let out = catch_unwind(AssertUnwindSafe(move || f(&cx)));
+        rec.set_job(None);
+        let out = out.map_err(|payload| {
+            let message = panic_message(&*payload);
+            tracing::warn!(worker = %rec.name, job = job.id, %message, "pool job panicked");
+            sync::drop_payload(payload);
+            JobError::Panicked { message }
+        });
+        let outcome = if out.is_ok() {
+            Outcome::Completed
+        } else {
+            Outcome::Panicked
+        };
+        let mut out = Some(out);
+        let mut wake = None;
+        report(outcome, &mut || {
+            wake = out.take().and_then(|o| job.settle(o, false));
+        });
+        if let Some(w) = wake {
+            job.wake(w);
         }
+        // The last reference of a detached job drops its value here.
+        sync::contain("the drop of a detached job's value", move || drop(job));
     }
 
     fn abort(self: Box<Self>, why: JobError) {
         let job = self.job.clone();
         // Drop the closure (and what it captured) before waking the joiner.
-        drop(self);
+        sync::contain("the drop of a job that never ran", move || drop(self));
         job.complete(Err(why), true);
     }
 }
@@ -338,7 +392,8 @@ impl<T> Job<T> {
         }
     }
 
-    /// Waits up to `timeout` for the job's result.
+    /// Waits up to `timeout` (any `Duration`, `MAX` included) for the
+    /// job's result.
     ///
     /// # Errors
     ///
@@ -356,37 +411,26 @@ impl<T> Job<T> {
     /// assert!(job.join_timeout(Duration::from_secs(10)).is_ok());
     /// ```
     pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JobError>, Job<T>> {
-        self.wait(Some(Instant::now() + timeout))
+        self.wait(sync::deadline_after(timeout))
     }
 
     fn wait(self, deadline: Option<Instant>) -> Result<Result<T, JobError>, Job<T>> {
         let mut s = self.inner.lock();
-        loop {
-            match std::mem::replace(&mut s.phase, Phase::Taken) {
-                Phase::Done(r) => return Ok(r),
-                Phase::Taken => unreachable!("result taken twice"),
-                other => s.phase = other,
-            }
-            if self.is_self(&s.phase) {
-                return Ok(Err(JobError::SelfJoin));
-            }
-            s.joining = true;
-            s = match deadline {
-                None => self.inner.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        s.joining = false;
-                        drop(s);
-                        return Err(self);
-                    }
-                    self.inner
-                        .cv
-                        .wait_timeout(s, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+        if self.is_self(&s.phase) {
+            return Ok(Err(JobError::SelfJoin));
+        }
+        s.joining = true;
+        let (mut s, done) = sync::wait_until(&self.inner.slot, &self.inner.cv, s, deadline, |s| {
+            matches!(s.phase, Phase::Done(_))
+        });
+        s.joining = false;
+        if !done {
+            drop(s);
+            return Err(self);
+        }
+        match std::mem::replace(&mut s.phase, Phase::Taken) {
+            Phase::Done(r) => Ok(r),
+            _ => unreachable!("checked above"),
         }
     }
 

@@ -33,10 +33,11 @@ pub use self::job::{Job, JobError, JobId};
 pub use self::shutdown::{ShutdownReport, Straggler};
 pub use self::stats::PoolStats;
 
-use self::core::{Core, Refusal};
+use self::core::{Core, Refusal, Submitted};
 use self::job::{JobInner, Packet, Task};
+use self::worker::PoolRef;
 use crate::registry::{PoolInfo, PoolProbe};
-use crate::sync::Mutex;
+use crate::sync::{self, Mutex};
 use crate::thread::{Context, Thread};
 
 /// Why [`Pool::spawn`] refused a job (the job was not queued and will
@@ -94,12 +95,13 @@ pub struct Pool {
 }
 
 struct Shared {
-    core: Arc<Core<Task>>,
-    name: Arc<str>,
-    stack_size: usize,
+    pool: PoolRef,
     drop_deadline: Duration,
     manager: Mutex<Option<Thread<()>>>,
 }
+
+/// Pool keys are unique in the process (0 means "no pool").
+static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
 
 impl Pool {
     /// A builder with the defaults (`min_idle` 1, `max_threads` 512,
@@ -117,12 +119,14 @@ impl Pool {
 
     pub(crate) fn start(b: PoolBuilder) -> io::Result<Pool> {
         let name: Arc<str> = Arc::from(b.name.as_str());
-        let core = Arc::new(Core::new(b.cfg.clone()));
         let pool = Pool {
             shared: Arc::new(Shared {
-                core: core.clone(),
-                name: name.clone(),
-                stack_size: b.stack_size,
+                pool: PoolRef {
+                    core: Arc::new(Core::new(b.cfg.clone())),
+                    name: name.clone(),
+                    key: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
+                    stack_size: b.stack_size,
+                },
                 drop_deadline: b.drop_deadline,
                 manager: Mutex::new(None),
             }),
@@ -133,22 +137,23 @@ impl Pool {
         // asks for) does not create them a second time.
         for _ in 0..b.cfg.min_idle {
             // On error, dropping `pool` shuts down what did start.
-            pool.start_worker_now()?;
+            let no = pool.shared.pool.core.reserve();
+            if let Err(e) = worker::start_worker(&pool.shared.pool, no) {
+                pool.shared.pool.core.spawn_failed(no);
+                return Err(e);
+            }
         }
-        let (c, n, stack) = (core, name.clone(), b.stack_size);
+        let p = pool.shared.pool.clone();
         let manager = crate::Builder::new()
-            .name(format!("{name}-mgr"))
+            .name_with_suffix(&name, "-mgr")
             .stack_size(64 * 1024)
-            .spawn(move |cx| worker::manager_main(&c, &n, stack, cx.record()))?;
+            .spawn(move |cx| worker::manager_main(&p, cx.record()))?;
         *crate::sync::lock(&pool.shared.manager) = Some(manager);
         Ok(pool)
     }
 
-    /// Creates one worker on this thread (build, or a pool with no thread).
-    fn start_worker_now(&self) -> io::Result<()> {
-        let s = &self.shared;
-        let no = s.core.reserve();
-        worker::start_worker(&s.core, &s.name, s.stack_size, no)
+    fn core(&self) -> &Core<Task> {
+        &self.shared.pool.core
     }
 
     /// The pool's name (its threads' prefix).
@@ -160,7 +165,7 @@ impl Pool {
     /// assert_eq!(pool.name(), "p");
     /// ```
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.shared.pool.name
     }
 
     /// Submits a job. It starts at once on a parked spare thread (one
@@ -186,23 +191,30 @@ impl Pool {
     {
         let id = NEXT_JOB.fetch_add(1, Ordering::Relaxed);
         let inner = JobInner::new(id);
-        let mut task: Task = Box::new(Packet {
+        let task: Task = Box::new(Packet {
             job: inner.clone(),
             f,
         });
-        loop {
-            match self.shared.core.submit(task) {
-                Ok(()) => break,
-                Err((t, Refusal::NoWorker)) => {
-                    task = t;
-                    self.start_worker_now().map_err(SpawnError::Os)?;
+        let pool = &self.shared.pool;
+        match pool.core.submit(task) {
+            Ok(Submitted::Queued) => {}
+            Ok(Submitted::CreateWorker(no)) => {
+                // A worker reserved for this job (an empty pool, or a
+                // bounded queue at its bound): create it before returning,
+                // so the OS's refusal reaches the caller.
+                if let Err(e) = worker::start_worker(pool, no) {
+                    if let Some(task) = pool.core.withdraw(no, id) {
+                        sync::contain("the drop of a refused job", move || drop(task));
+                        return Err(SpawnError::Os(e));
+                    }
+                    // Another worker took the job meanwhile: it is served.
                 }
-                Err((_, Refusal::ShutDown)) => return Err(SpawnError::ShutDown),
-                Err((_, Refusal::QueueFull)) => return Err(SpawnError::QueueFull),
-                Err((_, Refusal::AtCapacity)) => return Err(SpawnError::AtCapacity),
             }
+            Err((_, Refusal::ShutDown)) => return Err(SpawnError::ShutDown),
+            Err((_, Refusal::QueueFull)) => return Err(SpawnError::QueueFull),
+            Err((_, Refusal::AtCapacity)) => return Err(SpawnError::AtCapacity),
         }
-        Ok(Job::new(inner, Arc::downgrade(&self.shared.core)))
+        Ok(Job::new(inner, Arc::downgrade(&pool.core)))
     }
 
     /// The pool's counts, read in one critical section.
@@ -246,7 +258,13 @@ impl Pool {
     /// assert!(!pool.wait_idle_timeout(std::time::Duration::from_millis(10)));
     /// ```
     pub fn wait_idle_timeout(&self, timeout: Duration) -> bool {
-        self.idle_until(Instant::now().checked_add(timeout))
+        self.idle_until(sync::deadline_after(timeout))
+    }
+
+    /// Whether the calling thread is one of this pool's workers (known
+    /// from the worker's first instruction, before it takes a job).
+    pub(super) fn on_own_worker(&self) -> bool {
+        crate::registry::current_pool() == Some(self.shared.pool.key)
     }
 
     /// Called from one of this pool's own jobs, waiting for "no job" would
@@ -255,8 +273,8 @@ impl Pool {
     /// (every thread busy, `max_threads` reached, only the caller running).
     fn idle_until(&self, deadline: Option<Instant>) -> bool {
         let inside = usize::from(self.on_own_worker());
-        let max = self.shared.core.cfg.max_threads;
-        self.shared.core.wait_until(deadline, |st| {
+        let max = self.core().cfg.max_threads;
+        self.core().wait_until(deadline, |st| {
             st.busy <= inside && (st.queue.is_empty() || (inside == 1 && st.threads >= max))
         })
     }
@@ -264,7 +282,7 @@ impl Pool {
 
 impl Shared {
     fn stats(&self) -> PoolStats {
-        let st = self.core.lock();
+        let st = self.pool.core.lock();
         let c = st.counters;
         PoolStats {
             threads: st.threads,
@@ -285,7 +303,7 @@ impl Shared {
 impl PoolProbe for Shared {
     fn info(&self) -> PoolInfo {
         PoolInfo {
-            name: self.name.clone(),
+            name: self.pool.name.clone(),
             stats: self.stats(),
         }
     }
@@ -295,7 +313,7 @@ impl Drop for Pool {
     fn drop(&mut self) {
         let report = self.shutdown(self.shared.drop_deadline);
         if !report.stragglers.is_empty() {
-            tracing::warn!(pool = %self.shared.name, %report, "pool dropped with stragglers");
+            tracing::warn!(pool = %self.name(), %report, "pool dropped with stragglers");
         }
     }
 }
@@ -303,7 +321,7 @@ impl Drop for Pool {
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
-            .field("name", &self.shared.name)
+            .field("name", &self.name())
             .field("stats", &self.stats())
             .finish()
     }

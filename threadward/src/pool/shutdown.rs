@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::job::JobError;
 use super::{JobId, Pool};
 use crate::registry::{ThreadId, ThreadState};
+use crate::sync;
 
 /// A worker that did not exit before a shutdown's deadline. It is detached
 /// and stays visible in [`registry::snapshot`](crate::registry::snapshot).
@@ -51,11 +52,14 @@ impl fmt::Display for Straggler {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ShutdownReport {
-    /// Workers still running at the deadline.
+    /// Workers still running a job at the deadline (idle workers never
+    /// are: they run no user code and exit on their own).
     pub stragglers: Vec<Straggler>,
-    /// Queued jobs that never ran (they report [`JobError::ShutDown`]).
+    /// Queued jobs this call dropped; they never ran (they report
+    /// [`JobError::ShutDown`]).
     pub cancelled_queued: usize,
-    /// Running jobs whose stop was requested.
+    /// Running jobs whose stop this call requested (a second shutdown
+    /// counts none again).
     pub stopped_running: usize,
     /// How long the call took.
     pub elapsed: Duration,
@@ -83,10 +87,13 @@ impl Pool {
     /// queued ones (they report [`JobError::ShutDown`]), requests the stop
     /// of every running job, and waits for all workers in parallel.
     ///
-    /// Workers still running at the deadline are reported as stragglers
-    /// and detached; this never waits past the deadline (plus the few
-    /// microseconds of bookkeeping). Idempotent: a later call waits again
-    /// and reports whoever is still running.
+    /// Workers still running a job at the deadline are reported as
+    /// stragglers and detached. The call returns by the deadline (plus a
+    /// few microseconds of bookkeeping) whatever jobs and their stop
+    /// callbacks do: stop requests run on a helper thread, so a callback
+    /// that blocks delays only that helper. Any `Duration` is accepted
+    /// (`MAX`: wait for ever). Idempotent: a later call waits again and
+    /// reports whoever is still running.
     ///
     /// # Examples
     ///
@@ -112,17 +119,21 @@ impl Pool {
     /// ```
     pub fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let start = Instant::now();
-        let end = start.checked_add(deadline);
-        let core = &self.shared.core;
+        self.shutdown_by(start, sync::deadline_after(deadline))
+    }
+
+    fn shutdown_by(&self, start: Instant, end: Option<Instant>) -> ShutdownReport {
+        let core = self.core();
         let (jobs, stops) = core.begin_shutdown();
+        // Stops first (a running job's stop callbacks are user code; they
+        // run on a helper thread when there is a deadline), then the
+        // queued jobs, whose closures' drops are contained.
+        let stopped_running = crate::thread::request_stops_by(stops, end);
         let cancelled_queued = jobs.len();
         for job in jobs {
             job.abort(JobError::ShutDown);
         }
-        for s in &stops {
-            s.request_stop();
-        }
-        self.finish(end, start, cancelled_queued, stops.len())
+        self.finish(end, start, cancelled_queued, stopped_running)
     }
 
     /// Closes the pool gracefully within `deadline`: refuses new jobs but
@@ -148,24 +159,12 @@ impl Pool {
     /// ```
     pub fn close(&self, deadline: Duration) -> ShutdownReport {
         let start = Instant::now();
-        let end = start.checked_add(deadline);
-        let core = &self.shared.core;
+        let end = sync::deadline_after(deadline);
+        let core = self.core();
         core.begin_close();
         let inside = usize::from(self.on_own_worker());
         core.wait_until(end, |st| st.threads <= inside);
-        let mut report = self.shutdown(end.map_or(Duration::MAX, |e| {
-            e.saturating_duration_since(Instant::now())
-        }));
-        report.elapsed = start.elapsed();
-        report
-    }
-
-    /// Whether the calling thread is one of this pool's workers.
-    pub(super) fn on_own_worker(&self) -> bool {
-        let st = self.shared.core.lock();
-        st.workers
-            .values()
-            .any(|w| w.rec.as_ref().is_some_and(|r| r.is_current()))
+        self.shutdown_by(start, end)
     }
 
     fn finish(
@@ -175,14 +174,14 @@ impl Pool {
         cancelled_queued: usize,
         stopped_running: usize,
     ) -> ShutdownReport {
-        let core = &self.shared.core;
+        let core = self.core();
         // A job that shuts down its own pool waits for every worker but its own.
         let inside = usize::from(self.on_own_worker());
         core.wait_until(end, |st| st.threads <= inside);
         // Manager: it exits at once on shutdown; bounded all the same.
-        let manager = crate::sync::lock(&self.shared.manager).take();
+        let manager = sync::lock(&self.shared.manager).take();
         if let Some(m) = manager {
-            let left = end.map_or(Duration::from_secs(3600), |e| {
+            let left = end.map_or(Duration::MAX, |e| {
                 e.saturating_duration_since(Instant::now())
             });
             if let Err(m) = m.join_timeout(left) {
@@ -191,13 +190,18 @@ impl Pool {
         }
         let mut st = core.lock();
         let now = Instant::now();
-        let mut handles = Vec::new();
         let mut stragglers = Vec::new();
         for slot in st.workers.values_mut() {
-            // Detach: drop the handle, keep the slot so the worker can
-            // still remove itself when it finally exits.
-            handles.extend(slot.handle.take().filter(|h| h.is_finished()));
-            let Some(rec) = &slot.rec else { continue };
+            // Detach: drop the handle (an exited worker's thread-local
+            // destructors may still run; joining could outlast the
+            // deadline), keep the slot so the worker can still remove
+            // itself when it finally exits.
+            slot.handle.take();
+            // A straggler runs a job: idle and exiting workers run no user
+            // code and are on their way out.
+            let (Some(rec), Some(current)) = (&slot.rec, &slot.current) else {
+                continue;
+            };
             if rec.finished.is_set() {
                 continue;
             }
@@ -205,18 +209,15 @@ impl Pool {
             stragglers.push(Straggler {
                 id: rec.id,
                 name: rec.name.clone(),
-                job: slot.current.as_ref().map(|c| JobId(c.job)),
-                job_age: slot.current.as_ref().map(|c| now - c.started),
+                job: Some(JobId(current.job)),
+                job_age: Some(now - current.started),
                 state,
             });
         }
         drop(st);
-        handles.extend(core.take_last_exiting());
-        for h in handles {
-            let _ = h.join();
-        }
+        drop(core.take_last_exiting());
         for s in &stragglers {
-            tracing::warn!(pool = %self.shared.name, straggler = %s, "pool worker did not stop before the deadline");
+            tracing::warn!(pool = %self.name(), straggler = %s, "pool worker did not stop before the deadline");
         }
         ShutdownReport {
             stragglers,

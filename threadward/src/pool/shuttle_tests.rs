@@ -8,7 +8,7 @@ use std::time::Duration;
 use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
 
-use super::core::{Config, Core, Next, Outcome, Queue, QueuedJob, Refusal};
+use super::core::{Config, Core, Next, Outcome, Queue, QueuedJob, Refusal, Submitted};
 use crate::stop::StopSource;
 
 impl QueuedJob for u64 {
@@ -23,19 +23,17 @@ impl QueuedJob for u64 {
 type Ran = Arc<Mutex<Vec<u64>>>;
 
 fn worker(core: Arc<Core<u64>>, no: u64, ran: Ran) {
-    let mut finished = None;
     let mut first = true;
     loop {
-        match core.next(no, first, finished.take(), |_| {}) {
+        match core.next(no, first, |_| {}) {
             Next::Run(id) => {
-                ran.lock().unwrap().push(id);
-                finished = Some(Outcome::Completed);
+                core.report(Outcome::Completed, &mut || ran.lock().unwrap().push(id));
             }
             Next::Exit => break,
         }
         first = false;
     }
-    core.exit(no);
+    core.exit(no, false, false);
 }
 
 /// Two submitters, a canceller, the manager growing and reaping, and a
@@ -79,23 +77,19 @@ fn scenario(min_idle: usize, max_threads: usize, drain_first: bool) {
             thread::spawn(move || {
                 let mut accepted = Vec::new();
                 for id in base..base + 3 {
-                    loop {
-                        match c.submit(id) {
-                            Ok(()) => accepted.push(id),
-                            Err((_, Refusal::ShutDown)) => {}
-                            // Every worker was reaped: create one here, as
-                            // Pool::spawn does, and submit again.
-                            Err((_, Refusal::NoWorker)) => {
-                                let no = c.reserve();
-                                let (c2, r2) = (c.clone(), r.clone());
-                                h.lock()
-                                    .unwrap()
-                                    .push(thread::spawn(move || worker(c2, no, r2)));
-                                continue;
-                            }
-                            Err((_, r)) => panic!("unexpected refusal {r:?}"),
+                    match c.submit(id) {
+                        Ok(Submitted::Queued) => accepted.push(id),
+                        // Every worker was reaped: the job is queued with a
+                        // worker reserved for it; create it, as Pool::spawn does.
+                        Ok(Submitted::CreateWorker(no)) => {
+                            accepted.push(id);
+                            let (c2, r2) = (c.clone(), r.clone());
+                            h.lock()
+                                .unwrap()
+                                .push(thread::spawn(move || worker(c2, no, r2)));
                         }
-                        break;
+                        Err((_, Refusal::ShutDown)) => {}
+                        Err((_, r)) => panic!("unexpected refusal {r:?}"),
                     }
                 }
                 accepted

@@ -1,6 +1,7 @@
 //! The worker loop and the manager loop (README.md: "Worker states",
 //! "Spare management").
 
+use std::cell::Cell;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,32 +15,65 @@ use crate::thread::spawn_worker;
 const BACKOFF_MIN: Duration = Duration::from_millis(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Creates worker `no` (already reserved in `core`) and records the outcome.
-pub(crate) fn start_worker(
-    core: &Arc<Core<Task>>,
-    pool: &Arc<str>,
-    stack_size: usize,
-    no: u64,
-) -> io::Result<()> {
-    let c = core.clone();
-    let name = format!("{pool}-{no}");
-    match spawn_worker(&name, pool.clone(), Some(stack_size), move |rec| {
-        worker_main(&c, no, rec)
-    }) {
+/// What a worker needs to know of its pool.
+#[derive(Clone)]
+pub(crate) struct PoolRef {
+    pub(crate) core: Arc<Core<Task>>,
+    pub(crate) name: Arc<str>,
+    /// Process-unique key of the pool (its workers carry it).
+    pub(crate) key: u64,
+    pub(crate) stack_size: usize,
+}
+
+/// Creates worker `no` (already reserved in the core) and records it. On
+/// error the reservation stands: the caller undoes it (`spawn_failed`, or
+/// `withdraw` together with its job).
+pub(crate) fn start_worker(pool: &PoolRef, no: u64) -> io::Result<()> {
+    let c = pool.core.clone();
+    match spawn_worker(
+        pool.name.clone(),
+        pool.key,
+        no,
+        Some(pool.stack_size),
+        move |rec| worker_main(&c, no, rec),
+    ) {
         Ok((rec, handle)) => {
-            core.spawned(no, rec, handle);
+            pool.core.spawned(no, rec, handle);
             Ok(())
         }
-        Err(e) => {
-            core.spawn_failed(no);
-            Err(e)
+        Err(e) => Err(e),
+    }
+}
+
+/// The worker's exit bookkeeping, run by `Drop` so that it runs also if the
+/// worker unwinds (jobs never unwind out of `run`; this is the backstop).
+struct Leave<'a> {
+    core: &'a Core<Task>,
+    no: u64,
+    /// Has not made its first `next` call yet.
+    starting: Cell<bool>,
+    /// Took a job whose outcome is not reported yet.
+    busy: Cell<bool>,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        if let Some(prev) = self
+            .core
+            .exit(self.no, self.starting.get(), self.busy.get())
+        {
+            let _ = prev.join();
         }
     }
 }
 
 fn worker_main(core: &Core<Task>, no: u64, rec: &Arc<ThreadRecord>) {
-    let mut finished = None;
-    let mut first = true;
+    let leave = Leave {
+        core,
+        no,
+        starting: Cell::new(true),
+        busy: Cell::new(false),
+    };
     let set_idle = |idle: bool| {
         rec.set_state(if idle {
             ThreadState::Idle
@@ -47,39 +81,41 @@ fn worker_main(core: &Core<Task>, no: u64, rec: &Arc<ThreadRecord>) {
             ThreadState::Running
         })
     };
+    let report = |outcome, settle: &mut dyn FnMut()| {
+        core.report(outcome, settle);
+        leave.busy.set(false);
+    };
     loop {
-        match core.next(no, first, finished.take(), set_idle) {
-            Next::Run(task) => finished = Some(task.run(rec)),
+        let next = core.next(no, leave.starting.replace(false), set_idle);
+        match next {
+            Next::Run(task) => {
+                leave.busy.set(true);
+                // `run` reports the outcome before the joiner wakes, and
+                // never unwinds.
+                task.run(rec, &report);
+            }
             Next::Exit => break,
         }
-        first = false;
-    }
-    if let Some(prev) = core.exit(no) {
-        let _ = prev.join();
     }
 }
 
 /// The manager: creates the threads the deficit asks for, off every
 /// submitter's path, backing off while the OS refuses.
-pub(crate) fn manager_main(
-    core: &Arc<Core<Task>>,
-    pool: &Arc<str>,
-    stack_size: usize,
-    me: &ThreadRecord,
-) {
+pub(crate) fn manager_main(pool: &PoolRef, me: &ThreadRecord) {
     let mut backoff = BACKOFF_MIN;
     loop {
         me.set_state(ThreadState::Idle);
-        let Some(no) = core.manager_next() else {
+        let Some(no) = pool.core.manager_next() else {
             break;
         };
         me.set_state(ThreadState::Running);
-        match start_worker(core, pool, stack_size, no) {
+        match start_worker(pool, no) {
             Ok(()) => backoff = BACKOFF_MIN,
             Err(e) => {
-                tracing::warn!(pool = %pool, error = %e, backoff = ?backoff,
+                pool.core.spawn_failed(no);
+                tracing::warn!(pool = %pool.name, error = %e, backoff = ?backoff,
                     "OS refused a pool thread; queued jobs wait for existing workers");
-                core.manager_pause(backoff);
+                pool.core.manager_pause(backoff);
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }

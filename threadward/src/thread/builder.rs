@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::registry::{self, ThreadKind, ThreadRecord, ThreadState};
-use crate::sync;
-use crate::thread::{panic_message, Context, Thread, ThreadError};
+use crate::sync::{self, Mutex};
+use crate::thread::handle::Packet;
+use crate::thread::{budget, panic_message, Context, Thread, ThreadError};
 
 /// Linux keeps 15 bytes of a thread's name (plus the NUL).
 const OS_NAME_MAX: usize = 15;
@@ -23,8 +24,11 @@ const OS_NAME_MAX: usize = 15;
 /// assert_eq!(t.join().unwrap(), 10);
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `spawn` is called"]
 pub struct Builder {
     name: Option<String>,
+    /// The OS-visible name, when it is not the first 15 bytes of `name`.
+    os_name: Option<String>,
     stack_size: Option<usize>,
 }
 
@@ -41,6 +45,7 @@ impl Builder {
     pub fn new() -> Builder {
         Builder {
             name: None,
+            os_name: None,
             stack_size: None,
         }
     }
@@ -56,6 +61,14 @@ impl Builder {
     /// ```
     pub fn name(mut self, name: impl Into<String>) -> Builder {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Names the thread `prefix` + `suffix`, keeping `suffix` visible in
+    /// the OS name (a pool's manager: `-mgr`).
+    pub(crate) fn name_with_suffix(mut self, prefix: &str, suffix: &str) -> Builder {
+        self.name = Some(format!("{prefix}{suffix}"));
+        self.os_name = Some(os_name_with_suffix(prefix, suffix));
         self
     }
 
@@ -95,21 +108,39 @@ impl Builder {
         T: Send + 'static,
     {
         let name = self.name.unwrap_or_else(|| "threadward".to_owned());
-        let (rec, handle) = start(&name, ThreadKind::Thread, self.stack_size, move |rec| {
+        let os = self.os_name.unwrap_or_else(|| os_name(&name).to_owned());
+        let packet: Packet<T> = Arc::new(Mutex::new(None));
+        let their_packet = packet.clone();
+        let spec = Spec {
+            name: &name,
+            os_name: os,
+            kind: ThreadKind::Thread,
+            pool_key: 0,
+            stack_size: self.stack_size,
+        };
+        let (rec, handle) = start(spec, move |rec| {
             let cx = Context::new(rec.clone(), rec.stop.token());
             rec.set_state(ThreadState::Running);
             let out = catch_unwind(AssertUnwindSafe(|| f(&cx)));
             drop(cx);
-            out.map_err(|payload| {
+            let out = out.map_err(|payload| {
                 let message = panic_message(&*payload);
                 tracing::error!(thread = %rec.name, id = %rec.id, %message, "managed thread panicked");
+                // The payload may panic on drop: contained (and leaked).
+                sync::drop_payload(payload);
                 ThreadError::Panicked {
                     name: rec.name.to_string(),
                     message,
                 }
-            })
+            });
+            *sync::lock(&their_packet) = Some(out);
+            // If the handle is gone (detached), the value drops here: user
+            // code, contained so the exit bookkeeping still runs cleanly.
+            sync::contain("the drop of a detached thread's value", move || {
+                drop(their_packet)
+            });
         })?;
-        Ok(Thread::new(rec, handle))
+        Ok(Thread::new(rec, packet, handle))
     }
 }
 
@@ -139,17 +170,28 @@ where
     Builder::new().name(name).spawn(f)
 }
 
-/// Starts a pool worker: a registered thread of kind `PoolWorker`.
+/// Starts a pool worker: a registered thread of kind `PoolWorker` named
+/// `{pool}-{no}`, whose OS name keeps the `-{no}` suffix visible.
 pub(crate) fn spawn_worker(
-    name: &str,
     pool: Arc<str>,
+    pool_key: u64,
+    no: u64,
     stack_size: Option<usize>,
     body: impl FnOnce(&Arc<ThreadRecord>) + Send + 'static,
 ) -> io::Result<(Arc<ThreadRecord>, std::thread::JoinHandle<()>)> {
-    start(name, ThreadKind::PoolWorker { pool }, stack_size, body)
+    let suffix = format!("-{no}");
+    let name = format!("{pool}{suffix}");
+    let spec = Spec {
+        name: &name,
+        os_name: os_name_with_suffix(&pool, &suffix),
+        kind: ThreadKind::PoolWorker { pool },
+        pool_key,
+        stack_size,
+    };
+    start(spec, body)
 }
 
-fn validate(name: &str, stack_size: Option<usize>) -> io::Result<Option<usize>> {
+pub(crate) fn validate(name: &str, stack_size: Option<usize>) -> io::Result<Option<usize>> {
     if name.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -186,23 +228,69 @@ pub(crate) fn os_name(name: &str) -> &str {
     &name[..end]
 }
 
+/// `prefix` cut short enough that `suffix` (a worker index, `-mgr`) stays
+/// visible in the 15 bytes the OS keeps.
+pub(crate) fn os_name_with_suffix(prefix: &str, suffix: &str) -> String {
+    let room = OS_NAME_MAX.saturating_sub(suffix.len());
+    let mut end = prefix.len().min(room);
+    while !prefix.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut name = format!("{}{suffix}", &prefix[..end]);
+    name.truncate(os_name(&name).len());
+    name
+}
+
+/// What `start` needs to know of a new thread.
+struct Spec<'a> {
+    name: &'a str,
+    os_name: String,
+    kind: ThreadKind,
+    pool_key: u64,
+    stack_size: Option<usize>,
+}
+
+/// A thread's exit bookkeeping, run by `Drop` so that it also runs when
+/// the thread unwinds: release the registry slot, mark the thread finished
+/// (waking `wait`/`join`), wake anyone in `pause`.
+struct ExitGuard {
+    rec: Arc<ThreadRecord>,
+    started: Instant,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let r = &self.rec;
+        registry::release(r.id);
+        r.finished.set();
+        {
+            let _p = sync::lock(&r.pause);
+            r.pause_cv.notify_all();
+        }
+        tracing::debug!(thread = %r.name, id = %r.id, ran = ?self.started.elapsed(), "thread exited");
+    }
+}
+
 /// Registers, starts, and on exit releases one managed OS thread.
 fn start<R: Send + 'static>(
-    name: &str,
-    kind: ThreadKind,
-    stack_size: Option<usize>,
+    spec: Spec<'_>,
     body: impl FnOnce(&Arc<ThreadRecord>) -> R + Send + 'static,
 ) -> io::Result<(Arc<ThreadRecord>, std::thread::JoinHandle<R>)> {
-    let stack_size = validate(name, stack_size)?;
-    let rec = registry::register(Arc::from(name), kind);
-    let mut builder = std::thread::Builder::new().name(os_name(name).to_owned());
+    let stack_size = validate(spec.name, spec.stack_size)?;
+    budget::reserve()?;
+    let rec = registry::register(Arc::from(spec.name), spec.kind, spec.pool_key);
+    let mut builder = std::thread::Builder::new().name(spec.os_name);
     if let Some(s) = stack_size {
         builder = builder.stack_size(s);
     }
     let r = rec.clone();
     let spawned = builder.spawn(move || {
-        let _ = r.os_id.set(std::thread::current().id());
-        let started = Instant::now();
+        r.enter();
+        let _budget = budget::Held;
+        let exit = ExitGuard {
+            rec: r.clone(),
+            started: Instant::now(),
+        };
         // A stop also wakes anyone in `pause()` / `pause_point()`.
         let weak = Arc::downgrade(&r);
         let pause_waker = r.stop.token().on_stop(move || {
@@ -214,24 +302,16 @@ fn start<R: Send + 'static>(
         tracing::debug!(thread = %r.name, id = %r.id, "thread started");
         let out = body(&r);
         drop(pause_waker);
-        registry::release(r.id);
-        r.finished.set();
-        {
-            let _p = sync::lock(&r.pause);
-            r.pause_cv.notify_all();
-        }
-        tracing::debug!(thread = %r.name, id = %r.id, ran = ?started.elapsed(), "thread exited");
+        drop(exit);
         out
     });
     match spawned {
-        Ok(handle) => {
-            let _ = rec.os_id.set(handle.thread().id());
-            Ok((rec, handle))
-        }
+        Ok(handle) => Ok((rec, handle)),
         Err(e) => {
+            budget::release();
             registry::release(rec.id);
             rec.finished.set();
-            tracing::warn!(thread = %name, error = %e, "OS refused to start a thread");
+            tracing::warn!(thread = %rec.name, error = %e, "OS refused to start a thread");
             Err(e)
         }
     }

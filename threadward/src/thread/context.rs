@@ -251,8 +251,10 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// On stop, an error of kind [`io::ErrorKind::Interrupted`] wrapping
-    /// [`Stopped`] (test it with [`is_stopped`](crate::is_stopped)); an
+    /// On stop, an error of kind [`io::ErrorKind::Other`] wrapping
+    /// [`Stopped`] (test it with [`is_stopped`](crate::is_stopped)); never a
+    /// kind std's I/O loops retry, so `read_exact` and `write_all` over a
+    /// reader that waits here return on stop instead of spinning; an
     /// `io::Error` if the eventfd or `poll` fails.
     ///
     /// # Examples

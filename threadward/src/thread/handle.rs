@@ -1,9 +1,10 @@
 use std::fmt;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::registry::{ThreadId, ThreadRecord};
+use crate::sync::{self, Mutex};
 use crate::thread::Stopper;
 
 /// Why [`Thread::join`] or [`Thread::stop`] returned no value.
@@ -60,17 +61,36 @@ pub enum ThreadError {
 /// let served = t.stop().unwrap(); // request + wake + wait, value back
 /// assert!(served > 0);
 /// ```
+#[must_use = "dropping a Thread stops it and waits for it; call detach() to let it run on"]
 pub struct Thread<T> {
     rec: Arc<ThreadRecord>,
-    handle: Option<JoinHandle<Result<T, ThreadError>>>,
+    /// The body's outcome, stored by the thread before it is marked
+    /// finished (so it can be taken without joining the OS thread, whose
+    /// thread-local destructors may still run).
+    packet: Packet<T>,
+    handle: Option<JoinHandle<()>>,
 }
 
+/// Where a thread leaves its body's outcome.
+pub(crate) type Packet<T> = Arc<Mutex<Option<Result<T, ThreadError>>>>;
+
 impl<T> Thread<T> {
-    pub(crate) fn new(rec: Arc<ThreadRecord>, handle: JoinHandle<Result<T, ThreadError>>) -> Self {
+    pub(crate) fn new(rec: Arc<ThreadRecord>, packet: Packet<T>, handle: JoinHandle<()>) -> Self {
         Thread {
             rec,
+            packet,
             handle: Some(handle),
         }
+    }
+
+    /// Takes the outcome the finished body left.
+    fn take_outcome(&self) -> Result<T, ThreadError> {
+        sync::lock(&self.packet).take().unwrap_or_else(|| {
+            Err(ThreadError::Panicked {
+                name: self.rec.name.to_string(),
+                message: "the thread ended without leaving a result".to_owned(),
+            })
+        })
     }
 
     fn self_join(&self) -> ThreadError {
@@ -166,19 +186,22 @@ impl<T> Thread<T> {
         if self.rec.is_current() {
             return Err(self.self_join());
         }
-        let handle = self.handle.take().expect("handle present until joined");
-        match handle.join() {
-            Ok(out) => out,
-            // The body's panics are caught inside the thread; this is a
-            // panic in a TLS destructor after it.
-            Err(payload) => Err(ThreadError::Panicked {
-                name: self.rec.name.to_string(),
-                message: super::panic_message(&*payload),
-            }),
+        self.rec.finished.wait();
+        if let Some(handle) = self.handle.take() {
+            // Thread-local destructors run after the body; a panic there
+            // aborts the process, so there is nothing to report here.
+            let _ = handle.join();
         }
+        self.take_outcome()
     }
 
-    /// Waits up to `timeout` for the thread to finish.
+    /// Waits up to `timeout` for the thread to finish (any `Duration`,
+    /// `Duration::MAX` included).
+    ///
+    /// Returns by the deadline whatever the thread does: once the body has
+    /// returned, its value comes back even if the thread's thread-local
+    /// destructors are still running (the OS thread is then detached and
+    /// ends on its own).
     ///
     /// # Errors
     ///
@@ -195,14 +218,24 @@ impl<T> Thread<T> {
     /// assert!(t.join_timeout(Duration::from_secs(10)).is_ok());
     /// ```
     pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, ThreadError>, Thread<T>> {
+        self.join_deadline(sync::deadline_after(timeout))
+    }
+
+    fn join_deadline(
+        mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Result<T, ThreadError>, Thread<T>> {
         if self.rec.is_current() {
             return Ok(Err(self.self_join()));
         }
-        if self.rec.finished.wait_timeout(timeout) {
-            Ok(self.join())
-        } else {
-            Err(self)
+        if !self.rec.finished.wait_deadline(deadline) {
+            return Err(self);
         }
+        // Detached, not joined: the OS thread may still run its
+        // thread-local destructors (std's `is_finished` is already true
+        // then, so even a "finished" handle's join could block).
+        drop(self.handle.take());
+        Ok(self.take_outcome())
     }
 
     /// Requests a stop, wakes the thread out of any stop-aware wait, and
@@ -225,7 +258,9 @@ impl<T> Thread<T> {
         self.join()
     }
 
-    /// [`stop`](Thread::stop) with a bound on the wait.
+    /// [`stop`](Thread::stop) with a bound on the wait: returns by the
+    /// deadline whatever the thread's stop callbacks or thread-local
+    /// destructors do (a slow callback finishes on a helper thread).
     ///
     /// # Errors
     ///
@@ -242,8 +277,9 @@ impl<T> Thread<T> {
     /// assert!(out.unwrap().is_err());
     /// ```
     pub fn stop_timeout(self, timeout: Duration) -> Result<Result<T, ThreadError>, Thread<T>> {
-        self.request_stop();
-        self.join_timeout(timeout)
+        let deadline = sync::deadline_after(timeout);
+        super::request_stops_by(vec![self.rec.stop.clone()], deadline);
+        self.join_deadline(deadline)
     }
 
     /// Lets the thread run on without an owner: dropping the returned
@@ -274,7 +310,8 @@ impl<T> Drop for Thread<T> {
         if self.rec.is_current() {
             return;
         }
-        if let Ok(Err(e)) = handle.join() {
+        let _ = handle.join();
+        if let Some(Err(e)) = sync::lock(&self.packet).take() {
             tracing::warn!(thread = %self.rec.name, id = %self.rec.id, error = %e, "dropped thread ended with an error");
         }
     }

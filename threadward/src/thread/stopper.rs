@@ -1,6 +1,6 @@
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::registry::{ThreadId, ThreadRecord};
 use crate::sync;
@@ -12,7 +12,8 @@ use crate::thread::ThreadError;
 /// any method at once: a stop is an atomic swap plus the thread's own wake
 /// callbacks, and each waiter sleeps on the thread's own latch, never on a
 /// global lock. A `Stopper` of a thread that already exited stays valid:
-/// `request_stop` returns `false`, `wait` returns at once.
+/// `request_stop` is harmless (it records the request, `true` for the
+/// first one, and has nothing left to wake), `wait` returns at once.
 ///
 /// # Examples
 ///
@@ -166,8 +167,9 @@ impl Stopper {
     /// (`kthread_park`).
     ///
     /// Returns `true` once the thread is paused; `false` if it was stopped
-    /// or finished instead (it will never pause), or if called from the
-    /// thread itself.
+    /// or finished instead (it will never pause), if another handle
+    /// withdrew the pause with [`resume`](Stopper::resume), or if called
+    /// from the thread itself.
     ///
     /// # Examples
     ///
@@ -190,20 +192,45 @@ impl Stopper {
     /// t.stop().unwrap();
     /// ```
     pub fn pause(&self) -> bool {
+        self.pause_deadline(None)
+    }
+
+    /// [`pause`](Stopper::pause) bounded by `timeout` (any `Duration`).
+    ///
+    /// Returns `true` once the thread is paused. Returns `false` if it was
+    /// stopped or finished, if another handle withdrew the pause with
+    /// [`resume`](Stopper::resume), or when `timeout` passed; on a timeout
+    /// the request is withdrawn, so the thread will not pause later with
+    /// nobody waiting for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // A thread with no pause point never pauses.
+    /// let t = threadward::spawn("busy", |cx| while cx.sleep(Duration::from_millis(1)).is_ok() {}).unwrap();
+    /// assert!(!t.stopper().pause_timeout(Duration::from_millis(20)));
+    /// t.stop().unwrap();
+    /// ```
+    pub fn pause_timeout(&self, timeout: Duration) -> bool {
+        self.pause_deadline(sync::deadline_after(timeout))
+    }
+
+    fn pause_deadline(&self, deadline: Option<Instant>) -> bool {
         if self.rec.is_current() {
             return false;
         }
-        let mut p = sync::lock(&self.rec.pause);
+        let rec = &self.rec;
+        let mut p = sync::lock(&rec.pause);
         p.requested = true;
-        loop {
-            if p.paused {
-                return true;
-            }
-            if self.rec.stop.stop_requested() || self.rec.finished.is_set() {
-                return false;
-            }
-            p = sync::wait(&self.rec.pause_cv, p);
+        let (mut p, _) = sync::wait_until(&rec.pause, &rec.pause_cv, p, deadline, |p| {
+            p.paused || !p.requested || rec.stop.stop_requested() || rec.finished.is_set()
+        });
+        if !p.paused && p.requested {
+            p.requested = false; // timed out, stopped or finished: withdraw
         }
+        p.paused
     }
 
     /// Ends a pause: the thread leaves its pause point (or will not stop at
