@@ -705,10 +705,13 @@ mod loom_tests {
                 assert!(c2.wait_until(None, |st| st.busy <= 1 && st.queue.is_empty()));
                 c2.report(Outcome::Completed, &mut || {});
             });
-            let second = c.submit(2).map_err(|(_, r)| r);
-            if let Ok(Submitted::CreateWorker(b)) = second {
-                worker(c.clone(), b, 1);
-            }
+            // The second job gets a worker from the manager (played here).
+            let b = match c.submit(2) {
+                Ok(Submitted::CreateWorker(b)) => b,
+                Ok(Submitted::Queued) => c.manager_next().expect("a worker for the queued job"),
+                Err((_, r)) => panic!("refused: {r:?}"),
+            };
+            worker(c.clone(), b, 1);
             fresh.join().unwrap();
             let st = c.lock();
             assert_eq!(st.busy, 0);

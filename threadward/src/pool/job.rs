@@ -195,7 +195,7 @@ pub(crate) trait Runnable: Send {
     /// sees the result sees the count and the other way round. Never
     /// unwinds: every piece of user code in it (the closure, its drop, the
     /// value's drop, the panic payload, the waker) is contained.
-    fn run(self: Box<Self>, rec: &Arc<ThreadRecord>, report: Report<'_>);
+    fn run(self: Box<Self>, rec: &std::sync::Arc<ThreadRecord>, report: Report<'_>);
     /// Resolves a job that will never run with `why`; never unwinds.
     fn abort(self: Box<Self>, why: JobError);
 }
@@ -229,7 +229,7 @@ where
         self.job.stop.clone()
     }
 
-    fn run(self: Box<Self>, rec: &Arc<ThreadRecord>, report: Report<'_>) {
+    fn run(self: Box<Self>, rec: &std::sync::Arc<ThreadRecord>, report: Report<'_>) {
         let Packet { job, f } = *self;
         if !job.start() {
             // Cancelled after we took it: it never runs.
