@@ -588,3 +588,45 @@ mod loom_tests {
         });
     }
 }
+
+#[cfg(all(test, not(any(loom, shuttle))))]
+mod tests {
+    use super::*;
+
+    /// Issue 10 item 15: generations were `u32` with `wrapping_add`, so
+    /// after 2^32 reuses of a slot a stale id reached a live thread. A slot
+    /// whose generation is exhausted is now retired: never handed out
+    /// again, so no later thread can ever carry an old id.
+    #[test]
+    fn an_exhausted_slot_is_retired_not_wrapped() {
+        let first = register(Arc::from("gen-a"), ThreadKind::Thread, 0);
+        let slot = first.id.slot;
+        release(first.id);
+        // Pretend the slot was reused 2^32 - 2 times: the next thread in it
+        // gets the last generation.
+        table().slots[slot as usize].generation = u32::MAX - 1;
+        let mut last = None;
+        let mut others = Vec::new();
+        // Take free slots until ours comes back (other tests may hold some).
+        for _ in 0..10_000 {
+            let r = register(Arc::from("gen-b"), ThreadKind::Thread, 0);
+            if r.id.slot == slot {
+                last = Some(r);
+                break;
+            }
+            others.push(r);
+        }
+        let last = last.expect("the slot is reused before it is exhausted");
+        assert_eq!(last.id.generation, u32::MAX);
+        release(last.id);
+        for _ in 0..1000 {
+            let r = register(Arc::from("gen-c"), ThreadKind::Thread, 0);
+            assert_ne!(r.id.slot, slot, "an exhausted slot was handed out again");
+            others.push(r);
+        }
+        assert!(find(first.id).is_none() && find(last.id).is_none());
+        for r in others {
+            release(r.id);
+        }
+    }
+}

@@ -340,21 +340,27 @@ fn item_06_stop_timeout_with_a_panicking_callback_stays_bounded() {
     });
 }
 
-/// A slow callback (3 s) made `shutdown(200 ms)` take 3 s.
+/// A slow callback (3 s) made `shutdown(200 ms)` take 3 s. The job and the
+/// thread ignore their stop (a foreign wait), so only the callback could
+/// have ended them; the calls must return by their deadlines anyway.
 #[test]
 fn item_06_a_slow_callback_does_not_stretch_deadlines() {
     bounded(30 * SEC, || {
-        let pool = Pool::builder().max_threads(2).build().unwrap();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let job = pool
-            .spawn(move |cx| {
+        let release = Arc::new(AtomicBool::new(false));
+        let stubborn = |release: Arc<AtomicBool>, started: crossbeam_channel::Sender<()>| {
+            move |cx: &Context| {
                 let _g = cx
                     .token()
                     .on_stop(|| std::thread::sleep(Duration::from_secs(3)));
-                tx.send(()).unwrap();
-                cx.sleep(common::HOUR)
-            })
-            .unwrap();
+                started.send(()).unwrap();
+                while !release.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        };
+        let pool = Pool::builder().max_threads(2).build().unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let job = pool.spawn(stubborn(release.clone(), tx)).unwrap();
         rx.recv().unwrap();
         let start = Instant::now();
         let report = pool.shutdown(Duration::from_millis(200));
@@ -366,14 +372,8 @@ fn item_06_a_slow_callback_does_not_stretch_deadlines() {
         assert_eq!(report.stragglers.len(), 1, "{report}");
 
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let t = threadward::spawn("slow-cb", move |cx| {
-            let _g = cx
-                .token()
-                .on_stop(|| std::thread::sleep(Duration::from_secs(3)));
-            tx.send(()).unwrap();
-            cx.sleep(common::HOUR)
-        })
-        .unwrap();
+        let f = stubborn(release.clone(), tx);
+        let t = threadward::spawn("slow-cb", move |cx| f(cx)).unwrap();
         rx.recv().unwrap();
         let start = Instant::now();
         let t = t.stop_timeout(Duration::from_millis(200));
@@ -382,11 +382,12 @@ fn item_06_a_slow_callback_does_not_stretch_deadlines() {
             took < Duration::from_millis(900),
             "stop_timeout(200 ms) took {took:?}"
         );
+        release.store(true, Ordering::SeqCst);
         // Let the slow callbacks finish before the test ends.
         if let Err(t) = t {
             assert!(t.join_timeout(10 * SEC).is_ok());
         }
-        let _ = job.join_timeout(10 * SEC);
+        assert!(job.join_timeout(10 * SEC).is_ok());
     });
 }
 

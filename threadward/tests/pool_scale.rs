@@ -55,6 +55,71 @@ fn blocked_jobs_then_shutdown(n: usize) {
     });
 }
 
+/// Issue 10 item 14: around 16 000 threads the process aborted (std could
+/// not map the new thread's signal stack: `vm.max_map_count` allows ~4
+/// mappings per thread). 20 000 blocked jobs on a pool allowed 30 000
+/// threads: the thread budget refuses creation like EAGAIN, the extra jobs
+/// wait, nothing aborts, and every job resolves.
+fn twenty_thousand_blocked_jobs_outlive_the_mapping_budget() {
+    bounded(120 * SEC, || {
+        let baseline = task_count();
+        let n = 20_000;
+        let pool = Pool::builder()
+            .name("budget")
+            .max_threads(30_000)
+            .stack_size(64 * 1024)
+            .build()
+            .unwrap();
+        let running = Arc::new(AtomicUsize::new(0));
+        let jobs: Vec<_> = (0..n)
+            .map(|_| {
+                let r = running.clone();
+                pool.spawn(move |cx| {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    cx.sleep(HOUR)
+                })
+                .unwrap()
+            })
+            .collect();
+        eventually(90 * SEC, "the budget refuses threads", || {
+            pool.stats().spawn_failures > 0
+        });
+        // A managed thread is refused the same way, with a clear error.
+        let e = loop {
+            match threadward::spawn("over-budget", |cx| cx.sleep(HOUR)) {
+                Ok(t) => drop(t),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+        let s = pool.stats();
+        println!(
+            "  {} threads ran {} jobs at once, {} refusals, {} queued",
+            s.threads,
+            running.load(Ordering::SeqCst),
+            s.spawn_failures,
+            s.queued
+        );
+        assert!(s.threads < n && s.queued > 0, "{s:?}");
+        let report = pool.shutdown(60 * SEC);
+        assert!(report.stragglers.is_empty(), "{report}");
+        let (mut stopped, mut never_ran) = (0, 0);
+        for j in jobs {
+            match j.join_timeout(10 * SEC).expect("every job resolves") {
+                Ok(Err(Stopped)) => stopped += 1,
+                Err(threadward::JobError::ShutDown) => never_ran += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(stopped + never_ran, n);
+        assert_eq!(stopped, running.load(Ordering::SeqCst));
+        drop(pool);
+        eventually(30 * SEC, "threads back to baseline", || {
+            task_count() <= baseline
+        });
+    });
+}
+
 fn a_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly() {
     bounded(60 * SEC, || blocked_jobs_then_shutdown(1000));
 }
@@ -197,6 +262,52 @@ fn os_refusing_threads_loses_no_job() {
     assert!(s.spawn_failures > 0, "no refusal seen: {s:?}");
     assert_eq!(s.completed, 100);
     assert!(s.threads <= 3, "{s:?}");
+    assert!(matches!(pool.shutdown(10 * SEC).stragglers.as_slice(), []));
+    drop(pool);
+    // 2b. Issue 10 item 3: a Bounded(3) pool held 463 waiting jobs under a
+    // thread limit. The bound holds while the OS refuses: a job beyond it
+    // gets a thread or is refused, with the OS error or QueueFull.
+    let bounded_pool = loop {
+        match Pool::builder()
+            .name("bounded")
+            .min_idle(0)
+            .max_threads(50)
+            .queue(threadward::Queue::Bounded(3))
+            .build()
+        {
+            Ok(p) => break p,
+            Err(e) if start.elapsed() < 10 * SEC => {
+                assert_eq!(e.raw_os_error(), Some(11), "{e}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("pool never built: {e}"),
+        }
+    };
+    let (mut accepted, mut refused_os, mut refused_full) = (Vec::new(), 0, 0);
+    for i in 0..200 {
+        match bounded_pool.spawn(move |cx| cx.sleep(Duration::from_millis(2)).map(|_| i)) {
+            Ok(j) => accepted.push((i, j)),
+            Err(SpawnError::Os(e)) => {
+                assert_eq!(e.raw_os_error(), Some(11), "{e}");
+                refused_os += 1;
+            }
+            Err(SpawnError::QueueFull) => refused_full += 1,
+            Err(e) => panic!("unexpected refusal {e}"),
+        }
+        let st = bounded_pool.stats();
+        let on_their_way = st.threads - st.idle - st.busy;
+        assert!(
+            st.queued <= 3 + on_their_way,
+            "{} jobs wait, {on_their_way} workers on their way: {st:?}",
+            st.queued
+        );
+    }
+    assert!(refused_os + refused_full > 0, "the limit never bit");
+    for (i, j) in accepted {
+        assert_eq!(j.join_timeout(30 * SEC).unwrap(), Ok(Ok(i)));
+    }
+    println!("child: bounded pool refused {refused_os} (OS) + {refused_full} (full)");
+    drop(bounded_pool);
     // 3. A pool with no worker at all reports the OS error from spawn.
     let filler = held.len();
     loop {
@@ -212,7 +323,6 @@ fn os_refusing_threads_loses_no_job() {
     }
     assert_eq!(empty.stats().threads, 0);
     drop(held);
-    assert!(matches!(pool.shutdown(10 * SEC).stragglers.as_slice(), []));
     println!(
         "child: ok ({budget} threads allowed, {} refusals)",
         s.spawn_failures
@@ -225,7 +335,7 @@ fn main() {
         return;
     }
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let cases: [(&str, fn()); 4] = [
+    let cases: [(&str, fn()); 5] = [
         (
             "a_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly",
             a_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly,
@@ -235,6 +345,10 @@ fn main() {
             ten_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly,
         ),
         ("idle_pools_leak_no_threads", idle_pools_leak_no_threads),
+        (
+            "twenty_thousand_blocked_jobs_outlive_the_mapping_budget",
+            twenty_thousand_blocked_jobs_outlive_the_mapping_budget,
+        ),
         (
             "os_refusing_threads_loses_no_job",
             os_refusing_threads_loses_no_job,

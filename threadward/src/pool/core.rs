@@ -76,6 +76,9 @@ pub(crate) struct WorkerSlot {
     pub(crate) handle: Option<JoinHandle<()>>,
     pub(crate) rec: Option<Arc<ThreadRecord>>,
     pub(crate) current: Option<Current>,
+    /// Reserved by a submitter for its job and not started yet (counted in
+    /// `State::claimed`).
+    for_job: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -103,6 +106,12 @@ pub(crate) struct State<J> {
     idle_timer: bool,
     pub(crate) threads: usize,
     pub(crate) spawning: usize,
+    /// Of `spawning`, the threads reserved by submitters for their jobs
+    /// (`Submitted::CreateWorker`). Only these count as "a worker on its
+    /// way" for the queue bound: a thread the manager creates may still be
+    /// refused by the OS, and a job counted on it would then wait beyond
+    /// the bound. (A refused submitter's thread takes its job back out.)
+    claimed: usize,
     /// Spares requested from the manager by a dispatch that used the last
     /// ones, not yet reserved. Honoured even if the spares are back by the
     /// time the manager runs: re-checking would wake it for nothing on
@@ -176,6 +185,7 @@ impl<J: QueuedJob> Core<J> {
                 idle_timer: false,
                 threads: 0,
                 spawning: 0,
+                claimed: 0,
                 grow: 0,
                 busy: 0,
                 shutdown: false,
@@ -237,11 +247,11 @@ impl<J: QueuedJob> Core<J> {
         if !wake_worker {
             // Jobs with no worker on its way (claimed or being created),
             // counting this one.
-            let unserved = (st.queue.len() + 1).saturating_sub(st.notify + st.spawning);
+            let unserved = (st.queue.len() + 1).saturating_sub(st.notify + st.claimed);
             let over = st.threads == 0 || self.wait_bound().is_some_and(|n| unserved > n);
             if over {
                 if st.threads < self.cfg.max_threads {
-                    submitted = Submitted::CreateWorker(self.reserve_locked(&mut st));
+                    submitted = Submitted::CreateWorker(self.reserve_locked(&mut st, true));
                 } else if self.cfg.queue == Queue::None {
                     return Err((job, Refusal::AtCapacity));
                 } else {
@@ -292,23 +302,45 @@ impl<J: QueuedJob> Core<J> {
         job
     }
 
-    /// Reserves a new worker slot (`threads` and `spawning` count it).
-    /// Callers check `max_threads` in the same critical section.
-    fn reserve_locked(&self, st: &mut State<J>) -> u64 {
+    /// Reserves a new worker slot (`threads` and `spawning` count it, and
+    /// `claimed` if a submitter reserves it for its job). Callers check
+    /// `max_threads` in the same critical section.
+    fn reserve_locked(&self, st: &mut State<J>, for_job: bool) -> u64 {
         assert!(st.threads < self.cfg.max_threads, "max_threads exceeded");
         st.threads += 1;
         st.spawning += 1;
+        st.claimed += usize::from(for_job);
         st.counters.peak = st.counters.peak.max(st.threads);
         let no = st.next_worker;
         st.next_worker += 1;
-        st.workers.insert(no, WorkerSlot::default());
+        st.workers.insert(
+            no,
+            WorkerSlot {
+                for_job,
+                ..WorkerSlot::default()
+            },
+        );
         no
+    }
+
+    /// A reserved worker stops counting as being created (it started, or
+    /// its creation failed).
+    fn started_locked(st: &mut State<J>, no: u64) {
+        debug_assert!(st.spawning > 0, "spawning underflow");
+        st.spawning -= 1;
+        if st
+            .workers
+            .get_mut(&no)
+            .is_some_and(|w| std::mem::take(&mut w.for_job))
+        {
+            st.claimed -= 1;
+        }
     }
 
     /// Reserves a worker slot for `build`'s spares.
     pub(crate) fn reserve(&self) -> u64 {
         let mut st = self.lock();
-        self.reserve_locked(&mut st)
+        self.reserve_locked(&mut st, false)
     }
 
     /// Records a successful creation of worker `no`.
@@ -338,9 +370,9 @@ impl<J: QueuedJob> Core<J> {
     }
 
     fn unreserve_locked(&self, st: &mut State<J>, no: u64) {
-        debug_assert!(st.threads > 0 && st.spawning > 0, "reservation underflow");
+        debug_assert!(st.threads > 0, "threads underflow");
+        Self::started_locked(st, no);
         st.threads -= 1;
-        st.spawning -= 1;
         st.workers.remove(&no);
         st.counters.spawn_failures += 1;
     }
@@ -381,8 +413,7 @@ impl<J: QueuedJob> Core<J> {
     pub(crate) fn next(&self, me: u64, first: bool, set_idle: impl Fn(bool)) -> Next<J> {
         let mut st = self.lock();
         if first {
-            debug_assert!(st.spawning > 0, "spawning underflow");
-            st.spawning -= 1;
+            Self::started_locked(&mut st, me);
         } else if let Some(slot) = st.workers.get_mut(&me) {
             slot.current = None;
         }
@@ -451,7 +482,7 @@ impl<J: QueuedJob> Core<J> {
         debug_assert!(st.threads > 0, "threads underflow");
         st.threads -= 1;
         if starting {
-            st.spawning -= 1;
+            Self::started_locked(&mut st, me);
         }
         if busy {
             st.busy -= 1;
@@ -491,7 +522,7 @@ impl<J: QueuedJob> Core<J> {
             if self.deficit(&st) > 0 || st.grow > 0 {
                 st.grow = st.grow.saturating_sub(1);
                 if st.threads < self.cfg.max_threads {
-                    return Some(self.reserve_locked(&mut st));
+                    return Some(self.reserve_locked(&mut st, false));
                 }
                 st.grow = 0;
                 continue;
