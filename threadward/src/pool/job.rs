@@ -489,6 +489,27 @@ impl<T> Future for Job<T> {
     }
 }
 
+impl<T> Drop for Job<T> {
+    /// Detaches the job. If its result is already there, it is dropped
+    /// here, contained: a value that panics on drop does not unwind out of
+    /// a handle's drop.
+    fn drop(&mut self) {
+        let done = {
+            let mut s = self.inner.lock();
+            match std::mem::replace(&mut s.phase, Phase::Taken) {
+                Phase::Done(r) => Some(r),
+                other => {
+                    s.phase = other;
+                    None
+                }
+            }
+        };
+        if let Some(r) = done {
+            sync::contain("the drop of a job's result", move || drop(r));
+        }
+    }
+}
+
 impl<T> fmt::Debug for Job<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Job")
