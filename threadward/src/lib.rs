@@ -61,6 +61,7 @@ struct ReadmeDoctests;
 
 mod io;
 mod pool;
+mod record;
 pub mod registry;
 mod stages;
 mod stop;

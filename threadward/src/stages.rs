@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::pool::{Pool, PoolBuilder, Straggler};
-use crate::registry::ThreadId;
+use crate::record::ThreadId;
 use crate::thread::{panic_message, Stopper, Thread};
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -179,6 +179,7 @@ struct Entry {
 /// assert_eq!(report.undone[0].name, "deliver"); // reverse order
 /// # Ok::<(), threadward::StageError>(())
 /// ```
+#[must_use = "dropping Stages undoes every stage at once; keep it for the service's lifetime"]
 pub struct Stages {
     name: String,
     started: Vec<Entry>,

@@ -76,6 +76,7 @@ impl StopChannel {
 /// assert_eq!(t.join().unwrap(), Err(RecvError::Disconnected));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecvError {
     /// The thread's (or job's) stop was requested.
     #[error("stop requested")]

@@ -39,6 +39,7 @@ const MAX_THREADS_LIMIT: usize = 1 << 22;
 /// assert_eq!(pool.name(), "xpc-ch3");
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct PoolBuilder {
     pub(crate) name: String,
     pub(crate) cfg: Config,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::registry::ThreadRecord;
+use crate::record::ThreadRecord;
 use crate::stop::StopSource;
 use crate::sync::{self, Condvar, Mutex, MutexGuard};
 
@@ -76,9 +76,10 @@ pub(crate) struct WorkerSlot {
     pub(crate) handle: Option<JoinHandle<()>>,
     pub(crate) rec: Option<Arc<ThreadRecord>>,
     pub(crate) current: Option<Current>,
-    /// Reserved by a submitter for its job and not started yet (counted in
-    /// `State::claimed`).
-    for_job: bool,
+    /// Certain to arrive and not started yet (counted in `State::coming`).
+    coming: bool,
+    /// Has made its first `next` call.
+    started: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -106,12 +107,13 @@ pub(crate) struct State<J> {
     idle_timer: bool,
     pub(crate) threads: usize,
     pub(crate) spawning: usize,
-    /// Of `spawning`, the threads reserved by submitters for their jobs
-    /// (`Submitted::CreateWorker`). Only these count as "a worker on its
-    /// way" for the queue bound: a thread the manager creates may still be
-    /// refused by the OS, and a job counted on it would then wait beyond
-    /// the bound. (A refused submitter's thread takes its job back out.)
-    claimed: usize,
+    /// Of `spawning`, the threads certain to arrive: reserved by submitters
+    /// for their jobs (`Submitted::CreateWorker`; if the OS refuses one,
+    /// its job is taken back out), or already created. Only these count as
+    /// "a worker on its way" for the queue bound: a thread the manager has
+    /// yet to create may still be refused, and a job counted on it would
+    /// then wait beyond the bound.
+    coming: usize,
     /// Spares requested from the manager by a dispatch that used the last
     /// ones, not yet reserved. Honoured even if the spares are back by the
     /// time the manager runs: re-checking would wake it for nothing on
@@ -185,7 +187,7 @@ impl<J: QueuedJob> Core<J> {
                 idle_timer: false,
                 threads: 0,
                 spawning: 0,
-                claimed: 0,
+                coming: 0,
                 grow: 0,
                 busy: 0,
                 shutdown: false,
@@ -245,9 +247,9 @@ impl<J: QueuedJob> Core<J> {
         let mut submitted = Submitted::Queued;
         let wake_worker = st.idle > 0;
         if !wake_worker {
-            // Jobs with no worker on its way (claimed or being created),
+            // Jobs with no worker on its way (a woken one, or one certain to arrive),
             // counting this one.
-            let unserved = (st.queue.len() + 1).saturating_sub(st.notify + st.claimed);
+            let unserved = (st.queue.len() + 1).saturating_sub(st.notify + st.coming);
             let over = st.threads == 0 || self.wait_bound().is_some_and(|n| unserved > n);
             if over {
                 if st.threads < self.cfg.max_threads {
@@ -303,20 +305,20 @@ impl<J: QueuedJob> Core<J> {
     }
 
     /// Reserves a new worker slot (`threads` and `spawning` count it, and
-    /// `claimed` if a submitter reserves it for its job). Callers check
+    /// `coming` if a submitter reserves it for its job). Callers check
     /// `max_threads` in the same critical section.
     fn reserve_locked(&self, st: &mut State<J>, for_job: bool) -> u64 {
         assert!(st.threads < self.cfg.max_threads, "max_threads exceeded");
         st.threads += 1;
         st.spawning += 1;
-        st.claimed += usize::from(for_job);
+        st.coming += usize::from(for_job);
         st.counters.peak = st.counters.peak.max(st.threads);
         let no = st.next_worker;
         st.next_worker += 1;
         st.workers.insert(
             no,
             WorkerSlot {
-                for_job,
+                coming: for_job,
                 ..WorkerSlot::default()
             },
         );
@@ -328,12 +330,11 @@ impl<J: QueuedJob> Core<J> {
     fn started_locked(st: &mut State<J>, no: u64) {
         debug_assert!(st.spawning > 0, "spawning underflow");
         st.spawning -= 1;
-        if st
-            .workers
-            .get_mut(&no)
-            .is_some_and(|w| std::mem::take(&mut w.for_job))
-        {
-            st.claimed -= 1;
+        if let Some(w) = st.workers.get_mut(&no) {
+            w.started = true;
+            if std::mem::take(&mut w.coming) {
+                st.coming -= 1;
+            }
         }
     }
 
@@ -351,6 +352,11 @@ impl<J: QueuedJob> Core<J> {
             Some(slot) => {
                 slot.handle = Some(handle);
                 slot.rec = Some(rec);
+                if !slot.started && !slot.coming {
+                    // Created, not yet at the queue: certain to arrive.
+                    slot.coming = true;
+                    st.coming += 1;
+                }
                 None
             }
             // It already exited: hand its handle to the exit chain.

@@ -9,7 +9,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::core::{Core, Outcome, QueuedJob};
-use crate::registry::{ThreadRecord, ThreadState};
+use crate::record::{ThreadRecord, ThreadState};
 use crate::stop::StopSource;
 use crate::sync::{self, Arc, Condvar, Mutex, MutexGuard};
 use crate::thread::{panic_message, Context};
@@ -60,6 +60,7 @@ impl fmt::Display for JobId {
 /// assert!(matches!(job.join(), Err(JobError::Panicked { .. })));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum JobError {
     /// The job panicked (the pool and its worker carry on).
     #[error("job panicked: {message}")]

@@ -24,7 +24,7 @@ mod worker;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 pub use self::builder::{PoolBuilder, DEFAULT_STACK_SIZE};
@@ -36,7 +36,6 @@ pub use self::stats::PoolStats;
 use self::core::{Core, Refusal, Submitted};
 use self::job::{JobInner, Packet, Task};
 use self::worker::PoolRef;
-use crate::registry::{PoolInfo, PoolProbe};
 use crate::sync::{self, Mutex};
 use crate::thread::{Context, Thread};
 
@@ -53,6 +52,7 @@ use crate::thread::{Context, Thread};
 /// assert!(matches!(pool.spawn(|_| ()), Err(SpawnError::ShutDown)));
 /// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpawnError {
     /// The pool is shut down or closing.
     #[error("the pool is shut down")]
@@ -90,6 +90,7 @@ static NEXT_JOB: AtomicU64 = AtomicU64::new(1);
 /// assert_eq!(sum, 4950);
 /// assert!(pool.stats().peak > 1); // it grew while jobs blocked
 /// ```
+#[must_use = "dropping a Pool shuts it down"]
 pub struct Pool {
     shared: Arc<Shared>,
 }
@@ -131,8 +132,7 @@ impl Pool {
                 manager: Mutex::new(None),
             }),
         };
-        let probe: Arc<dyn PoolProbe> = pool.shared.clone();
-        crate::registry::register_pool(Arc::downgrade(&probe));
+        register(&pool.shared);
         // Spares first, so the manager (which creates whatever the deficit
         // asks for) does not create them a second time.
         for _ in 0..b.cfg.min_idle {
@@ -264,7 +264,7 @@ impl Pool {
     /// Whether the calling thread is one of this pool's workers (known
     /// from the worker's first instruction, before it takes a job).
     pub(super) fn on_own_worker(&self) -> bool {
-        crate::registry::current_pool() == Some(self.shared.pool.key)
+        crate::record::current_pool() == Some(self.shared.pool.key)
     }
 
     /// Called from one of this pool's own jobs, waiting for "no job" would
@@ -300,13 +300,26 @@ impl Shared {
     }
 }
 
-impl PoolProbe for Shared {
-    fn info(&self) -> PoolInfo {
-        PoolInfo {
-            name: self.pool.name.clone(),
-            stats: self.stats(),
-        }
-    }
+/// Every live pool, for `registry::snapshot` (a pool drops out when it is
+/// dropped).
+static POOLS: std::sync::Mutex<Vec<Weak<Shared>>> = std::sync::Mutex::new(Vec::new());
+
+fn register(shared: &Arc<Shared>) {
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    pools.retain(|w| w.strong_count() > 0);
+    pools.push(Arc::downgrade(shared));
+}
+
+/// The name and counts of every live pool.
+pub(crate) fn live_pools() -> Vec<(Arc<str>, PoolStats)> {
+    let live: Vec<Arc<Shared>> = {
+        let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|w| w.strong_count() > 0);
+        pools.iter().filter_map(Weak::upgrade).collect()
+    };
+    live.iter()
+        .map(|s| (s.pool.name.clone(), s.stats()))
+        .collect()
 }
 
 impl Drop for Pool {

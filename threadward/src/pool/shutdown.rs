@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::job::JobError;
 use super::{JobId, Pool};
-use crate::registry::{ThreadId, ThreadState};
+use crate::record::{ThreadId, ThreadState};
 use crate::sync;
 
 /// A worker that did not exit before a shutdown's deadline. It is detached

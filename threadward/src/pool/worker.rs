@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::core::{Core, Next};
 use super::job::Task;
-use crate::registry::{ThreadRecord, ThreadState};
+use crate::record::{ThreadRecord, ThreadState};
 use crate::thread::spawn_worker;
 
 /// First and last back-off after the OS refused a thread.

@@ -3,7 +3,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::registry::{self, ThreadKind, ThreadRecord, ThreadState};
+use crate::record::{self, ThreadKind, ThreadRecord, ThreadState};
 use crate::sync::{self, Mutex};
 use crate::thread::handle::Packet;
 use crate::thread::{budget, panic_message, Context, Thread, ThreadError};
@@ -261,7 +261,7 @@ struct ExitGuard {
 impl Drop for ExitGuard {
     fn drop(&mut self) {
         let r = &self.rec;
-        registry::release(r.id);
+        record::release(r.id);
         r.finished.set();
         {
             let _p = sync::lock(&r.pause);
@@ -278,7 +278,7 @@ fn start<R: Send + 'static>(
 ) -> io::Result<(Arc<ThreadRecord>, std::thread::JoinHandle<R>)> {
     let stack_size = validate(spec.name, spec.stack_size)?;
     budget::reserve()?;
-    let rec = registry::register(Arc::from(spec.name), spec.kind, spec.pool_key);
+    let rec = record::register(Arc::from(spec.name), spec.kind, spec.pool_key);
     let mut builder = std::thread::Builder::new().name(spec.os_name);
     if let Some(s) = stack_size {
         builder = builder.stack_size(s);
@@ -309,7 +309,7 @@ fn start<R: Send + 'static>(
         Ok(handle) => Ok((rec, handle)),
         Err(e) => {
             budget::release();
-            registry::release(rec.id);
+            record::release(rec.id);
             rec.finished.set();
             tracing::warn!(thread = %rec.name, error = %e, "OS refused to start a thread");
             Err(e)

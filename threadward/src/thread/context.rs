@@ -8,7 +8,7 @@ use crossbeam_channel::Receiver;
 use rustix::event::PollFlags;
 
 use crate::io::StopEventFd;
-use crate::registry::{ThreadId, ThreadRecord, ThreadState, WaitKind};
+use crate::record::{ThreadId, ThreadRecord, ThreadState, WaitKind};
 use crate::stop::{StopToken, Stopped};
 use crate::sync;
 use crate::wait::{self, RecvError, StopChannel};

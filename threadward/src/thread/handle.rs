@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::registry::{ThreadId, ThreadRecord};
+use crate::record::{ThreadId, ThreadRecord};
 use crate::sync::{self, Mutex};
 use crate::thread::Stopper;
 
@@ -24,6 +24,7 @@ use crate::thread::Stopper;
 /// }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ThreadError {
     /// The thread's body panicked.
     #[error("thread {name:?} panicked: {message}")]
@@ -63,6 +64,8 @@ pub enum ThreadError {
 /// ```
 #[must_use = "dropping a Thread stops it and waits for it; call detach() to let it run on"]
 pub struct Thread<T> {
+    /// The thread's non-owning handle; `Thread` adds the value and the join.
+    stopper: Stopper,
     rec: Arc<ThreadRecord>,
     /// The body's outcome, stored by the thread before it is marked
     /// finished (so it can be taken without joining the OS thread, whose
@@ -77,6 +80,7 @@ pub(crate) type Packet<T> = Arc<Mutex<Option<Result<T, ThreadError>>>>;
 impl<T> Thread<T> {
     pub(crate) fn new(rec: Arc<ThreadRecord>, packet: Packet<T>, handle: JoinHandle<()>) -> Self {
         Thread {
+            stopper: Stopper::from_record(rec.clone()),
             rec,
             packet,
             handle: Some(handle),
@@ -109,7 +113,7 @@ impl<T> Thread<T> {
     /// assert_ne!(a.id(), b.id());
     /// ```
     pub fn id(&self) -> ThreadId {
-        self.rec.id
+        self.stopper.id()
     }
 
     /// The thread's full name.
@@ -121,7 +125,7 @@ impl<T> Thread<T> {
     /// assert_eq!(t.name(), "partition-contact-17");
     /// ```
     pub fn name(&self) -> &str {
-        &self.rec.name
+        self.stopper.name()
     }
 
     /// Requests a stop without waiting; `true` only for the call that made
@@ -135,7 +139,7 @@ impl<T> Thread<T> {
     /// assert!(t.join().unwrap().is_err());
     /// ```
     pub fn request_stop(&self) -> bool {
-        self.rec.request_stop()
+        self.stopper.request_stop()
     }
 
     /// Whether the body has returned (or panicked).
@@ -148,10 +152,13 @@ impl<T> Thread<T> {
     /// assert!(t.is_finished());
     /// ```
     pub fn is_finished(&self) -> bool {
-        self.rec.finished.is_set()
+        self.stopper.is_finished()
     }
 
-    /// A cloneable handle for stopping and waiting from other threads.
+    /// A cloneable handle for stopping, pausing and waiting from other
+    /// threads. `id`, `name`, `request_stop` and `is_finished` here are
+    /// that handle's; `Thread` itself only adds what owning the thread
+    /// means: its value, `join`, and stop-and-join on drop.
     ///
     /// # Examples
     ///
@@ -162,7 +169,7 @@ impl<T> Thread<T> {
     /// assert!(t.join().unwrap().is_err());
     /// ```
     pub fn stopper(&self) -> Stopper {
-        Stopper::from_record(self.rec.clone())
+        self.stopper.clone()
     }
 
     /// Waits for the thread to finish and returns its value.

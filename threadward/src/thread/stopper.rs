@@ -2,7 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::registry::{ThreadId, ThreadRecord};
+use crate::record::{ThreadId, ThreadRecord};
 use crate::sync;
 use crate::thread::ThreadError;
 

@@ -1,0 +1,468 @@
+//! Thread records: [`ThreadId`] slots with generations, and the
+//! per-thread record that handles, waits, pools and snapshots share.
+//!
+//! # Why generations
+//!
+//! A [`ThreadId`] is a slot index plus the generation the slot had when the
+//! thread was registered. A slot is released when its thread's body returns,
+//! and the next thread to take it bumps the generation, so an id kept past
+//! its thread's exit resolves to nothing instead of to a stranger: the ABA
+//! hazard that made `kthread_stop` unsafe on an already-exited task cannot
+//! happen here. A slot whose generation is exhausted is retired.
+//!
+//! Records record; they never start, stop or join anything. The one lock
+//! guards the slot table and is held for a few instructions per register,
+//! release and find; nobody waits while holding it. The public view of
+//! these records (`lookup`, `snapshot`) is the `registry` module, above the
+//! thread and pool layers.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicU8};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::stop::{StopSource, StopToken};
+use std::sync::Arc;
+
+use crate::sync::{self, Condvar, Latch, Mutex};
+
+/// Identity of a managed thread: a registry slot plus its generation.
+///
+/// Ids are never reused: once a thread has exited, its id resolves to
+/// nothing, even after another thread took the same slot.
+///
+/// # Examples
+///
+/// ```
+/// let t = threadward::spawn("ided", |cx| cx.id()).unwrap();
+/// let id = t.id();
+/// assert_eq!(t.join().unwrap(), id);
+/// assert!(threadward::registry::lookup(id).is_none()); // exited
+/// println!("{id}"); // e.g. "T3.1"
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ThreadId {
+    slot: u32,
+    generation: u32,
+}
+
+impl ThreadId {
+    /// The registry slot (reused by later threads).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("slot", |_| ()).unwrap();
+    /// let _slot: u32 = t.id().slot();
+    /// ```
+    pub fn slot(self) -> u32 {
+        self.slot
+    }
+
+    /// The generation of the slot when this thread took it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("gen", |_| ()).unwrap();
+    /// assert!(t.id().generation() >= 1);
+    /// ```
+    pub fn generation(self) -> u32 {
+        self.generation
+    }
+}
+
+impl fmt::Debug for ThreadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ThreadId({}.{})", self.slot, self.generation)
+    }
+}
+
+impl fmt::Display for ThreadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "T{}.{}", self.slot, self.generation)
+    }
+}
+
+/// What a managed thread is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ThreadKind {
+    /// A thread started with [`spawn`](crate::spawn) or [`Builder`](crate::Builder).
+    Thread,
+    /// A worker of the named pool.
+    PoolWorker {
+        /// The pool's name.
+        pool: Arc<str>,
+    },
+}
+
+/// Which stop-aware wait a thread is blocked in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WaitKind {
+    /// [`Context::sleep`](crate::Context::sleep).
+    Sleep,
+    /// [`Context::wait_while`](crate::Context::wait_while).
+    Condvar,
+    /// [`Context::recv`](crate::Context::recv).
+    Channel,
+    /// [`Context::wait_readable`](crate::Context::wait_readable) or
+    /// [`Context::wait_writable`](crate::Context::wait_writable).
+    Fd,
+}
+
+impl fmt::Display for WaitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WaitKind::Sleep => "sleep",
+            WaitKind::Condvar => "condvar",
+            WaitKind::Channel => "channel",
+            WaitKind::Fd => "fd",
+        })
+    }
+}
+
+/// What a managed thread is doing, as last recorded by the thread itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ThreadState {
+    /// Registered, body not entered yet.
+    Starting,
+    /// Running its body or a job.
+    Running,
+    /// A pool worker parked waiting for a job.
+    Idle,
+    /// Blocked in a stop-aware wait.
+    Waiting(WaitKind),
+    /// Sitting in [`Context::pause_point`](crate::Context::pause_point).
+    Paused,
+    /// Running, with a stop requested and not yet observed by a return.
+    Stopping,
+}
+
+impl fmt::Display for ThreadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThreadState::Starting => f.write_str("starting"),
+            ThreadState::Running => f.write_str("running"),
+            ThreadState::Idle => f.write_str("idle"),
+            ThreadState::Waiting(w) => write!(f, "waiting:{w}"),
+            ThreadState::Paused => f.write_str("paused"),
+            ThreadState::Stopping => f.write_str("stopping"),
+        }
+    }
+}
+
+impl ThreadState {
+    fn encode(self) -> u8 {
+        match self {
+            ThreadState::Starting => 0,
+            ThreadState::Running => 1,
+            ThreadState::Idle => 2,
+            ThreadState::Paused => 3,
+            ThreadState::Stopping => 4,
+            ThreadState::Waiting(WaitKind::Sleep) => 10,
+            ThreadState::Waiting(WaitKind::Condvar) => 11,
+            ThreadState::Waiting(WaitKind::Channel) => 12,
+            ThreadState::Waiting(WaitKind::Fd) => 13,
+        }
+    }
+
+    fn decode(v: u8) -> ThreadState {
+        match v {
+            0 => ThreadState::Starting,
+            1 => ThreadState::Running,
+            2 => ThreadState::Idle,
+            3 => ThreadState::Paused,
+            10 => ThreadState::Waiting(WaitKind::Sleep),
+            11 => ThreadState::Waiting(WaitKind::Condvar),
+            12 => ThreadState::Waiting(WaitKind::Channel),
+            13 => ThreadState::Waiting(WaitKind::Fd),
+            _ => ThreadState::Stopping,
+        }
+    }
+}
+
+/// Nanoseconds since a process-wide epoch, for cheap state timestamps.
+pub(crate) fn now_nanos() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Pause (kthread_park) handshake state, guarded by `ThreadRecord::pause`.
+#[derive(Default)]
+pub(crate) struct PauseState {
+    /// A stopper asked the thread to pause.
+    pub(crate) requested: bool,
+    /// The thread sits in `pause_point`.
+    pub(crate) paused: bool,
+}
+
+/// Everything shared about one managed thread. Owned by its handles
+/// (`Thread`, `Stopper`, the thread's own `Context`) and, while the thread
+/// lives, by the registry slot.
+pub(crate) struct ThreadRecord {
+    pub(crate) id: ThreadId,
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: ThreadKind,
+    pub(crate) stop: StopSource,
+    pub(crate) finished: Latch,
+    pub(crate) pause: Mutex<PauseState>,
+    pub(crate) pause_cv: Condvar,
+    /// The pool this worker belongs to (a process-unique key), 0 for a
+    /// managed thread.
+    pub(crate) pool_key: u64,
+    /// The stop of the job this worker runs, while it runs one: a worker's
+    /// state follows its job (`Stopping` once the job's stop is requested).
+    job_stop: Mutex<Option<StopToken>>,
+    state: AtomicU8,
+    since: AtomicU64,
+    /// Current pool job id, 0 when none.
+    job: AtomicU64,
+}
+
+impl ThreadRecord {
+    pub(crate) fn set_state(&self, s: ThreadState) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.since.store(now_nanos(), Relaxed);
+        self.state.store(s.encode(), Relaxed);
+    }
+
+    pub(crate) fn state(&self) -> (ThreadState, Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut s = ThreadState::decode(self.state.load(Relaxed));
+        if s == ThreadState::Running && self.stop_requested() {
+            s = ThreadState::Stopping;
+        }
+        let since = self.since.load(Relaxed);
+        (s, Duration::from_nanos(now_nanos().saturating_sub(since)))
+    }
+
+    /// Records the job this worker starts (`Some`) or finished (`None`).
+    pub(crate) fn set_job(&self, job: Option<(u64, StopToken)>) {
+        let (id, stop) = match job {
+            Some((id, stop)) => (id, Some(stop)),
+            None => (0, None),
+        };
+        self.job.store(id, std::sync::atomic::Ordering::Relaxed);
+        *sync::lock(&self.job_stop) = stop;
+    }
+
+    /// Whether this thread's stop, or that of the job it runs, was requested.
+    fn stop_requested(&self) -> bool {
+        self.stop.stop_requested()
+            || sync::lock(&self.job_stop)
+                .as_ref()
+                .is_some_and(StopToken::stop_requested)
+    }
+
+    pub(crate) fn job(&self) -> Option<u64> {
+        match self.job.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            j => Some(j),
+        }
+    }
+
+    /// Requests this thread's stop; logs the request that won.
+    pub(crate) fn request_stop(&self) -> bool {
+        let won = self.stop.request_stop();
+        if won {
+            tracing::debug!(thread = %self.name, id = %self.id, "stop requested");
+        }
+        won
+    }
+
+    /// Whether the calling OS thread is this managed thread.
+    pub(crate) fn is_current(&self) -> bool {
+        CURRENT
+            .with(|c| c.get())
+            .is_some_and(|(id, _)| id == self.id)
+    }
+
+    /// Marks the calling OS thread as this managed thread. Called first
+    /// thing on the new thread, before any user code or pool job runs.
+    pub(crate) fn enter(&self) {
+        CURRENT.with(|c| c.set(Some((self.id, self.pool_key))));
+    }
+}
+
+thread_local! {
+    /// The managed thread running on this OS thread: its id and pool key.
+    static CURRENT: std::cell::Cell<Option<(ThreadId, u64)>> = const { std::cell::Cell::new(None) };
+}
+
+/// The pool key of the calling thread if it is a pool worker.
+pub(crate) fn current_pool() -> Option<u64> {
+    CURRENT
+        .with(|c| c.get())
+        .and_then(|(_, pool)| (pool != 0).then_some(pool))
+}
+
+struct Slot {
+    generation: u32,
+    record: Option<Arc<ThreadRecord>>,
+}
+
+#[derive(Default)]
+struct Table {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+static TABLE: std::sync::Mutex<Table> = std::sync::Mutex::new(Table {
+    slots: Vec::new(),
+    free: Vec::new(),
+});
+
+fn table() -> std::sync::MutexGuard<'static, Table> {
+    TABLE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes a slot and records a new thread in it.
+pub(crate) fn register(name: Arc<str>, kind: ThreadKind, pool_key: u64) -> Arc<ThreadRecord> {
+    let mut t = table();
+    let slot = match t.free.pop() {
+        Some(s) => s,
+        None => {
+            t.slots.push(Slot {
+                generation: 0,
+                record: None,
+            });
+            u32::try_from(t.slots.len() - 1).expect("more than 2^32 live threads")
+        }
+    };
+    let entry = &mut t.slots[slot as usize];
+    // A slot whose generation is exhausted is retired (see `release`), so
+    // this never wraps: an old id can never match a later thread.
+    entry.generation += 1;
+    let rec = Arc::new(ThreadRecord {
+        id: ThreadId {
+            slot,
+            generation: entry.generation,
+        },
+        name,
+        kind,
+        stop: StopSource::new(),
+        finished: Latch::new(),
+        pause: Mutex::new(PauseState::default()),
+        pause_cv: Condvar::new(),
+        pool_key,
+        job_stop: Mutex::new(None),
+        state: AtomicU8::new(ThreadState::Starting.encode()),
+        since: AtomicU64::new(now_nanos()),
+        job: AtomicU64::new(0),
+    });
+    entry.record = Some(rec.clone());
+    rec
+}
+
+/// Releases `id`'s slot; a no-op if it was already released. A slot whose
+/// generation reached `u32::MAX` is retired instead of reused: one slot
+/// (a few bytes) per 4 billion threads, so that ids are never reused.
+pub(crate) fn release(id: ThreadId) {
+    let mut t = table();
+    let Some(entry) = t.slots.get_mut(id.slot as usize) else {
+        return;
+    };
+    if entry.generation == id.generation
+        && entry.record.take().is_some()
+        && entry.generation < u32::MAX
+    {
+        t.free.push(id.slot);
+    }
+}
+
+/// The record of a live thread, if `id` still names one.
+pub(crate) fn find(id: ThreadId) -> Option<Arc<ThreadRecord>> {
+    let t = table();
+    let entry = t.slots.get(id.slot as usize)?;
+    if entry.generation != id.generation {
+        return None;
+    }
+    entry.record.clone()
+}
+
+/// Every live record (for snapshots).
+pub(crate) fn live_records() -> Vec<Arc<ThreadRecord>> {
+    let t = table();
+    t.slots.iter().filter_map(|s| s.record.clone()).collect()
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::{thread, Arc};
+
+    /// Stop request vs thread exit vs waiters: whatever the interleaving, both
+    /// waiters return once the thread has exited, and the body either saw
+    /// the stop or finished on its own.
+    #[test]
+    fn loom_request_vs_exit_vs_wait() {
+        loom::model(|| {
+            let stop = StopSource::new();
+            let latch = Arc::new(Latch::new());
+            let token = stop.token();
+            let l = latch.clone();
+            let body = thread::spawn(move || {
+                let saw = token.stop_requested();
+                l.set();
+                saw
+            });
+            let l2 = latch.clone();
+            let s2 = stop.clone();
+            let waiter = thread::spawn(move || {
+                s2.request_stop();
+                l2.wait();
+            });
+            stop.request_stop();
+            latch.wait();
+            assert!(latch.is_set());
+            waiter.join().unwrap();
+            let _saw = body.join().unwrap();
+        });
+    }
+}
+
+#[cfg(all(test, not(any(loom, shuttle))))]
+mod tests {
+    use super::*;
+
+    /// Issue 10 item 15: generations were `u32` with `wrapping_add`, so
+    /// after 2^32 reuses of a slot a stale id reached a live thread. A slot
+    /// whose generation is exhausted is now retired: never handed out
+    /// again, so no later thread can ever carry an old id.
+    #[test]
+    fn an_exhausted_slot_is_retired_not_wrapped() {
+        let first = register(Arc::from("gen-a"), ThreadKind::Thread, 0);
+        let slot = first.id.slot;
+        release(first.id);
+        // Pretend the slot was reused 2^32 - 2 times: the next thread in it
+        // gets the last generation.
+        table().slots[slot as usize].generation = u32::MAX - 1;
+        let mut last = None;
+        let mut others = Vec::new();
+        // Take free slots until ours comes back (other tests may hold some).
+        for _ in 0..10_000 {
+            let r = register(Arc::from("gen-b"), ThreadKind::Thread, 0);
+            if r.id.slot == slot {
+                last = Some(r);
+                break;
+            }
+            others.push(r);
+        }
+        let last = last.expect("the slot is reused before it is exhausted");
+        assert_eq!(last.id.generation, u32::MAX);
+        release(last.id);
+        for _ in 0..1000 {
+            let r = register(Arc::from("gen-c"), ThreadKind::Thread, 0);
+            assert_ne!(r.id.slot, slot, "an exhausted slot was handed out again");
+            others.push(r);
+        }
+        assert!(find(first.id).is_none() && find(last.id).is_none());
+        for r in others {
+            release(r.id);
+        }
+    }
+}
