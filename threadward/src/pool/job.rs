@@ -519,3 +519,77 @@ impl<T> fmt::Debug for Job<T> {
             .finish()
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::thread;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    /// `cancel` racing a worker's start: exactly one wins; the job either
+    /// never runs and reports `Cancelled`, or runs and reports its value.
+    #[test]
+    fn loom_cancel_vs_run() {
+        loom::model(|| {
+            let job: Arc<JobInner<u32>> = JobInner::new(1);
+            let j = job.clone();
+            let worker = thread::spawn(move || {
+                if !j.start() {
+                    return false;
+                }
+                if let Some(w) = j.settle(Ok(5), false) {
+                    j.wake(w);
+                }
+                true
+            });
+            let cancelled = job.complete(Err(JobError::Cancelled), true);
+            let ran = worker.join().unwrap();
+            assert!(cancelled ^ ran, "cancelled {cancelled}, ran {ran}");
+            let s = job.lock();
+            match &s.phase {
+                Phase::Done(Ok(5)) => assert!(ran),
+                Phase::Done(Err(JobError::Cancelled)) => assert!(cancelled),
+                _ => panic!("unresolved"),
+            }
+        });
+    }
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The waker hand-off: a poll racing the job's completion either sees
+    /// the result, or leaves a waker that the completion wakes. A lost
+    /// wake-up (Pending and never woken) fails the model.
+    #[test]
+    fn loom_poll_vs_completion_never_loses_the_wakeup() {
+        loom::model(|| {
+            let inner: Arc<JobInner<u32>> = JobInner::new(2);
+            let mut job = Job::new(inner.clone(), Weak::new());
+            assert!(inner.start());
+            let i = inner.clone();
+            let worker = thread::spawn(move || {
+                if let Some(w) = i.settle(Ok(7), false) {
+                    i.wake(w);
+                }
+            });
+            let count = std::sync::Arc::new(Count(AtomicUsize::new(0)));
+            let waker = Waker::from(count.clone());
+            let mut cx = std::task::Context::from_waker(&waker);
+            let first = Pin::new(&mut job).poll(&mut cx);
+            worker.join().unwrap();
+            match first {
+                Poll::Ready(r) => assert_eq!(r, Ok(7)),
+                Poll::Pending => {
+                    assert_eq!(count.0.load(Ordering::SeqCst), 1, "lost wake-up");
+                    assert_eq!(Pin::new(&mut job).poll(&mut cx), Poll::Ready(Ok(7)));
+                }
+            }
+        });
+    }
+}
