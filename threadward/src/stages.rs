@@ -277,7 +277,11 @@ impl Stages {
         match catch_unwind(AssertUnwindSafe(init)) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(e.into()),
-            Err(p) => Err(Box::new(InitPanicked(panic_message(&*p)))),
+            Err(p) => {
+                let message = panic_message(&*p);
+                crate::sync::drop_payload(p); // it may panic on drop too
+                Err(Box::new(InitPanicked(message)))
+            }
         }
     }
 
@@ -500,7 +504,11 @@ impl Stages {
             let start = Instant::now();
             let outcome = match catch_unwind(AssertUnwindSafe(|| undo(end))) {
                 Ok(o) => o,
-                Err(p) => UndoOutcome::Panicked(panic_message(&*p)),
+                Err(p) => {
+                    let message = panic_message(&*p);
+                    crate::sync::drop_payload(p); // it may panic on drop too
+                    UndoOutcome::Panicked(message)
+                }
             };
             let took = start.elapsed();
             if outcome.is_clean() {
@@ -519,7 +527,11 @@ impl Stages {
 
     /// Undoes every started stage in reverse order; thread and pool stages
     /// wait at most until `deadline` from now (or their own deadline,
-    /// whichever is sooner). Idempotent: a second call reports nothing.
+    /// whichever is sooner), whatever their threads' and jobs' stop
+    /// callbacks do. Plain undo closures ([`start`](Stages::start)) are the
+    /// caller's code and run here to completion: a blocking one delays the
+    /// shutdown (its time shows in the report); a panicking one is
+    /// contained and reported. Idempotent: a second call reports nothing.
     ///
     /// # Examples
     ///
