@@ -471,10 +471,12 @@ fn dropping_the_pool_shuts_it_down() {
         let job = running_sleeper(&pool);
         drop(pool);
         assert_eq!(job.join(), Ok(Err(Stopped)));
-        assert!(!registry::snapshot()
+        let left: Vec<_> = registry::snapshot()
             .threads
-            .iter()
-            .any(|t| t.name.starts_with("dropme")));
+            .into_iter()
+            .filter(|t| t.name.starts_with("dropme"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     });
 }
 

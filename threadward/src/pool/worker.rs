@@ -49,6 +49,7 @@ pub(crate) fn start_worker(pool: &PoolRef, no: u64) -> io::Result<()> {
 /// worker unwinds (jobs never unwind out of `run`; this is the backstop).
 struct Leave<'a> {
     core: &'a Core<Task>,
+    rec: &'a ThreadRecord,
     no: u64,
     /// Has not made its first `next` call yet.
     starting: Cell<bool>,
@@ -58,6 +59,10 @@ struct Leave<'a> {
 
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
+        // Leave the registry before the pool counts us gone, so that once a
+        // shutdown saw `threads == 0`, no worker of the pool is listed any
+        // more (the thread's own exit guard then finds the slot released).
+        crate::record::release(self.rec.id);
         if let Some(prev) = self
             .core
             .exit(self.no, self.starting.get(), self.busy.get())
@@ -70,6 +75,7 @@ impl Drop for Leave<'_> {
 fn worker_main(core: &Core<Task>, no: u64, rec: &Arc<ThreadRecord>) {
     let leave = Leave {
         core,
+        rec,
         no,
         starting: Cell::new(true),
         busy: Cell::new(false),
