@@ -71,8 +71,8 @@ mod wait;
 
 pub use io::is_stopped;
 pub use pool::{
-    Job, JobError, JobId, Pool, PoolBuilder, PoolStats, Queue, ShutdownReport, SpawnError,
-    Straggler, DEFAULT_STACK_SIZE,
+    Concurrency, Job, JobError, JobHint, JobId, Pool, PoolBuilder, PoolStats, Queue,
+    ShutdownReport, SpawnError, Straggler, DEFAULT_STACK_SIZE,
 };
 pub use registry::ThreadId;
 pub use stages::{Degraded, StageError, Stages, StagesReport, UndoOutcome, UndoneStage};

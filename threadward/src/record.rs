@@ -214,6 +214,9 @@ pub(crate) struct ThreadRecord {
     /// The pool this worker belongs to (a process-unique key), 0 for a
     /// managed thread.
     pub(crate) pool_key: u64,
+    /// The kernel's id of the thread (for `/proc/self/task/TID`), set as it
+    /// starts.
+    pub(crate) tid: OnceLock<i32>,
     /// The stop of the job this worker runs, while it runs one: a worker's
     /// state follows its job (`Stopping` once the job's stop is requested).
     job_stop: Mutex<Option<StopToken>>,
@@ -285,6 +288,9 @@ impl ThreadRecord {
     /// thing on the new thread, before any user code or pool job runs.
     pub(crate) fn enter(&self) {
         CURRENT.with(|c| c.set(Some((self.id, self.pool_key))));
+        let _ = self
+            .tid
+            .set(rustix::thread::gettid().as_raw_nonzero().get());
     }
 }
 
@@ -349,6 +355,7 @@ pub(crate) fn register(name: Arc<str>, kind: ThreadKind, pool_key: u64) -> Arc<T
         pause: Mutex::new(PauseState::default()),
         pause_cv: Condvar::new(),
         pool_key,
+        tid: OnceLock::new(),
         job_stop: Mutex::new(None),
         state: AtomicU8::new(ThreadState::Starting.encode()),
         since: AtomicU64::new(now_nanos()),

@@ -16,6 +16,38 @@ use super::Pool;
 /// [`PoolBuilder::stack_size`] for deep recursion.
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
+/// How many jobs a pool runs at once before it stops adding threads for
+/// queued jobs (cmwq's concurrency management).
+///
+/// A job that blocks does not count while it blocks: the library's own
+/// waits and [`Context::blocking`](crate::Context::blocking) say so at
+/// once, and a monitor finds jobs blocked anywhere else (or hogging a CPU)
+/// within a few milliseconds. So short jobs run on about this many threads
+/// at fixed-pool speed, and jobs that block still each get a thread.
+///
+/// # Examples
+///
+/// ```
+/// use threadward::{Concurrency, Pool};
+///
+/// let pool = Pool::builder().concurrency(Concurrency::Limit(2)).build().unwrap();
+/// let jobs: Vec<_> = (0..100).map(|i| pool.spawn(move |_| i).unwrap()).collect();
+/// assert_eq!(jobs.into_iter().map(|j| j.join().unwrap()).sum::<i32>(), 4950);
+/// assert!(pool.stats().peak <= 4); // 2 running, spares
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Concurrency {
+    /// One running job per CPU (`std::thread::available_parallelism`).
+    #[default]
+    Cpus,
+    /// This many running jobs (at least 1).
+    Limit(usize),
+    /// No management: a thread for every concurrent job (a plain blocking
+    /// pool, like tokio's `spawn_blocking`).
+    Unlimited,
+}
+
 /// The largest `max_threads` a pool accepts: Linux's `PID_MAX_LIMIT`
 /// (2^22), above which no system can run threads whatever its settings.
 const MAX_THREADS_LIMIT: usize = 1 << 22;
@@ -43,6 +75,7 @@ const MAX_THREADS_LIMIT: usize = 1 << 22;
 pub struct PoolBuilder {
     pub(crate) name: String,
     pub(crate) cfg: Config,
+    concurrency: Concurrency,
     pub(crate) stack_size: usize,
     pub(crate) drop_deadline: Duration,
 }
@@ -53,10 +86,13 @@ impl PoolBuilder {
             name: "pool".to_owned(),
             cfg: Config {
                 min_idle: 1,
+                max_idle: usize::MAX,
                 max_threads: 512,
                 idle_timeout: Duration::from_secs(10),
                 queue: Queue::Unbounded,
+                target: None, // set from `concurrency` at build
             },
+            concurrency: Concurrency::Cpus,
             stack_size: DEFAULT_STACK_SIZE,
             drop_deadline: Duration::from_secs(5),
         }
@@ -87,6 +123,40 @@ impl PoolBuilder {
     /// ```
     pub fn min_idle(mut self, n: usize) -> PoolBuilder {
         self.cfg.min_idle = n;
+        self
+    }
+
+    /// Most parked workers kept: a worker that would park beyond this many
+    /// exits at once (XPC's `idle_limit`; default: no limit, only the idle
+    /// timeout shrinks the pool). Must be at least `min_idle`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().min_idle(1).max_idle(4).build().unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn max_idle(mut self, n: usize) -> PoolBuilder {
+        self.cfg.max_idle = n;
+        self
+    }
+
+    /// How many jobs run at once before the pool stops adding threads for
+    /// queued jobs (default [`Concurrency::Cpus`]). Jobs that block in the
+    /// library's waits, in [`Context::blocking`](crate::Context::blocking),
+    /// or (found by the monitor) anywhere else do not count while blocked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use threadward::{Concurrency, Pool};
+    ///
+    /// // One thread per concurrent job, as a plain blocking pool.
+    /// let pool = Pool::builder().concurrency(Concurrency::Unlimited).build().unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn concurrency(mut self, c: Concurrency) -> PoolBuilder {
+        self.concurrency = c;
         self
     }
 
@@ -196,10 +266,30 @@ impl PoolBuilder {
         if min > max {
             return invalid(format!("pool min_idle ({min}) exceeds max_threads ({max})"));
         }
+        if min > self.cfg.max_idle {
+            return invalid(format!(
+                "pool min_idle ({min}) exceeds max_idle ({})",
+                self.cfg.max_idle
+            ));
+        }
+        let mut b = self;
+        b.cfg.target = match b.concurrency {
+            Concurrency::Cpus => Some(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+            ),
+            Concurrency::Limit(0) => {
+                return invalid("pool concurrency must be at least 1".into());
+            }
+            Concurrency::Limit(n) => Some(n),
+            Concurrency::Unlimited => None,
+        };
+        let s = b;
         // Name and stack size are checked here, not only when a thread is
         // first created (a pool with min_idle 0 creates none now).
-        crate::thread::validate(&format!("{}-0", self.name), Some(self.stack_size))?;
-        if self.name.is_empty() {
+        crate::thread::validate(&format!("{}-0", s.name), Some(s.stack_size))?;
+        if s.name.is_empty() {
             return invalid("pool name must not be empty".into());
         }
         if min > 0 {
@@ -210,6 +300,6 @@ impl PoolBuilder {
                 ));
             }
         }
-        Pool::start(self)
+        Pool::start(s)
     }
 }

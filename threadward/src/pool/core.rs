@@ -1,5 +1,6 @@
 //! The dispatch protocol of README.md, independent of threads and jobs so
-//! that loom can check it: a queue of `J`, counts, and three condvars.
+//! that loom can check it: queues of `J`, counts, a condvar per worker and
+//! two for the manager and the waiters.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -14,6 +15,10 @@ use crate::sync::{self, Condvar, Mutex, MutexGuard};
 pub(crate) trait QueuedJob: Send {
     fn id(&self) -> u64;
     fn stop_source(&self) -> Option<StopSource>;
+    /// How the job expects to behave (a hint given at spawn).
+    fn kind(&self) -> Kind {
+        Kind::Auto
+    }
 }
 
 /// How many jobs may wait in a pool with no worker on its way to them.
@@ -57,9 +62,14 @@ pub enum Queue {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) min_idle: usize,
+    /// Parked workers beyond this exit at once (XPC's `idle_limit`).
+    pub(crate) max_idle: usize,
     pub(crate) max_threads: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) queue: Queue,
+    /// Jobs running at once (not blocked) the pool aims for; `None`: one
+    /// thread per concurrent job (no concurrency management).
+    pub(crate) target: Option<usize>,
 }
 
 /// The job a worker runs right now.
@@ -67,6 +77,31 @@ pub(crate) struct Current {
     pub(crate) job: u64,
     pub(crate) stop: Option<StopSource>,
     pub(crate) started: Instant,
+    /// The job counts against the concurrency target (not `MayBlock`).
+    pub(crate) counted: bool,
+    /// The job may be compensated by the monitor (not `Cpu`).
+    pub(crate) watched: bool,
+    /// Depth of library waits and `blocking` sections the job is in.
+    pub(crate) blocked: u32,
+    /// The monitor found it blocked (or hogging a CPU) and no longer
+    /// counts it as running.
+    pub(crate) compensated: bool,
+}
+
+impl Current {
+    /// Whether the job counts in `State::running` now.
+    fn in_running(&self) -> bool {
+        self.counted && self.blocked == 0 && !self.compensated
+    }
+}
+
+/// Why a parked worker was woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ticket {
+    /// Claimed for a job by a submitter (or a blocking job, or the monitor).
+    Job,
+    /// Reaped by the manager's idle timer.
+    Reap,
 }
 
 /// One worker thread as the pool knows it.
@@ -76,7 +111,13 @@ pub(crate) struct WorkerSlot {
     pub(crate) handle: Option<JoinHandle<()>>,
     pub(crate) rec: Option<Arc<ThreadRecord>>,
     pub(crate) current: Option<Current>,
-    /// Certain to arrive and not started yet (counted in `State::coming`).
+    /// The worker's own parking primitive (waits with the pool lock): a
+    /// wake-up reaches exactly the worker it is meant for.
+    cv: Arc<Condvar>,
+    /// Granted while parked, consumed by the worker.
+    ticket: Option<Ticket>,
+    /// Reserved by a submitter for its job and not started yet (counted in
+    /// `State::coming`): it holds a promise.
     coming: bool,
     /// Has made its first `next` call.
     started: bool,
@@ -91,15 +132,24 @@ pub(crate) struct Counters {
     pub(crate) threads_spawned: u64,
     pub(crate) spawn_failures: u64,
     pub(crate) peak: usize,
+    /// Jobs the monitor found blocked outside the library's waits.
+    pub(crate) compensated_blocked: u64,
+    /// Jobs the monitor found hogging a CPU past the threshold.
+    pub(crate) compensated_hogs: u64,
 }
 
 pub(crate) struct State<J> {
+    /// Jobs that count against the target, oldest first.
     pub(crate) queue: VecDeque<J>,
-    pub(crate) idle: usize,
+    /// `MayBlock` jobs: taken first, whatever the target says.
+    pub(crate) urgent: VecDeque<J>,
+    /// Parked workers, most recently parked last: a wake-up takes the
+    /// last (the hot thread, LIFO as cmwq, Go, .NET, IOCP), the idle
+    /// reaper takes the first (the coldest).
+    pub(crate) idle_stack: Vec<u64>,
+    /// `Job` tickets granted to parked workers and not yet consumed
+    /// (workers on their way to the queue: libuv's `nwaking`).
     pub(crate) notify: usize,
-    /// Exit tickets handed to parked workers by the manager's idle reaping
-    /// (already taken off `idle`, like `notify`).
-    reap: usize,
     /// Lowest `idle` since the manager's current idle window began.
     idle_low: usize,
     /// The manager is in a timed idle window (no need to wake it when
@@ -107,12 +157,13 @@ pub(crate) struct State<J> {
     idle_timer: bool,
     pub(crate) threads: usize,
     pub(crate) spawning: usize,
-    /// Of `spawning`, the threads certain to arrive: reserved by submitters
-    /// for their jobs (`Submitted::CreateWorker`; if the OS refuses one,
-    /// its job is taken back out), or already created. Only these count as
-    /// "a worker on its way" for the queue bound: a thread the manager has
-    /// yet to create may still be refused, and a job counted on it would
-    /// then wait beyond the bound.
+    /// Of `spawning`, the threads a submitter reserved for its job
+    /// (`Submitted::CreateWorker`; if the OS refuses one, its job is taken
+    /// back out). With `notify`, these are the pool's *promises*: each will
+    /// take a queued job when it gets there, whatever the target says (a
+    /// woken worker may briefly exceed the target, as in cmwq). Only
+    /// promises count as "a worker on its way" for the queue bound, and
+    /// only room beyond them may be taken by a worker without one.
     coming: usize,
     /// Spares requested from the manager by a dispatch that used the last
     /// ones, not yet reserved. Honoured even if the spares are back by the
@@ -123,6 +174,13 @@ pub(crate) struct State<J> {
     /// "Dispatch").
     grow: usize,
     pub(crate) busy: usize,
+    /// Workers in a counted job that is not blocked (cmwq's `nr_running`).
+    pub(crate) running: usize,
+    /// Extra running jobs the liveness backstop allows beyond the target
+    /// while work waits (reset when the queue empties).
+    pub(crate) extra: usize,
+    /// When a worker last took a job (for the liveness backstop).
+    pub(crate) last_start: Instant,
     pub(crate) shutdown: bool,
     pub(crate) closing: bool,
     manager_notified: bool,
@@ -132,6 +190,13 @@ pub(crate) struct State<J> {
     pub(crate) workers: HashMap<u64, WorkerSlot>,
     last_exiting: Option<JoinHandle<()>>,
     pub(crate) counters: Counters,
+}
+
+impl<J> State<J> {
+    /// Parked workers nobody has claimed.
+    pub(crate) fn idle(&self) -> usize {
+        self.idle_stack.len()
+    }
 }
 
 /// Why `submit` did not queue a job.
@@ -146,14 +211,29 @@ pub(crate) enum Refusal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Submitted {
     /// A parked worker was woken for it, or it waits within the queue's
-    /// bound for the manager or a finishing worker.
+    /// bound for the manager, a finishing worker, or room under the target.
     Queued,
     /// Queued, with worker slot `no` reserved for it: the caller creates
     /// that thread now, and on failure calls `withdraw`.
     CreateWorker(u64),
+    /// Queued behind a full target: it waits for a running job to end or
+    /// block (the caller makes sure the monitor watches).
+    Waiting,
 }
 
-/// How a worker's job ended (reported with its next `next` call).
+/// How a submitted job expects to behave (README: "Concurrency management").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Kind {
+    /// Counted against the target; compensated when found blocked.
+    #[default]
+    Auto,
+    /// Gets a thread at once and never counts against the target.
+    MayBlock,
+    /// Counted, and never compensated by the monitor.
+    Cpu,
+}
+
+/// How a worker's job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Completed,
@@ -167,9 +247,16 @@ pub(crate) enum Next<J> {
     Exit,
 }
 
+/// Wake-ups decided under the lock, issued after it is released.
+#[derive(Default)]
+#[must_use]
+struct Wakes {
+    workers: Vec<Arc<Condvar>>,
+    manager: bool,
+}
+
 pub(crate) struct Core<J> {
     st: Mutex<State<J>>,
-    worker_cv: Condvar,
     manager_cv: Condvar,
     done_cv: Condvar,
     pub(crate) cfg: Config,
@@ -180,9 +267,9 @@ impl<J: QueuedJob> Core<J> {
         Core {
             st: Mutex::new(State {
                 queue: VecDeque::new(),
-                idle: 0,
+                urgent: VecDeque::new(),
+                idle_stack: Vec::new(),
                 notify: 0,
-                reap: 0,
                 idle_low: 0,
                 idle_timer: false,
                 threads: 0,
@@ -190,6 +277,9 @@ impl<J: QueuedJob> Core<J> {
                 coming: 0,
                 grow: 0,
                 busy: 0,
+                running: 0,
+                extra: 0,
+                last_start: Instant::now(),
                 shutdown: false,
                 closing: false,
                 manager_notified: false,
@@ -199,7 +289,6 @@ impl<J: QueuedJob> Core<J> {
                 last_exiting: None,
                 counters: Counters::default(),
             }),
-            worker_cv: Condvar::new(),
             manager_cv: Condvar::new(),
             done_cv: Condvar::new(),
             cfg,
@@ -210,16 +299,38 @@ impl<J: QueuedJob> Core<J> {
         sync::lock(&self.st)
     }
 
+    /// Counted jobs that may start now without exceeding the target
+    /// (unlimited without one).
+    fn room(&self, st: &State<J>) -> usize {
+        match self.cfg.target {
+            None => usize::MAX,
+            Some(t) => (t + st.extra).saturating_sub(st.running),
+        }
+    }
+
+    /// Workers on their way to the queue that will take a job: woken ones
+    /// and threads reserved for a job.
+    fn promised(st: &State<J>) -> usize {
+        st.notify + st.coming
+    }
+
+    /// Jobs a worker could take right now: every `MayBlock` job, and the
+    /// counted ones the target leaves room for.
+    fn runnable(&self, st: &State<J>) -> usize {
+        st.urgent.len() + st.queue.len().min(self.room(st))
+    }
+
     /// Threads the manager should create now (README: "deficit").
     fn deficit(&self, st: &State<J>) -> usize {
         if st.shutdown {
             return 0;
         }
-        let unserved = st.queue.len().saturating_sub(st.notify);
+        // (`spawning` below covers the reserved threads in `coming`.)
+        let unserved = self.runnable(st).saturating_sub(st.notify);
         let spare_gap = if st.closing {
             0
         } else {
-            self.cfg.min_idle.saturating_sub(st.idle)
+            self.cfg.min_idle.saturating_sub(st.idle())
         };
         let wanted = (unserved + spare_gap).saturating_sub(st.spawning);
         wanted.min(self.cfg.max_threads.saturating_sub(st.threads))
@@ -235,57 +346,112 @@ impl<J: QueuedJob> Core<J> {
         }
     }
 
+    /// Claims the most recently parked worker for a job, if any.
+    fn claim_idle(st: &mut State<J>, wakes: &mut Wakes) -> bool {
+        let Some(no) = st.idle_stack.pop() else {
+            return false;
+        };
+        st.idle_low = st.idle_low.min(st.idle_stack.len());
+        let slot = st.workers.get_mut(&no).expect("a parked worker has a slot");
+        debug_assert!(slot.ticket.is_none(), "a parked worker holds a ticket");
+        slot.ticket = Some(Ticket::Job);
+        st.notify += 1;
+        wakes.workers.push(slot.cv.clone());
+        true
+    }
+
+    /// Serves what can run now: claims parked workers for runnable jobs no
+    /// woken worker will take, and asks the manager for threads when none
+    /// is parked. Called wherever room or work appears.
+    fn dispatch(&self, st: &mut State<J>, wakes: &mut Wakes) {
+        while self.runnable(st) > Self::promised(st) {
+            if !Self::claim_idle(st, wakes) {
+                break;
+            }
+        }
+        if !st.manager_notified && (st.grow > 0 || self.deficit(st) > 0) {
+            st.manager_notified = true;
+            wakes.manager = true;
+        }
+    }
+
+    /// Releases the lock, then issues the wake-ups.
+    fn wake(&self, st: MutexGuard<'_, State<J>>, wakes: Wakes) {
+        drop(st);
+        for cv in wakes.workers {
+            cv.notify_one();
+        }
+        if wakes.manager {
+            self.manager_cv.notify_one();
+        }
+    }
+
     /// Queues `job` and wakes a parked worker (and the manager if threads
     /// are wanted), after unlocking. The queue bound and `max_threads` are
     /// checked, and a thread reserved, in the same critical section as the
     /// push (README: "Dispatch").
     pub(crate) fn submit(&self, job: J) -> Result<Submitted, (J, Refusal)> {
+        let kind = job.kind();
         let mut st = self.lock();
         if st.shutdown || st.closing {
             return Err((job, Refusal::ShutDown));
         }
+        // Without a target every job is served at once: no need to keep
+        // `MayBlock` jobs apart.
+        let urgent = kind == Kind::MayBlock && self.cfg.target.is_some();
         let mut submitted = Submitted::Queued;
-        let wake_worker = st.idle > 0;
-        if !wake_worker {
-            // Jobs with no worker on its way (a woken one, or one certain to arrive),
-            // counting this one.
-            let unserved = (st.queue.len() + 1).saturating_sub(st.notify + st.coming);
+        // Would the job run at once on a parked worker? (The target's room
+        // goes to the jobs ahead of it first, and to the woken workers.)
+        let served_now = st.idle() > 0
+            && (urgent || (st.queue.len() + 1).min(self.room(&st)) > Self::promised(&st));
+        if !served_now {
+            // Jobs with no worker on its way (a woken one, or one certain to
+            // arrive), counting this one.
+            let waiting = st.queue.len() + st.urgent.len() + 1;
+            let unserved = waiting.saturating_sub(Self::promised(&st));
             let over = st.threads == 0 || self.wait_bound().is_some_and(|n| unserved > n);
             if over {
-                if st.threads < self.cfg.max_threads {
+                // A thread for this job, if the cap (and the target, for a
+                // counted job) allows one.
+                let fits = urgent || (st.queue.len() + 1).min(self.room(&st)) > Self::promised(&st);
+                if st.threads < self.cfg.max_threads && (fits || st.threads == 0) {
                     submitted = Submitted::CreateWorker(self.reserve_locked(&mut st, true));
                 } else if self.cfg.queue == Queue::None {
                     return Err((job, Refusal::AtCapacity));
-                } else {
+                } else if self.wait_bound().is_some() {
                     return Err((job, Refusal::QueueFull));
                 }
             }
         }
-        st.queue.push_back(job);
-        st.counters.submitted += 1;
-        if wake_worker {
-            st.idle -= 1;
-            st.notify += 1;
-            st.idle_low = st.idle_low.min(st.idle);
+        if urgent {
+            st.urgent.push_back(job);
+        } else {
+            st.queue.push_back(job);
         }
+        st.counters.submitted += 1;
+        let mut wakes = Wakes::default();
+        self.dispatch(&mut st, &mut wakes);
         let spare_gap = self
             .cfg
             .min_idle
-            .saturating_sub(st.idle + st.spawning)
+            .saturating_sub(st.idle() + st.spawning)
             .min(self.cfg.max_threads.saturating_sub(st.threads));
         st.grow = st.grow.max(spare_gap);
-        let wake_manager = !st.manager_notified && (st.grow > 0 || self.deficit(&st) > 0);
-        if wake_manager {
+        if !st.manager_notified && st.grow > 0 {
             st.manager_notified = true;
+            wakes.manager = true;
         }
-        drop(st);
-        if wake_worker {
-            self.worker_cv.notify_one();
+        if submitted == Submitted::Queued && self.saturated(&st) {
+            submitted = Submitted::Waiting;
         }
-        if wake_manager {
-            self.manager_cv.notify_one();
-        }
+        self.wake(st, wakes);
         Ok(submitted)
+    }
+
+    /// Whether work waits for room under the target (the monitor watches
+    /// such a pool).
+    pub(crate) fn saturated(&self, st: &State<J>) -> bool {
+        !st.shutdown && !st.queue.is_empty() && self.room(st) <= st.notify
     }
 
     /// Undoes a `Submitted::CreateWorker` whose thread the OS refused:
@@ -295,13 +461,18 @@ impl<J: QueuedJob> Core<J> {
     pub(crate) fn withdraw(&self, no: u64, id: u64) -> Option<J> {
         let mut st = self.lock();
         self.unreserve_locked(&mut st, no);
-        let pos = st.queue.iter().position(|j| j.id() == id);
-        let job = pos.and_then(|p| st.queue.remove(p));
+        let job =
+            Self::remove_from(&mut st.queue, id).or_else(|| Self::remove_from(&mut st.urgent, id));
         if job.is_some() {
             st.counters.submitted -= 1;
         }
         self.notify_done(st);
         job
+    }
+
+    fn remove_from(q: &mut VecDeque<J>, id: u64) -> Option<J> {
+        let pos = q.iter().position(|j| j.id() == id)?;
+        q.remove(pos)
     }
 
     /// Reserves a new worker slot (`threads` and `spawning` count it, and
@@ -352,11 +523,6 @@ impl<J: QueuedJob> Core<J> {
             Some(slot) => {
                 slot.handle = Some(handle);
                 slot.rec = Some(rec);
-                if !slot.started && !slot.coming {
-                    // Created, not yet at the queue: certain to arrive.
-                    slot.coming = true;
-                    st.coming += 1;
-                }
                 None
             }
             // It already exited: hand its handle to the exit chain.
@@ -393,16 +559,34 @@ impl<J: QueuedJob> Core<J> {
         }
     }
 
+    /// Changes worker `me`'s current job with `f`, keeping `running` equal
+    /// to the number of jobs that count in it.
+    fn update_current(st: &mut State<J>, me: u64, f: impl FnOnce(&mut Current)) {
+        let Some(cur) = st.workers.get_mut(&me).and_then(|w| w.current.as_mut()) else {
+            return;
+        };
+        let before = cur.in_running();
+        f(cur);
+        match (before, cur.in_running()) {
+            (true, false) => st.running -= 1,
+            (false, true) => st.running += 1,
+            _ => {}
+        }
+    }
+
     /// Counts how a worker's job ended, running `settle` (which stores the
     /// job's result) in the same critical section: once `join` returned,
     /// `stats()` includes the job, and once `wait_idle` returned, every job
     /// it waited for has its result. The worker stays this job's until its
     /// next `next` (a detached job's value is dropped on it meanwhile).
-    pub(crate) fn report(&self, outcome: Outcome, settle: &mut dyn FnMut()) {
+    pub(crate) fn report(&self, me: u64, outcome: Outcome, settle: &mut dyn FnMut()) {
         let mut st = self.lock();
         settle();
         debug_assert!(st.busy > 0, "busy underflow");
         st.busy -= 1;
+        // It no longer counts against the target (it keeps its slot's
+        // `current` until the next `next`, for straggler reports).
+        Self::update_current(&mut st, me, |c| c.counted = false);
         match outcome {
             Outcome::Completed => st.counters.completed += 1,
             Outcome::Panicked => st.counters.panicked += 1,
@@ -413,64 +597,135 @@ impl<J: QueuedJob> Core<J> {
         self.notify_done(st);
     }
 
+    /// Worker `me`'s job enters (`true`) or leaves (`false`) a wait that
+    /// really blocks (cmwq's `wq_worker_sleeping` / `wq_worker_running`).
+    /// Entering makes room under the target: a queued job gets a parked
+    /// worker or a new thread at once.
+    pub(crate) fn blocking(&self, me: u64, enter: bool) {
+        let mut st = self.lock();
+        Self::update_current(&mut st, me, |c| {
+            if enter {
+                c.blocked += 1;
+            } else {
+                c.blocked = c.blocked.saturating_sub(1);
+            }
+        });
+        let mut wakes = Wakes::default();
+        if enter {
+            self.dispatch(&mut st, &mut wakes);
+        }
+        self.wake(st, wakes);
+    }
+
+    /// Takes the next job worker `me` may run now: `MayBlock` jobs first,
+    /// then a counted one if the target leaves room (a worker finishing a
+    /// job takes the next one without a wake-up: cmwq's `keep_working`).
+    ///
+    /// A worker holding a promise (woken for a job, or created for one)
+    /// takes a queued job whatever the target says; one without may use
+    /// only room nobody was promised.
+    fn take(&self, st: &mut State<J>, me: u64, promised: bool) -> Option<J> {
+        let (job, kind) = if let Some(job) = st.urgent.pop_front() {
+            (job, Kind::MayBlock)
+        } else if !st.queue.is_empty() && (promised || self.room(st) > Self::promised(st)) {
+            let job = st.queue.pop_front()?;
+            let kind = job.kind();
+            (job, kind)
+        } else {
+            return None;
+        };
+        if st.queue.is_empty() {
+            st.extra = 0; // the backstop's allowance ends with the backlog
+        }
+        st.busy += 1;
+        st.last_start = Instant::now();
+        let counted = kind != Kind::MayBlock;
+        if counted {
+            st.running += 1;
+        }
+        let current = Current {
+            job: job.id(),
+            stop: job.stop_source(),
+            started: Instant::now(),
+            counted,
+            watched: kind == Kind::Auto,
+            blocked: 0,
+            compensated: false,
+        };
+        if let Some(slot) = st.workers.get_mut(&me) {
+            slot.current = Some(current);
+        }
+        Some(job)
+    }
+
     /// The worker loop's one call: take the next job, parking while there
-    /// is none. `first` on the worker's first call; `set_idle` tells the
-    /// caller when the worker parks and unparks (for the registry).
+    /// is none it may run. `first` on the worker's first call; `set_idle`
+    /// tells the caller when the worker parks and unparks (for the
+    /// registry).
     pub(crate) fn next(&self, me: u64, first: bool, set_idle: impl Fn(bool)) -> Next<J> {
         let mut st = self.lock();
+        let mut promised = false;
         if first {
+            promised = st.workers.get(&me).is_some_and(|w| w.coming);
             Self::started_locked(&mut st, me);
         } else if let Some(slot) = st.workers.get_mut(&me) {
             slot.current = None;
         }
         loop {
-            if let Some(job) = st.queue.pop_front() {
-                st.busy += 1;
-                let current = Current {
-                    job: job.id(),
-                    stop: job.stop_source(),
-                    started: Instant::now(),
-                };
-                if let Some(slot) = st.workers.get_mut(&me) {
-                    slot.current = Some(current);
-                }
+            if let Some(job) = self.take(&mut st, me, promised) {
                 return Next::Run(job);
             }
+            promised = false; // nothing to take: the promise lapses
             if st.shutdown || st.closing {
                 return Next::Exit;
             }
-            st.idle += 1;
+            if st.idle() >= self.cfg.max_idle {
+                // XPC's idle limit: a thread beyond it exits at once.
+                return Next::Exit;
+            }
+            st.idle_stack.push(me);
             set_idle(true);
-            if st.idle == self.cfg.min_idle + 1 && !st.idle_timer && !st.manager_notified {
+            if st.done_waiters > 0 {
+                // `build` waits for its spares to park.
+                self.done_cv.notify_all();
+            }
+            if st.idle() == self.cfg.min_idle + 1 && !st.idle_timer && !st.manager_notified {
                 // Spares beyond min_idle now exist: the manager starts its
                 // idle timer (rare: only when crossing the threshold).
                 st.manager_notified = true;
                 self.manager_cv.notify_one();
             }
-            // An untimed wait: a timed one arms a timer on every park and
-            // measurably slows the wake-up (README: "Idle timeout").
+            // An untimed wait on the worker's own condvar: a timed one arms
+            // a timer on every park and measurably slows the wake-up
+            // (README: "Idle timeout").
+            let cv = st.workers[&me].cv.clone();
             loop {
-                st = sync::wait(&self.worker_cv, st);
-                if st.notify > 0 {
-                    // Claimed by a submitter, which already took us off `idle`.
-                    st.notify -= 1;
-                    break;
-                }
-                if st.reap > 0 {
-                    // Reaped by the manager, which already took us off `idle`.
-                    st.reap -= 1;
-                    if st.queue.len() > st.notify {
-                        // A job came in that no claimed worker will take
-                        // (its submitter saw no idle worker): run it instead.
+                st = sync::wait(&cv, st);
+                let slot = st.workers.get_mut(&me).expect("a parked worker has a slot");
+                match slot.ticket.take() {
+                    // Claimed (already off the idle stack): look again.
+                    Some(Ticket::Job) => {
+                        st.notify -= 1;
+                        promised = true;
                         break;
                     }
-                    set_idle(false);
-                    return Next::Exit;
-                }
-                if st.shutdown || st.closing {
-                    debug_assert!(st.idle > 0, "idle underflow");
-                    st.idle -= 1;
-                    break;
+                    // Reaped (already off the idle stack).
+                    Some(Ticket::Reap) => {
+                        if self.runnable(&st) > Self::promised(&st) {
+                            // A job came in that no claimed worker will
+                            // take (its submitter found no parked worker
+                            // because the reaper had taken us): run it.
+                            promised = true;
+                            break;
+                        }
+                        set_idle(false);
+                        return Next::Exit;
+                    }
+                    None if st.shutdown || st.closing => {
+                        st.idle_stack.retain(|&w| w != me);
+                        break;
+                    }
+                    None => {} // spurious
                 }
             }
             set_idle(false);
@@ -491,23 +746,25 @@ impl<J: QueuedJob> Core<J> {
             Self::started_locked(&mut st, me);
         }
         if busy {
+            Self::update_current(&mut st, me, |c| c.counted = false);
             st.busy -= 1;
             st.counters.panicked += 1;
         }
+        // Never parked when it leaves, but be sure.
+        st.idle_stack.retain(|&w| w != me);
         let prev = match st.workers.remove(&me).and_then(|s| s.handle) {
             Some(h) => st.last_exiting.replace(h),
             None => None,
         };
         // One thread fewer: if that leaves jobs or spares short, ask the
         // manager (a job queued while we were leaving must still run).
-        let wake_manager = !st.manager_notified && self.deficit(&st) > 0;
-        if wake_manager {
-            st.manager_notified = true;
-        }
+        let mut wakes = Wakes::default();
+        self.dispatch(&mut st, &mut wakes);
         // `spawned` may still deliver our handle: it will see no slot.
-        self.notify_done(st);
-        if wake_manager {
-            self.manager_cv.notify_one();
+        let done = st.done_waiters > 0;
+        self.wake(st, wakes);
+        if done {
+            self.done_cv.notify_all();
         }
         prev
     }
@@ -534,13 +791,13 @@ impl<J: QueuedJob> Core<J> {
                 continue;
             }
             st.manager_notified = false;
-            if st.idle <= self.cfg.min_idle {
+            if st.idle() <= self.cfg.min_idle {
                 st.idle_timer = false;
                 st = sync::wait(&self.manager_cv, st);
                 continue;
             }
             st.idle_timer = true;
-            st.idle_low = st.idle;
+            st.idle_low = st.idle();
             let (g, timed_out) =
                 sync::wait_timeout(&self.st, &self.manager_cv, st, self.cfg.idle_timeout);
             st = g;
@@ -551,22 +808,25 @@ impl<J: QueuedJob> Core<J> {
     }
 
     /// Hands exit tickets to the workers that stayed parked through the
-    /// idle window (`idle_low` beyond `min_idle`), and wakes them.
+    /// idle window (`idle_low` beyond `min_idle`), the coldest first, and
+    /// wakes them.
     fn reap_idle<'a>(&'a self, mut st: MutexGuard<'a, State<J>>) -> MutexGuard<'a, State<J>> {
         if st.shutdown || st.closing {
             return st;
         }
-        let excess = st.idle_low.min(st.idle).saturating_sub(self.cfg.min_idle);
+        let excess = st.idle_low.min(st.idle()).saturating_sub(self.cfg.min_idle);
         if excess == 0 {
             return st;
         }
-        st.idle -= excess;
-        st.reap += excess;
-        st.idle_low = st.idle;
-        drop(st);
-        for _ in 0..excess {
-            self.worker_cv.notify_one();
+        let mut wakes = Wakes::default();
+        let cold: Vec<u64> = st.idle_stack.drain(..excess).collect();
+        for no in cold {
+            let slot = st.workers.get_mut(&no).expect("a parked worker has a slot");
+            slot.ticket = Some(Ticket::Reap);
+            wakes.workers.push(slot.cv.clone());
         }
+        st.idle_low = st.idle();
+        self.wake(st, wakes);
         self.lock()
     }
 
@@ -581,14 +841,23 @@ impl<J: QueuedJob> Core<J> {
     /// Removes a queued job (cancellation); whether it was still queued.
     pub(crate) fn remove_queued(&self, id: u64) -> bool {
         let mut st = self.lock();
-        let Some(pos) = st.queue.iter().position(|j| j.id() == id) else {
+        let Some(job) =
+            Self::remove_from(&mut st.queue, id).or_else(|| Self::remove_from(&mut st.urgent, id))
+        else {
             return false;
         };
-        let job = st.queue.remove(pos);
         st.counters.cancelled += 1;
         self.notify_done(st);
         sync::contain("the drop of a cancelled job", move || drop(job));
         true
+    }
+
+    /// Every parked worker's condvar (to wake them all).
+    fn all_parked(st: &State<J>) -> Vec<Arc<Condvar>> {
+        st.idle_stack
+            .iter()
+            .map(|no| st.workers[no].cv.clone())
+            .collect()
     }
 
     /// Starts a shutdown: refuses submissions, takes the queue, and returns
@@ -596,23 +865,32 @@ impl<J: QueuedJob> Core<J> {
     pub(crate) fn begin_shutdown(&self) -> (Vec<J>, Vec<StopSource>) {
         let mut st = self.lock();
         st.shutdown = true;
-        let jobs: Vec<J> = st.queue.drain(..).collect();
+        let mut jobs: Vec<J> = st.urgent.drain(..).collect();
+        jobs.extend(st.queue.drain(..));
         st.counters.cancelled += jobs.len() as u64;
         let stops = st
             .workers
             .values()
             .filter_map(|w| w.current.as_ref()?.stop.clone())
             .collect();
+        let parked = Self::all_parked(&st);
         self.notify_done(st);
-        self.worker_cv.notify_all();
+        for cv in parked {
+            cv.notify_one();
+        }
         self.manager_cv.notify_all();
         (jobs, stops)
     }
 
     /// Stops accepting; queued jobs still run, then workers exit.
     pub(crate) fn begin_close(&self) {
-        self.lock().closing = true;
-        self.worker_cv.notify_all();
+        let mut st = self.lock();
+        st.closing = true;
+        let parked = Self::all_parked(&st);
+        drop(st);
+        for cv in parked {
+            cv.notify_one();
+        }
         self.manager_cv.notify_all();
     }
 
@@ -636,6 +914,79 @@ impl<J: QueuedJob> Core<J> {
     /// Takes the pending exit handle (for the final join).
     pub(crate) fn take_last_exiting(&self) -> Option<JoinHandle<()>> {
         self.lock().last_exiting.take()
+    }
+
+    /// The monitor's verdict on worker `me`'s job `job` (README: "The
+    /// monitor"): it is blocked outside the library's waits, or it hogs a
+    /// CPU. It stops counting as running and the room it leaves is served
+    /// at once. A job that ended or changed meanwhile is left alone.
+    pub(crate) fn compensate(&self, me: u64, job: u64, hog: bool) -> bool {
+        let mut st = self.lock();
+        let live = st
+            .workers
+            .get(&me)
+            .and_then(|w| w.current.as_ref())
+            .is_some_and(|c| c.job == job && c.watched && !c.compensated && c.counted);
+        if !live {
+            return false;
+        }
+        if hog {
+            // The hog bound: at most `target` hogs compensated at once, so
+            // CPU-bound jobs never hold more than twice the target's CPUs.
+            let hogs = st
+                .workers
+                .values()
+                .filter(|w| {
+                    w.current
+                        .as_ref()
+                        .is_some_and(|c| c.compensated && c.blocked == 0)
+                })
+                .count();
+            if hogs >= self.cfg.target.unwrap_or(0) {
+                return false;
+            }
+        }
+        Self::update_current(&mut st, me, |c| c.compensated = true);
+        if hog {
+            st.counters.compensated_hogs += 1;
+        } else {
+            st.counters.compensated_blocked += 1;
+        }
+        let mut wakes = Wakes::default();
+        self.dispatch(&mut st, &mut wakes);
+        self.wake(st, wakes);
+        true
+    }
+
+    /// For the monitor: every worker whose job counts as running and may
+    /// be compensated, with its thread id, job id and job age.
+    pub(crate) fn watch_list(&self) -> Vec<(u64, i32, u64, Duration)> {
+        let st = self.lock();
+        st.workers
+            .iter()
+            .filter_map(|(no, w)| {
+                let c = w.current.as_ref()?;
+                if !(c.in_running() && c.watched) {
+                    return None;
+                }
+                let tid = *w.rec.as_ref()?.tid.get()?;
+                Some((*no, tid, c.job, c.started.elapsed()))
+            })
+            .collect()
+    }
+
+    /// The liveness backstop: work has waited for room too long, so allow
+    /// one more running job beyond the target (until the queue empties).
+    pub(crate) fn backstop(&self) {
+        let mut st = self.lock();
+        if !self.saturated(&st) {
+            return;
+        }
+        st.extra += 1;
+        st.last_start = Instant::now();
+        let mut wakes = Wakes::default();
+        self.dispatch(&mut st, &mut wakes);
+        self.wake(st, wakes);
     }
 }
 

@@ -8,11 +8,11 @@ use std::sync::Weak;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use super::core::{Core, Outcome, QueuedJob};
+use super::core::{Core, Kind, Outcome, QueuedJob};
 use crate::record::{ThreadRecord, ThreadState};
 use crate::stop::StopSource;
 use crate::sync::{self, Arc, Condvar, Mutex, MutexGuard};
-use crate::thread::{panic_message, Context};
+use crate::thread::{panic_message, BlockHook, Context};
 
 /// Identity of a pool job, unique per process.
 ///
@@ -191,12 +191,18 @@ pub(crate) type Report<'a> = &'a dyn Fn(Outcome, &mut dyn FnMut());
 pub(crate) trait Runnable: Send {
     fn id(&self) -> u64;
     fn stop_source(&self) -> StopSource;
+    fn kind(&self) -> Kind;
     /// Runs the job on worker `rec`. Its outcome is counted by `report`
     /// in the same critical section that stores the result, so whoever
     /// sees the result sees the count and the other way round. Never
     /// unwinds: every piece of user code in it (the closure, its drop, the
     /// value's drop, the panic payload, the waker) is contained.
-    fn run(self: Box<Self>, rec: &std::sync::Arc<ThreadRecord>, report: Report<'_>);
+    fn run(
+        self: Box<Self>,
+        rec: &std::sync::Arc<ThreadRecord>,
+        hook: Option<&std::sync::Arc<dyn BlockHook>>,
+        report: Report<'_>,
+    );
     /// Resolves a job that will never run with `why`; never unwinds.
     fn abort(self: Box<Self>, why: JobError);
 }
@@ -210,10 +216,14 @@ impl QueuedJob for Task {
     fn stop_source(&self) -> Option<StopSource> {
         Some((**self).stop_source())
     }
+    fn kind(&self) -> Kind {
+        (**self).kind()
+    }
 }
 
 pub(crate) struct Packet<F, T> {
     pub(crate) job: Arc<JobInner<T>>,
+    pub(crate) kind: Kind,
     pub(crate) f: F,
 }
 
@@ -230,8 +240,17 @@ where
         self.job.stop.clone()
     }
 
-    fn run(self: Box<Self>, rec: &std::sync::Arc<ThreadRecord>, report: Report<'_>) {
-        let Packet { job, f } = *self;
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    fn run(
+        self: Box<Self>,
+        rec: &std::sync::Arc<ThreadRecord>,
+        hook: Option<&std::sync::Arc<dyn BlockHook>>,
+        report: Report<'_>,
+    ) {
+        let Packet { job, f, .. } = *self;
         if !job.start() {
             // Cancelled after we took it: it never runs.
             report(Outcome::Skipped, &mut || {});
@@ -240,7 +259,7 @@ where
         }
         rec.set_job(Some((job.id, job.stop.token())));
         rec.set_state(ThreadState::Running);
-        let cx = Context::new(rec.clone(), job.stop.token());
+        let cx = Context::with_hook(rec.clone(), job.stop.token(), hook.cloned());
         let out = catch_unwind(AssertUnwindSafe(move || f(&cx)));
         rec.set_job(None);
         let out = out.map_err(|payload| {

@@ -15,6 +15,7 @@
 mod builder;
 mod core;
 mod job;
+mod monitor;
 mod shutdown;
 #[cfg(all(test, shuttle))]
 mod shuttle_tests;
@@ -27,13 +28,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-pub use self::builder::{PoolBuilder, DEFAULT_STACK_SIZE};
+pub use self::builder::{Concurrency, PoolBuilder, DEFAULT_STACK_SIZE};
 pub use self::core::Queue;
 pub use self::job::{Job, JobError, JobId};
 pub use self::shutdown::{ShutdownReport, Straggler};
 pub use self::stats::PoolStats;
 
-use self::core::{Core, Refusal, Submitted};
+use self::core::{Core, Kind, Refusal, Submitted};
 use self::job::{JobInner, Packet, Task};
 use self::worker::PoolRef;
 use crate::sync::{self, Mutex};
@@ -68,6 +69,30 @@ pub enum SpawnError {
     Os(#[source] io::Error),
 }
 
+/// How a job expects to behave, for [`Pool::spawn_hinted`].
+///
+/// # Examples
+///
+/// ```
+/// use threadward::{JobHint, Pool};
+///
+/// let pool = Pool::builder().build().unwrap();
+/// let sum = pool.spawn_hinted(JobHint::Cpu, |_| (0..1000u64).sum::<u64>()).unwrap();
+/// assert_eq!(sum.join(), Ok(499_500));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum JobHint {
+    /// No hint: counted against the concurrency target while it runs, and
+    /// compensated when found blocked.
+    #[default]
+    Auto,
+    /// It may block for long: a thread at once, never counted.
+    MayBlock,
+    /// It computes: counted, and never compensated by the monitor.
+    Cpu,
+}
+
 /// Job ids are unique in the process, across pools.
 static NEXT_JOB: AtomicU64 = AtomicU64::new(1);
 
@@ -97,6 +122,9 @@ pub struct Pool {
 
 struct Shared {
     pool: PoolRef,
+    /// Lives as long as the pool: the monitor watches the pool while it
+    /// can upgrade this.
+    alive: Arc<()>,
     drop_deadline: Duration,
     manager: Mutex<Option<Thread<()>>>,
 }
@@ -130,8 +158,12 @@ impl Pool {
                 },
                 drop_deadline: b.drop_deadline,
                 manager: Mutex::new(None),
+                alive: Arc::new(()),
             }),
         };
+        if b.cfg.target.is_some() {
+            monitor::watch(&pool.shared.alive, &pool.shared.pool.core);
+        }
         register(&pool.shared);
         // Spares first, so the manager (which creates whatever the deficit
         // asks for) does not create them a second time.
@@ -143,6 +175,14 @@ impl Pool {
                 return Err(e);
             }
         }
+        // Wait (bounded) until the spares are parked, so that the first
+        // job after `build` is a single wake-up and the queue accounting
+        // sees them.
+        let min_idle = b.cfg.min_idle;
+        pool.core()
+            .wait_until(sync::deadline_after(Duration::from_secs(10)), |st| {
+                st.idle() >= min_idle
+            });
         let p = pool.shared.pool.clone();
         let manager = crate::Builder::new()
             .name_with_suffix(&name, "-mgr")
@@ -189,15 +229,52 @@ impl Pool {
         F: FnOnce(&Context) -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.spawn_hinted(JobHint::Auto, f)
+    }
+
+    /// [`spawn`](Pool::spawn) with a hint of how the job behaves.
+    ///
+    /// [`JobHint::MayBlock`]: the job gets a thread at once and never
+    /// counts against the concurrency target (a plain blocking pool's
+    /// behaviour). [`JobHint::Cpu`]: the job computes; the monitor never
+    /// adds a thread because of it.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Pool::spawn).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use threadward::{JobHint, Pool};
+    ///
+    /// let pool = Pool::builder().build().unwrap();
+    /// let job = pool
+    ///     .spawn_hinted(JobHint::MayBlock, |_| std::thread::sleep(std::time::Duration::from_millis(5)))
+    ///     .unwrap();
+    /// job.join().unwrap();
+    /// ```
+    pub fn spawn_hinted<F, T>(&self, hint: JobHint, f: F) -> Result<Job<T>, SpawnError>
+    where
+        F: FnOnce(&Context) -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let id = NEXT_JOB.fetch_add(1, Ordering::Relaxed);
         let inner = JobInner::new(id);
+        let kind = match hint {
+            JobHint::Auto => Kind::Auto,
+            JobHint::MayBlock => Kind::MayBlock,
+            JobHint::Cpu => Kind::Cpu,
+        };
         let task: Task = Box::new(Packet {
             job: inner.clone(),
+            kind,
             f,
         });
         let pool = &self.shared.pool;
         match pool.core.submit(task) {
             Ok(Submitted::Queued) => {}
+            Ok(Submitted::Waiting) => monitor::poke(),
             Ok(Submitted::CreateWorker(no)) => {
                 // A worker reserved for this job (an empty pool, or a
                 // bounded queue at its bound): create it before returning,
@@ -286,7 +363,8 @@ impl Shared {
         let c = st.counters;
         PoolStats {
             threads: st.threads,
-            idle: st.idle,
+            idle: st.idle(),
+            running: st.running,
             busy: st.busy,
             queued: st.queue.len(),
             peak: c.peak,
@@ -296,6 +374,7 @@ impl Shared {
             panicked: c.panicked,
             cancelled: c.cancelled,
             spawn_failures: c.spawn_failures,
+            compensated: c.compensated_blocked + c.compensated_hogs,
         }
     }
 }
@@ -320,6 +399,17 @@ pub(crate) fn live_pools() -> Vec<(Arc<str>, PoolStats)> {
     live.iter()
         .map(|s| (s.pool.name.clone(), s.stats()))
         .collect()
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if self.pool.core.cfg.target.is_some() {
+            // `alive` is gone with this: let the monitor re-check.
+            let alive = std::mem::replace(&mut self.alive, Arc::new(()));
+            drop(alive);
+            monitor::forget();
+        }
+    }
 }
 
 impl Drop for Pool {

@@ -78,7 +78,7 @@ fn scenario(min_idle: usize, max_threads: usize, drain_first: bool) {
                 let mut accepted = Vec::new();
                 for id in base..base + 3 {
                     match c.submit(id) {
-                        Ok(Submitted::Queued) => accepted.push(id),
+                        Ok(Submitted::Queued | Submitted::Waiting) => accepted.push(id),
                         // Every worker was reaped: the job is queued with a
                         // worker reserved for it; create it, as Pool::spawn does.
                         Ok(Submitted::CreateWorker(no)) => {

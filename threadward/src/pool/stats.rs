@@ -25,6 +25,9 @@ pub struct PoolStats {
     pub idle: usize,
     /// Workers running a job.
     pub busy: usize,
+    /// Of `busy`, the jobs counted against the concurrency target now (not
+    /// blocked, not hinted `MayBlock`).
+    pub running: usize,
     /// Jobs waiting for a worker.
     pub queued: usize,
     /// Most worker threads alive at once.
@@ -41,4 +44,7 @@ pub struct PoolStats {
     pub cancelled: u64,
     /// Thread creations the OS refused.
     pub spawn_failures: u64,
+    /// Jobs the monitor found blocked outside the library's waits, or
+    /// hogging a CPU, and stopped counting against the target.
+    pub compensated: u64,
 }

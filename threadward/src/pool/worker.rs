@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::core::{Core, Next};
 use super::job::Task;
 use crate::record::{ThreadRecord, ThreadState};
-use crate::thread::spawn_worker;
+use crate::thread::{spawn_worker, BlockHook};
 
 /// First and last back-off after the OS refused a thread.
 const BACKOFF_MIN: Duration = Duration::from_millis(1);
@@ -72,7 +72,26 @@ impl Drop for Leave<'_> {
     }
 }
 
-fn worker_main(core: &Core<Task>, no: u64, rec: &Arc<ThreadRecord>) {
+/// A worker's report of its job's blocking waits to the pool.
+struct Hook {
+    core: Arc<Core<Task>>,
+    no: u64,
+}
+
+impl BlockHook for Hook {
+    fn blocking(&self, enter: bool) {
+        self.core.blocking(self.no, enter);
+    }
+}
+
+fn worker_main(core: &Arc<Core<Task>>, no: u64, rec: &Arc<ThreadRecord>) {
+    // Only a pool with a concurrency target needs to hear of blocking.
+    let hook: Option<Arc<dyn BlockHook>> = core.cfg.target.map(|_| {
+        Arc::new(Hook {
+            core: core.clone(),
+            no,
+        }) as Arc<dyn BlockHook>
+    });
     let leave = Leave {
         core,
         rec,
@@ -88,7 +107,7 @@ fn worker_main(core: &Core<Task>, no: u64, rec: &Arc<ThreadRecord>) {
         })
     };
     let report = |outcome, settle: &mut dyn FnMut()| {
-        core.report(outcome, settle);
+        core.report(no, outcome, settle);
         leave.busy.set(false);
     };
     loop {
@@ -98,7 +117,7 @@ fn worker_main(core: &Core<Task>, no: u64, rec: &Arc<ThreadRecord>) {
                 leave.busy.set(true);
                 // `run` reports the outcome before the joiner wakes, and
                 // never unwinds.
-                task.run(rec, &report);
+                task.run(rec, hook.as_ref(), &report);
             }
             Next::Exit => break,
         }

@@ -43,17 +43,87 @@ pub struct Context {
     token: StopToken,
     chan: OnceLock<StopChannel>,
     efd: OnceLock<StopEventFd>,
+    /// Told when the code blocks (a pool job's accounting); `None` on a
+    /// managed thread.
+    hook: Option<Arc<dyn BlockHook>>,
+}
+
+/// Who wants to know when a thread's code really blocks (a
+/// concurrency-managed pool: cmwq's `wq_worker_sleeping`). The thread layer
+/// does not know pools; they install this.
+pub(crate) trait BlockHook: Send + Sync {
+    /// The code enters (`true`) or leaves (`false`) a blocking wait.
+    fn blocking(&self, enter: bool);
+}
+
+/// Leaves the blocking section on drop, also when the code unwinds.
+struct Blocked<'a>(Option<&'a dyn BlockHook>);
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0 {
+            h.blocking(false);
+        }
+    }
 }
 
 impl Context {
     /// A context observing `token` on the managed thread `rec`.
     pub(crate) fn new(rec: Arc<ThreadRecord>, token: StopToken) -> Context {
+        Context::with_hook(rec, token, None)
+    }
+
+    /// A context whose blocking waits are reported to `hook`.
+    pub(crate) fn with_hook(
+        rec: Arc<ThreadRecord>,
+        token: StopToken,
+        hook: Option<Arc<dyn BlockHook>>,
+    ) -> Context {
         Context {
             rec,
             token,
             chan: OnceLock::new(),
             efd: OnceLock::new(),
+            hook,
         }
+    }
+
+    /// Enters a blocking section until the guard drops.
+    fn enter_blocking(&self) -> Blocked<'_> {
+        let hook = self.hook.as_deref();
+        if let Some(h) = hook {
+            h.blocking(true);
+        }
+        Blocked(hook)
+    }
+
+    /// Runs `f`, a call that may block outside this crate's waits (a
+    /// blocking read, a lock held elsewhere, a foreign library), and tells
+    /// a concurrency-managed pool so: while `f` runs, the job does not
+    /// count against the pool's concurrency target, and a queued job gets
+    /// a thread at once (ForkJoinPool's `managedBlock`, .NET's
+    /// `NotifyThreadBlocked`). On a managed thread it just runs `f`.
+    ///
+    /// The pool's own waits (`sleep`, `recv`, `wait_while`, the fd waits,
+    /// `pause_point`) do this by themselves. Without it, the pool's monitor
+    /// still notices a blocked job, a millisecond or so later.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use threadward::{Concurrency, Pool};
+    ///
+    /// let pool = Pool::builder().concurrency(Concurrency::Limit(1)).build().unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<u32>();
+    /// // Blocks in a std channel, telling the pool so: the next job starts at once.
+    /// let waiter = pool.spawn(move |cx| cx.blocking(|| rx.recv().unwrap())).unwrap();
+    /// let sender = pool.spawn(move |_| tx.send(7).unwrap()).unwrap();
+    /// sender.join().unwrap();
+    /// assert_eq!(waiter.join(), Ok(7));
+    /// ```
+    pub fn blocking<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _blocked = self.enter_blocking();
+        f()
     }
 
     /// Whether this thread (or job) has been asked to stop
@@ -125,7 +195,7 @@ impl Context {
 
     fn waiting<R>(&self, kind: WaitKind, f: impl FnOnce() -> R) -> R {
         self.rec.set_state(ThreadState::Waiting(kind));
-        let r = f();
+        let r = self.blocking(f);
         self.rec.set_state(ThreadState::Running);
         r
     }
@@ -151,6 +221,9 @@ impl Context {
     pub fn sleep(&self, d: Duration) -> Result<(), Stopped> {
         if self.should_stop() {
             return Err(Stopped);
+        }
+        if d.is_zero() {
+            return Ok(()); // nothing to wait for: no blocking to report
         }
         self.waiting(WaitKind::Sleep, || {
             self.stop_channel().sleep(&self.token, d)
@@ -185,6 +258,14 @@ impl Context {
     pub fn recv<M>(&self, rx: &Receiver<M>) -> Result<M, RecvError> {
         if self.should_stop() {
             return Err(RecvError::Stopped);
+        }
+        // A message already there (or a disconnect) is not a wait.
+        match rx.try_recv() {
+            Ok(m) => return Ok(m),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                return Err(RecvError::Disconnected)
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
         }
         self.waiting(WaitKind::Channel, || {
             self.stop_channel().recv(&self.token, rx)
@@ -227,6 +308,14 @@ impl Context {
     where
         F: FnMut(&mut U) -> bool,
     {
+        let mut guard = guard;
+        let mut cond = cond;
+        if self.should_stop() {
+            return Err(Stopped);
+        }
+        if !cond(&mut *guard) {
+            return Ok(guard); // nothing to wait for
+        }
         self.waiting(WaitKind::Condvar, || {
             wait::condvar_wait_while(&self.token, cv, guard, cond)
         })
@@ -333,6 +422,7 @@ impl Context {
             p.paused = true;
             rec.set_state(ThreadState::Paused);
             rec.pause_cv.notify_all();
+            let _blocked = self.enter_blocking();
             while p.requested && !self.token.stop_requested() {
                 p = sync::wait(&rec.pause_cv, p);
             }

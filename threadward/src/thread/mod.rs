@@ -11,6 +11,7 @@ mod handle;
 mod stopper;
 
 pub use builder::{spawn, Builder};
+pub(crate) use context::BlockHook;
 pub use context::Context;
 pub use handle::{stop_all, Thread, ThreadError};
 pub use stopper::Stopper;
