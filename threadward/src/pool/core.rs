@@ -1010,6 +1010,8 @@ mod loom_tests {
             max_threads,
             idle_timeout: Duration::from_secs(1),
             queue: Queue::Unbounded,
+            max_idle: usize::MAX,
+            target: None,
         }))
     }
 
@@ -1021,7 +1023,7 @@ mod loom_tests {
             match core.next(no, first, |_| {}) {
                 Next::Run(_) => {
                     ran += 1;
-                    core.report(Outcome::Completed, &mut || {});
+                    core.report(no, Outcome::Completed, &mut || {});
                     if ran == jobs {
                         // Leave as if stopped (the thread stays counted).
                         return (ran, false);
@@ -1049,6 +1051,8 @@ mod loom_tests {
                     max_threads: 1,
                     idle_timeout: Duration::from_secs(1),
                     queue,
+                    max_idle: usize::MAX,
+                    target: None,
                 }));
                 let c2 = c.clone();
                 let other = thread::spawn(move || c2.submit(1).map_err(|(_, r)| r));
@@ -1091,12 +1095,14 @@ mod loom_tests {
                 };
                 // The job: wait for every job but itself.
                 assert!(c2.wait_until(None, |st| st.busy <= 1 && st.queue.is_empty()));
-                c2.report(Outcome::Completed, &mut || {});
+                c2.report(a, Outcome::Completed, &mut || {});
             });
             // The second job gets a worker from the manager (played here).
             let b = match c.submit(2) {
                 Ok(Submitted::CreateWorker(b)) => b,
-                Ok(Submitted::Queued) => c.manager_next().expect("a worker for the queued job"),
+                Ok(Submitted::Queued | Submitted::Waiting) => {
+                    c.manager_next().expect("a worker for the queued job")
+                }
                 Err((_, r)) => panic!("refused: {r:?}"),
             };
             worker(c.clone(), b, 1);
@@ -1173,7 +1179,7 @@ mod loom_tests {
             // Wait until the worker is parked, then race reap vs submit.
             loop {
                 let mut st = c.lock();
-                if st.idle == 1 {
+                if st.idle() == 1 {
                     // The manager took the parking's wake-up and is in its
                     // idle window (the reaper thread below is its timeout).
                     st.manager_notified = false;
@@ -1226,10 +1232,102 @@ mod loom_tests {
                 let Next::Run(_) = c2.next(no, true, |_| {}) else {
                     panic!("no job");
                 };
-                c2.report(Outcome::Completed, &mut || {});
+                c2.report(no, Outcome::Completed, &mut || {});
             });
             assert!(c.wait_until(None, |st| st.busy == 0 && st.queue.is_empty()));
             w.join().unwrap();
+        });
+    }
+
+    fn managed(target: usize, max_threads: usize) -> Arc<Core<u64>> {
+        Arc::new(Core::new(Config {
+            min_idle: 0,
+            max_threads,
+            idle_timeout: Duration::from_secs(1),
+            queue: Queue::Unbounded,
+            max_idle: usize::MAX,
+            target: Some(target),
+        }))
+    }
+
+    /// A worker until shutdown; job 1 "blocks" (through the hook) until
+    /// job 2 has been taken by someone, then unblocks and ends.
+    fn blocking_worker(c: Arc<Core<u64>>, no: u64) {
+        let mut first = true;
+        while let Next::Run(job) = c.next(no, first, |_| {}) {
+            first = false;
+            if job == 1 {
+                c.blocking(no, true);
+                while !c.lock().queue.is_empty() {
+                    thread::yield_now();
+                }
+                c.blocking(no, false);
+            }
+            c.report(no, Outcome::Completed, &mut || {});
+        }
+        c.exit(no, first, false);
+    }
+
+    /// Issue 11: the block hook racing dispatch. Target 1, two workers,
+    /// two jobs: job 2 waits for room, which only job 1 blocking makes.
+    /// If the hook did not hand the room to the parked worker, job 1 would
+    /// spin for ever (loom reports it).
+    #[test]
+    fn loom_block_hook_vs_dispatch() {
+        loom::model(|| {
+            let c = managed(1, 2);
+            let a = c.reserve();
+            let b = c.reserve();
+            let (c1, c2) = (c.clone(), c.clone());
+            let ta = thread::spawn(move || blocking_worker(c1, a));
+            let tb = thread::spawn(move || blocking_worker(c2, b));
+            c.submit(1).unwrap_or_else(|_| panic!("refused"));
+            c.submit(2).unwrap_or_else(|_| panic!("refused"));
+            assert!(c.wait_until(None, |st| st.counters.completed == 2));
+            drop(c.begin_shutdown());
+            ta.join().unwrap();
+            tb.join().unwrap();
+            let st = c.lock();
+            assert_eq!((st.running, st.busy, st.threads), (0, 0, 0));
+        });
+    }
+
+    /// Issue 11: the monitor's verdict racing the job's end. Whatever the
+    /// order, `running` never underflows (debug builds check every
+    /// decrement) and ends at 0, and a job compensated after it ended is
+    /// left alone.
+    #[test]
+    fn loom_compensate_vs_job_end() {
+        loom::model(|| {
+            let c = managed(1, 1);
+            let a = c.reserve();
+            c.submit(1).unwrap_or_else(|_| panic!("refused"));
+            let Next::Run(_) = c.next(a, true, |_| {}) else {
+                panic!("no job");
+            };
+            let c2 = c.clone();
+            let monitor = thread::spawn(move || c2.compensate(a, 1, false));
+            c.report(a, Outcome::Completed, &mut || {});
+            let compensated = monitor.join().unwrap();
+            let st = c.lock();
+            assert_eq!(st.running, 0);
+            assert_eq!(st.counters.compensated_blocked, u64::from(compensated));
+        });
+    }
+
+    /// Issue 11: a submit racing a worker parking, with a target: the job
+    /// queued while the only worker parks is run (by that worker, woken,
+    /// or taken on its way to park), never stranded.
+    #[test]
+    fn loom_submit_vs_worker_parking_with_a_target() {
+        loom::model(|| {
+            let c = managed(1, 1);
+            let a = c.reserve();
+            let c2 = c.clone();
+            let w = thread::spawn(move || worker(c2, a, 1));
+            c.submit(9).unwrap_or_else(|_| panic!("refused"));
+            let (ran, _) = w.join().unwrap();
+            assert_eq!(ran, 1);
         });
     }
 }

@@ -27,7 +27,7 @@ fn worker(core: Arc<Core<u64>>, no: u64, ran: Ran) {
     loop {
         match core.next(no, first, |_| {}) {
             Next::Run(id) => {
-                core.report(Outcome::Completed, &mut || ran.lock().unwrap().push(id));
+                core.report(no, Outcome::Completed, &mut || ran.lock().unwrap().push(id));
             }
             Next::Exit => break,
         }
@@ -42,12 +42,14 @@ fn worker(core: Arc<Core<u64>>, no: u64, ran: Ran) {
 /// `drain_first`, the pool must first run everything on its own (a stranded
 /// job shows up as a deadlock in `wait_until`, which shuttle reports);
 /// without it, the shutdown races the submitters.
-fn scenario(min_idle: usize, max_threads: usize, drain_first: bool) {
+fn scenario(min_idle: usize, max_threads: usize, drain_first: bool, target: Option<usize>) {
     let core = Arc::new(Core::<u64>::new(Config {
         min_idle,
         max_threads,
         idle_timeout: Duration::from_secs(1),
         queue: Queue::Unbounded,
+        max_idle: usize::MAX,
+        target,
     }));
     let ran: Ran = Arc::new(Mutex::new(Vec::new()));
     let handles = Arc::new(Mutex::new(Vec::new()));
@@ -152,22 +154,31 @@ fn scenario(min_idle: usize, max_threads: usize, drain_first: bool) {
 
 #[test]
 fn shuttle_random_whole_pool_runs_everything() {
-    shuttle::check_random(|| scenario(1, 3, true), 3000);
+    shuttle::check_random(|| scenario(1, 3, true, None), 3000);
 }
 
 #[test]
 fn shuttle_random_whole_pool_racing_shutdown() {
-    shuttle::check_random(|| scenario(1, 3, false), 3000);
+    shuttle::check_random(|| scenario(1, 3, false, None), 3000);
 }
 
 #[test]
 fn shuttle_random_zero_spares_single_thread() {
-    shuttle::check_random(|| scenario(0, 1, true), 3000);
-    shuttle::check_random(|| scenario(0, 1, false), 3000);
+    shuttle::check_random(|| scenario(0, 1, true, None), 3000);
+    shuttle::check_random(|| scenario(0, 1, false, None), 3000);
 }
 
 #[test]
 fn shuttle_pct_whole_pool() {
-    shuttle::check_pct(|| scenario(1, 2, true), 3000, 3);
-    shuttle::check_pct(|| scenario(1, 2, false), 3000, 3);
+    shuttle::check_pct(|| scenario(1, 2, true, None), 3000, 3);
+    shuttle::check_pct(|| scenario(1, 2, false, None), 3000, 3);
+}
+
+/// Issue 11: the same whole-pool scenarios with a concurrency target of 1:
+/// jobs wait for room instead of threads, and every one still ends once.
+#[test]
+fn shuttle_random_whole_pool_with_a_target() {
+    shuttle::check_random(|| scenario(1, 3, true, Some(1)), 3000);
+    shuttle::check_random(|| scenario(0, 2, false, Some(1)), 3000);
+    shuttle::check_pct(|| scenario(1, 2, true, Some(1)), 3000, 3);
 }
