@@ -1,0 +1,347 @@
+//! Concurrency management (issue 11): a pool runs about `concurrency` jobs
+//! at once and adds threads only for jobs that block.
+//!
+//! Each test that waits is bounded; none asserts a timing beyond a hang
+//! bound (the latencies are measured by `threadward-bench`).
+
+mod common;
+
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{bounded, eventually, SEC};
+use threadward::{Concurrency, Context, JobHint, Pool};
+
+/// A pool that runs one job at a time unless one blocks.
+fn one_at_a_time(name: &str) -> Pool {
+    Pool::builder()
+        .name(name)
+        .concurrency(Concurrency::Limit(1))
+        .build()
+        .unwrap()
+}
+
+/// Runs `block` as a job (it must block until `release` is called), then
+/// checks that a second job starts while the first still blocks.
+fn second_job_starts_while_first_blocks(
+    pool: &Pool,
+    block: impl FnOnce(&Context) + Send + 'static,
+    release: impl FnOnce(),
+) {
+    let (started, rx) = crossbeam_channel::bounded(1);
+    let first = pool
+        .spawn(move |cx| {
+            started.send(()).unwrap();
+            block(cx);
+        })
+        .unwrap();
+    rx.recv_timeout(5 * SEC).expect("first job started");
+    let (tx, second_ran) = crossbeam_channel::bounded(1);
+    let second = pool.spawn(move |_| tx.send(()).unwrap()).unwrap();
+    second_ran
+        .recv_timeout(5 * SEC)
+        .expect("the second job got a thread while the first blocked");
+    assert!(!first.is_finished(), "the first job still blocks");
+    release();
+    first.join_timeout(5 * SEC).expect("first job ends").unwrap();
+    second.join().unwrap();
+}
+
+/// Each of the library's waits tells the pool the job blocks: the queued
+/// job gets a thread at once, without the monitor (`compensated` stays 0).
+#[test]
+fn a_job_blocking_in_each_library_wait_is_replaced_at_once() {
+    bounded(30 * SEC, || {
+        // sleep (2 s: the second job must start long before it ends)
+        let pool = one_at_a_time("cm-sleep");
+        second_job_starts_while_first_blocks(
+            &pool,
+            |cx| cx.sleep(2 * SEC).unwrap(),
+            || {},
+        );
+        assert_eq!(pool.stats().compensated, 0, "{:?}", pool.stats());
+
+        // recv
+        let pool = one_at_a_time("cm-recv");
+        let (tx, rx) = crossbeam_channel::bounded::<u8>(1);
+        second_job_starts_while_first_blocks(
+            &pool,
+            move |cx| {
+                cx.recv(&rx).unwrap();
+            },
+            move || tx.send(1).unwrap(),
+        );
+        assert_eq!(pool.stats().compensated, 0);
+
+        // wait_while on a condvar
+        let pool = one_at_a_time("cm-cv");
+        let pair = Arc::new((Mutex::new(false), Condvar::new()));
+        let p = pair.clone();
+        second_job_starts_while_first_blocks(
+            &pool,
+            move |cx| {
+                let (m, cv) = &*p;
+                cx.wait_while(cv, m.lock().unwrap(), |go| !*go).unwrap();
+            },
+            move || {
+                *pair.0.lock().unwrap() = true;
+                pair.1.notify_all();
+            },
+        );
+        assert_eq!(pool.stats().compensated, 0);
+
+        // fd readiness
+        let pool = one_at_a_time("cm-fd");
+        let (a, b) = UnixStream::pair().unwrap();
+        second_job_starts_while_first_blocks(
+            &pool,
+            move |cx| cx.wait_readable(&a).unwrap(),
+            move || {
+                use std::io::Write;
+                (&b).write_all(b"x").unwrap();
+            },
+        );
+        assert_eq!(pool.stats().compensated, 0);
+
+        // a foreign call wrapped in Context::blocking
+        let pool = one_at_a_time("cm-blocking");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        second_job_starts_while_first_blocks(
+            &pool,
+            move |cx| cx.blocking(|| rx.recv().unwrap()),
+            move || tx.send(()).unwrap(),
+        );
+        assert_eq!(pool.stats().compensated, 0);
+    });
+}
+
+/// A job blocked outside the library (a std channel, no hint) is found by
+/// the monitor and compensated: the queued job starts anyway.
+#[test]
+fn an_unhinted_foreign_block_is_compensated_by_the_monitor() {
+    bounded(30 * SEC, || {
+        let pool = one_at_a_time("cm-foreign");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let start = Instant::now();
+        second_job_starts_while_first_blocks(
+            &pool,
+            move |_| rx.recv().unwrap(),
+            move || tx.send(()).unwrap(),
+        );
+        let s = pool.stats();
+        assert!(s.compensated >= 1, "{s:?}");
+        println!("foreign block compensated; both jobs done in {:?}", start.elapsed());
+    });
+}
+
+/// CPU-bound jobs run on about `concurrency` threads: the monitor may
+/// compensate hogs, but at most `concurrency` of them, so the thread count
+/// never exceeds twice the target plus the spares. With `JobHint::Cpu`
+/// nothing is compensated at all.
+#[test]
+fn cpu_bound_jobs_never_raise_the_thread_count_beyond_the_hog_bound() {
+    bounded(60 * SEC, || {
+        let spin = |ms: u64| {
+            move |_: &Context| {
+                let end = Instant::now() + Duration::from_millis(ms);
+                let mut x = 0u64;
+                while Instant::now() < end {
+                    x = x.wrapping_add(1);
+                }
+                x
+            }
+        };
+        let pool = Pool::builder()
+            .name("cm-cpu")
+            .concurrency(Concurrency::Limit(2))
+            .build()
+            .unwrap();
+        let jobs: Vec<_> = (0..12).map(|_| pool.spawn(spin(30)).unwrap()).collect();
+        for j in jobs {
+            j.join().unwrap();
+        }
+        let s = pool.stats();
+        // 2 running + at most 2 compensated hogs + the spare + one being
+        // created as the spare was used.
+        assert!(s.peak <= 2 * 2 + 2, "{s:?}");
+        drop(pool);
+
+        let pool = Pool::builder()
+            .name("cm-cpu-hint")
+            .concurrency(Concurrency::Limit(2))
+            .build()
+            .unwrap();
+        let jobs: Vec<_> = (0..12)
+            .map(|_| pool.spawn_hinted(JobHint::Cpu, spin(30)).unwrap())
+            .collect();
+        for j in jobs {
+            j.join().unwrap();
+        }
+        let s = pool.stats();
+        assert_eq!(s.compensated, 0, "{s:?}");
+        assert!(s.peak <= 2 + 2, "{s:?}");
+    });
+}
+
+/// `Concurrency::Unlimited` keeps the plain blocking pool: 64 jobs that
+/// block on a barrier together all get threads at once, without the
+/// monitor.
+#[test]
+fn unlimited_gives_every_concurrent_job_a_thread() {
+    bounded(30 * SEC, || {
+        let pool = Pool::builder()
+            .name("cm-unlimited")
+            .concurrency(Concurrency::Unlimited)
+            .build()
+            .unwrap();
+        let gate = Arc::new(Barrier::new(65));
+        let jobs: Vec<_> = (0..64)
+            .map(|_| {
+                let g = gate.clone();
+                pool.spawn(move |_| {
+                    g.wait();
+                })
+                .unwrap()
+            })
+            .collect();
+        gate.wait();
+        for j in jobs {
+            j.join().unwrap();
+        }
+        let s = pool.stats();
+        assert!(s.peak >= 64, "{s:?}");
+        assert_eq!(s.compensated, 0, "{s:?}");
+    });
+}
+
+/// `JobHint::MayBlock` gets a thread at once even when the target is full
+/// of jobs that compute (and are never compensated).
+#[test]
+fn a_may_block_job_gets_a_thread_at_once() {
+    bounded(30 * SEC, || {
+        let pool = one_at_a_time("cm-mayblock");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let hog = pool
+            .spawn_hinted(JobHint::Cpu, move |_| {
+                tx.send(()).unwrap();
+                while !s.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+            })
+            .unwrap();
+        rx.recv_timeout(5 * SEC).unwrap();
+        let (tx, ran) = crossbeam_channel::bounded(1);
+        let may_block = pool
+            .spawn_hinted(JobHint::MayBlock, move |_| tx.send(()).unwrap())
+            .unwrap();
+        ran.recv_timeout(5 * SEC)
+            .expect("the MayBlock job did not wait for the hog");
+        stop.store(true, Ordering::SeqCst);
+        hog.join().unwrap();
+        may_block.join().unwrap();
+        assert_eq!(pool.stats().compensated, 0);
+    });
+}
+
+/// Short jobs run on about `concurrency` threads, not one per job: a flood
+/// of 20 000 tiny jobs from 2 submitters creates few threads.
+#[test]
+fn a_flood_of_tiny_jobs_runs_on_few_threads() {
+    bounded(60 * SEC, || {
+        let pool = Arc::new(
+            Pool::builder()
+                .name("cm-tiny")
+                .concurrency(Concurrency::Limit(2))
+                .build()
+                .unwrap(),
+        );
+        let done = Arc::new(AtomicUsize::new(0));
+        let submitters: Vec<_> = (0..2)
+            .map(|_| {
+                let (pool, done) = (pool.clone(), done.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        let d = done.clone();
+                        drop(
+                            pool.spawn(move |_| {
+                                d.fetch_add(1, Ordering::Relaxed);
+                            })
+                            .unwrap(),
+                        );
+                    }
+                })
+            })
+            .collect();
+        for s in submitters {
+            s.join().unwrap();
+        }
+        assert!(pool.wait_idle_timeout(30 * SEC));
+        assert_eq!(done.load(Ordering::Relaxed), 20_000);
+        let s = pool.stats();
+        // 2 running + the spare + a few transient (a spare being replaced,
+        // a backstop thread on a loaded machine).
+        assert!(s.peak <= 2 + 1 + 3, "{s:?}");
+    });
+}
+
+/// Idle workers form a LIFO stack: sequential jobs on a pool with several
+/// spares run on the most recently parked worker (the hot one), not in
+/// turn on every spare (what a FIFO condvar wake-up does).
+#[test]
+fn sequential_jobs_reuse_the_hot_worker() {
+    bounded(30 * SEC, || {
+        let pool = Pool::builder().name("cm-lifo").min_idle(4).build().unwrap();
+        let mut names = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let name = pool.spawn(|cx| cx.name().to_owned()).unwrap().join().unwrap();
+            names.insert(name);
+            // Let the worker park again before the next job.
+            eventually(5 * SEC, "worker parked", || pool.stats().idle >= 4);
+        }
+        assert!(names.len() <= 2, "jobs rotated over {names:?}");
+    });
+}
+
+/// `max_idle` (XPC's `idle_limit`): workers beyond it exit as soon as they
+/// would park, without waiting for the idle timeout.
+#[test]
+fn max_idle_caps_parked_workers_at_once() {
+    bounded(30 * SEC, || {
+        let pool = Pool::builder()
+            .name("cm-maxidle")
+            .concurrency(Concurrency::Unlimited)
+            .min_idle(1)
+            .max_idle(2)
+            .build()
+            .unwrap();
+        let gate = Arc::new(Barrier::new(11));
+        let jobs: Vec<_> = (0..10)
+            .map(|_| {
+                let g = gate.clone();
+                pool.spawn(move |_| {
+                    g.wait();
+                })
+                .unwrap()
+            })
+            .collect();
+        gate.wait();
+        for j in jobs {
+            j.join().unwrap();
+        }
+        eventually(5 * SEC, "idle workers capped at 2", || {
+            let s = pool.stats();
+            s.idle <= 2 && s.threads <= 3
+        });
+        let e = Pool::builder().min_idle(3).max_idle(2).build().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        let e = Pool::builder()
+            .concurrency(Concurrency::Limit(0))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    });
+}
