@@ -15,6 +15,7 @@
 mod burst;
 mod chart;
 mod latency;
+mod managed;
 mod memory;
 mod report;
 mod stop;
@@ -52,7 +53,7 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     svg: Option<PathBuf>,
     /// Run only these scenarios (comma-separated): memory, dispatch, burst,
-    /// stop, throughput, scale.
+    /// stop, throughput, scale, managed.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     only: Vec<Scenario>,
 }
@@ -66,6 +67,7 @@ enum Scenario {
     Stop,
     Throughput,
     Scale,
+    Managed,
 }
 
 /// Systems in the dispatch scenario, floors first.
@@ -82,8 +84,12 @@ const DISPATCH: [Subject; 10] = [
     Subject::System(Kind::StdThread),
 ];
 
-/// Systems in the burst and scale scenarios.
-const POOLS: [Kind; 6] = [
+/// Systems in the burst and scale scenarios: jobs that block (on a std
+/// condvar) until all run. threadward is shown hinted (`MayBlock`, what a
+/// user who knows writes) and, in the burst, unhinted (the monitor finds
+/// each blocked job).
+const POOLS: [Kind; 7] = [
+    Kind::ThreadwardMayBlock,
     Kind::Threadward,
     Kind::Tokio,
     Kind::TokioRaised,
@@ -94,9 +100,10 @@ const POOLS: [Kind; 6] = [
 
 /// Systems in the throughput scenario (a new thread per job is left out:
 /// it measures thread creation, see the burst scenario).
-const THROUGHPUT: [Kind; 5] = [
+const THROUGHPUT: [Kind; 6] = [
     Kind::CondvarAfter,
     Kind::Threadward,
+    Kind::ThreadwardUnlimited,
     Kind::Tokio,
     Kind::Smol,
     Kind::Threadpool,
@@ -146,6 +153,7 @@ fn main() {
             THROUGHPUT.len() * 2 * cfg.throughput_reps,
         ),
         (Scenario::Scale, POOLS.len()),
+        (Scenario::Managed, managed::STEPS),
         (Scenario::Memory, MEMS.len() * (mem_reps + 1)),
     ]
     .iter()
@@ -168,6 +176,7 @@ fn main() {
         throughput: Vec::new(),
         scale: Vec::new(),
         memory: Vec::new(),
+        managed: None,
         targets: Vec::new(),
     };
 
@@ -315,7 +324,9 @@ fn main() {
 
     if want(Scenario::Scale) {
         let n = cfg.scale_n;
-        for kind in POOLS {
+        // Unhinted blocking jobs are left to the burst scenario: 10 000 of
+        // them would measure the monitor's tick, not the pool.
+        for kind in POOLS.into_iter().filter(|&k| k != Kind::Threadward) {
             pb.set_message(format!("scale {n}: {}", kind.short()));
             let row = match kind.cap().filter(|&c| c < n) {
                 Some(c) => ScaleRow {
@@ -339,6 +350,11 @@ fn main() {
             results.scale.push(row);
             pb.inc(1);
         }
+    }
+
+    if want(Scenario::Managed) {
+        pb.set_message("concurrency management");
+        results.managed = Some(managed::run(args.quick, || pb.inc(1)));
     }
 
     pb.finish_and_clear();

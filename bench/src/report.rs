@@ -205,6 +205,8 @@ pub struct Results {
     pub scale: Vec<ScaleRow>,
     /// Scenario 7.
     pub memory: Vec<MemRow>,
+    /// Scenario 8 (concurrency management).
+    pub managed: Option<crate::managed::Managed>,
     /// The pool issue's targets.
     pub targets: Vec<Target>,
 }
@@ -261,7 +263,74 @@ impl Results {
         self.print_burst();
         self.print_stop();
         self.print_rest();
+        self.print_managed();
         self.print_targets();
+    }
+
+    fn print_managed(&self) {
+        let Some(m) = &self.managed else { return };
+        let rows: Vec<Vec<String>> = m
+            .gaps
+            .iter()
+            .map(|g| {
+                vec![
+                    format!("{} us", g.gap_us),
+                    format!("{:.1}", g.floor.p50_us),
+                    format!("{:.1}", g.threadward.p50_us),
+                    ratio(Some(g.threadward.p50_us), Some(g.floor.p50_us)),
+                    format!("{:.1}", g.floor.p99_us),
+                    format!("{:.1}", g.threadward.p99_us),
+                    ratio(Some(g.threadward.p99_us), Some(g.floor.p99_us)),
+                ]
+            })
+            .collect();
+        table(
+            "== 8a. Dispatch to an idle pool by idle gap (us)",
+            &[
+                "gap",
+                "floor p50",
+                "tw p50",
+                "x floor",
+                "floor p99",
+                "tw p99",
+                "x floor",
+            ],
+            &rows,
+        );
+        let rows: Vec<Vec<String>> = m
+            .blocks
+            .iter()
+            .map(|b| {
+                vec![
+                    b.how.clone(),
+                    format!("{:.1}", b.start.p50_us),
+                    format!("{:.1}", b.start.p90_us),
+                    format!("{:.1}", b.start.p99_us),
+                    b.start.n.to_string(),
+                ]
+            })
+            .collect();
+        table(
+            "== 8b. All `concurrency` jobs busy, one blocks, one queued: block -> queued job starts (us)",
+            &["the running job blocks in", "p50", "p90", "p99", "samples"],
+            &rows,
+        );
+        let rows: Vec<Vec<String>> = m
+            .mix
+            .iter()
+            .map(|r| {
+                vec![
+                    r.system.clone(),
+                    fmt_opt(r.kjobs_per_s, 1, "timeout"),
+                    r.peak_threads.map_or("-".into(), |p| p.to_string()),
+                ]
+            })
+            .collect();
+        table(
+            "== 8c. Mixed: 95% 1 us jobs + 5% 10 ms std::thread::sleep",
+            &["pool", "k jobs/s", "peak threads"],
+            &rows,
+        );
     }
 
     fn print_dispatch(&self) {
@@ -299,7 +368,7 @@ impl Results {
                 .iter()
                 .find(|r| r.short == "std/job")
                 .and_then(|r| r.cold_ms);
-            let tw = rows.iter().find(|r| r.short == "threadward");
+            let tw = rows.iter().find(|r| r.short == "tw-mayblock");
             let (tw_cold, tw_warm) = (tw.and_then(|r| r.cold_ms), tw.and_then(|r| r.warm_ms));
             let note = |r: &BurstRow| r.note.clone().unwrap_or_else(|| "timeout".into());
             let out: Vec<Vec<String>> = rows
@@ -488,6 +557,90 @@ impl Results {
         let mem = |name: &str| {
             find(&self.memory, |r| r.system.starts_with(name)).map(|r| r.rss_per_thread_kib)
         };
+        let mut managed_targets = Vec::new();
+        let tput = |name: &str, two: bool| {
+            find(&self.throughput, |r| r.system.starts_with(name)).and_then(|r| {
+                if two {
+                    r.two_submitters
+                } else {
+                    r.one_submitter
+                }
+            })
+        };
+        for (two, label) in [(false, "1 submitter"), (true, "2 submitters")] {
+            managed_targets.push(Target::new(
+                &format!("tiny jobs, {label}: fixed ncpu pool / threadward (tw >= 0.5x)"),
+                tput("threadpool", two),
+                tput("threadward Pool::spawn", two),
+                2.0,
+                false,
+            ));
+        }
+        if let Some(m) = &self.managed {
+            for g in &m.gaps {
+                managed_targets.push(Target::new(
+                    &format!("dispatch p50 after a {} us idle gap vs floor", g.gap_us),
+                    Some(g.threadward.p50_us),
+                    Some(g.floor.p50_us),
+                    1.15,
+                    false,
+                ));
+                managed_targets.push(Target::new(
+                    &format!("dispatch p99 after a {} us idle gap vs floor p50", g.gap_us),
+                    Some(g.threadward.p99_us),
+                    Some(g.floor.p50_us),
+                    1.3,
+                    false,
+                ));
+            }
+            let floor = m.gaps.first().map(|g| g.floor.p50_us);
+            let block = |i: usize| m.blocks.get(i).map(|b| b.start.p50_us);
+            managed_targets.push(Target::new(
+                "blocked in a library wait: queued job starts, p50 vs floor",
+                block(0),
+                floor,
+                2.0,
+                false,
+            ));
+            managed_targets.push(Target::new(
+                "blocked in std sleep, no hint: p50 vs 2 ms",
+                block(1),
+                Some(2000.0),
+                1.0,
+                false,
+            ));
+            managed_targets.push(Target::new(
+                "blocked in std sleep inside cx.blocking: p50 vs floor",
+                block(2),
+                floor,
+                2.0,
+                false,
+            ));
+            let mix = |i: usize| m.mix.get(i);
+            let rate = |i: usize| mix(i).and_then(|r| r.kjobs_per_s);
+            let peak = |i: usize| mix(i).and_then(|r| r.peak_threads).map(|p| p as f64);
+            managed_targets.push(Target::new(
+                "mixed, unhinted: Unlimited / managed throughput (>= 0.8x)",
+                rate(2),
+                rate(0),
+                1.25,
+                false,
+            ));
+            managed_targets.push(Target::new(
+                "mixed, unhinted: managed / Unlimited peak threads",
+                peak(0),
+                peak(2),
+                0.5,
+                false,
+            ));
+            managed_targets.push(Target::new(
+                "mixed, hinted: Unlimited / managed throughput (>= 1.0x)",
+                rate(2),
+                rate(1),
+                1.0,
+                false,
+            ));
+        }
         self.targets = vec![
             Target::new(
                 "dispatch p50 vs hand-off floor (parked worker + unpark)",
@@ -505,14 +658,14 @@ impl Results {
             ),
             Target::new(
                 "cold burst 1000 vs std thread per job",
-                burst("threadward", true),
+                burst("tw-mayblock", true),
                 burst("std/job", true),
                 1.1,
                 false,
             ),
             Target::new(
                 "warm burst 1000 vs pre-created threadpool",
-                burst("threadward", false),
+                burst("tw-mayblock", false),
                 burst("threadpool", false),
                 1.0,
                 false,
@@ -532,5 +685,6 @@ impl Results {
                 false,
             ),
         ];
+        self.targets.extend(managed_targets);
     }
 }

@@ -36,8 +36,14 @@ pub enum Kind {
     CondvarAfter,
     /// Hand-rolled: the same, `notify_one` under the lock.
     CondvarUnder,
-    /// `threadward::Pool`.
+    /// `threadward::Pool` with its defaults (concurrency-managed), jobs
+    /// submitted without a hint.
     Threadward,
+    /// The same pool, jobs submitted with `JobHint::MayBlock` (what a user
+    /// who knows the jobs block writes).
+    ThreadwardMayBlock,
+    /// A pool with `Concurrency::Unlimited` (a thread per concurrent job).
+    ThreadwardUnlimited,
     /// tokio `spawn_blocking` with its default cap of 512 threads.
     Tokio,
     /// tokio `spawn_blocking` with `max_blocking_threads` raised to the need.
@@ -63,6 +69,8 @@ impl Kind {
             Kind::CondvarAfter => "ref: Mutex<VecDeque>+Condvar, notify after unlock",
             Kind::CondvarUnder => "ref: Mutex<VecDeque>+Condvar, notify under lock",
             Kind::Threadward => "threadward Pool::spawn",
+            Kind::ThreadwardMayBlock => "threadward spawn_hinted(MayBlock)",
+            Kind::ThreadwardUnlimited => "threadward Concurrency::Unlimited",
             Kind::Tokio => "tokio spawn_blocking",
             Kind::TokioRaised => "tokio spawn_blocking (cap raised)",
             Kind::Smol => "smol blocking::unblock",
@@ -78,6 +86,8 @@ impl Kind {
             Kind::CondvarAfter => "cv-after",
             Kind::CondvarUnder => "cv-under",
             Kind::Threadward => "threadward",
+            Kind::ThreadwardMayBlock => "tw-mayblock",
+            Kind::ThreadwardUnlimited => "tw-unlimited",
             Kind::Tokio => "tokio",
             Kind::TokioRaised => "tokio+cap",
             Kind::Smol => "smol",
@@ -103,13 +113,23 @@ impl Kind {
             Kind::ParkWorker => Box::new(ParkWorker::new()),
             Kind::CondvarAfter => Box::new(CondvarQueue::new(false)),
             Kind::CondvarUnder => Box::new(CondvarQueue::new(true)),
-            Kind::Threadward => Box::new(
-                threadward::Pool::builder()
+            Kind::Threadward | Kind::ThreadwardMayBlock | Kind::ThreadwardUnlimited => {
+                let mut b = threadward::Pool::builder()
                     .name("tw-bench")
-                    .max_threads(threads.max(512) + 64)
-                    .build()
-                    .expect("threadward pool"),
-            ),
+                    .max_threads(threads.max(512) + 64);
+                if self == Kind::ThreadwardUnlimited {
+                    b = b.concurrency(threadward::Concurrency::Unlimited);
+                }
+                let hint = if self == Kind::ThreadwardMayBlock {
+                    threadward::JobHint::MayBlock
+                } else {
+                    threadward::JobHint::Auto
+                };
+                Box::new(Tw {
+                    pool: b.build().expect("threadward pool"),
+                    hint,
+                })
+            }
             Kind::Tokio | Kind::TokioRaised => {
                 let cap = if self == Kind::Tokio {
                     TOKIO_CAP
@@ -130,16 +150,28 @@ impl Kind {
     }
 }
 
-impl Exec for threadward::Pool {
+/// A threadward pool and the hint its jobs are submitted with.
+pub struct Tw {
+    /// The pool.
+    pub pool: threadward::Pool,
+    /// The hint of every job.
+    pub hint: threadward::JobHint,
+}
+
+impl Exec for Tw {
     fn submit(&self, job: Task) {
         // Dropping the `Job` handle detaches it.
-        drop(self.spawn(move |_| job()).expect("threadward spawn"));
+        drop(
+            self.pool
+                .spawn_hinted(self.hint, move |_| job())
+                .expect("threadward spawn"),
+        );
     }
     fn peak_threads(&self) -> Option<usize> {
-        Some(self.stats().peak)
+        Some(self.pool.stats().peak)
     }
     fn shutdown(self: Box<Self>) {
-        threadward::Pool::shutdown(&self, Duration::from_secs(10));
+        self.pool.shutdown(Duration::from_secs(10));
     }
 }
 

@@ -45,7 +45,10 @@ fn second_job_starts_while_first_blocks(
         .expect("the second job got a thread while the first blocked");
     assert!(!first.is_finished(), "the first job still blocks");
     release();
-    first.join_timeout(5 * SEC).expect("first job ends").unwrap();
+    first
+        .join_timeout(5 * SEC)
+        .expect("first job ends")
+        .unwrap();
     second.join().unwrap();
 }
 
@@ -56,11 +59,7 @@ fn a_job_blocking_in_each_library_wait_is_replaced_at_once() {
     bounded(30 * SEC, || {
         // sleep (2 s: the second job must start long before it ends)
         let pool = one_at_a_time("cm-sleep");
-        second_job_starts_while_first_blocks(
-            &pool,
-            |cx| cx.sleep(2 * SEC).unwrap(),
-            || {},
-        );
+        second_job_starts_while_first_blocks(&pool, |cx| cx.sleep(2 * SEC).unwrap(), || {});
         assert_eq!(pool.stats().compensated, 0, "{:?}", pool.stats());
 
         // recv
@@ -83,7 +82,7 @@ fn a_job_blocking_in_each_library_wait_is_replaced_at_once() {
             &pool,
             move |cx| {
                 let (m, cv) = &*p;
-                cx.wait_while(cv, m.lock().unwrap(), |go| !*go).unwrap();
+                drop(cx.wait_while(cv, m.lock().unwrap(), |go| !*go).unwrap());
             },
             move || {
                 *pair.0.lock().unwrap() = true;
@@ -132,7 +131,10 @@ fn an_unhinted_foreign_block_is_compensated_by_the_monitor() {
         );
         let s = pool.stats();
         assert!(s.compensated >= 1, "{s:?}");
-        println!("foreign block compensated; both jobs done in {:?}", start.elapsed());
+        println!(
+            "foreign block compensated; both jobs done in {:?}",
+            start.elapsed()
+        );
     });
 }
 
@@ -282,9 +284,11 @@ fn a_flood_of_tiny_jobs_runs_on_few_threads() {
         assert!(pool.wait_idle_timeout(30 * SEC));
         assert_eq!(done.load(Ordering::Relaxed), 20_000);
         let s = pool.stats();
-        // 2 running + the spare + a few transient (a spare being replaced,
-        // a backstop thread on a loaded machine).
-        assert!(s.peak <= 2 + 1 + 3, "{s:?}");
+        // 2 running + the spare + 2 transient (a spare being replaced),
+        // plus one per compensation: on a loaded machine a worker that
+        // waits for the pool's lock sleeps, and the monitor may count it
+        // as blocked (the bench shows the count on a quiet machine).
+        assert!(s.peak as u64 <= 2 + 1 + 2 + s.compensated, "{s:?}");
     });
 }
 
@@ -297,10 +301,17 @@ fn sequential_jobs_reuse_the_hot_worker() {
         let pool = Pool::builder().name("cm-lifo").min_idle(4).build().unwrap();
         let mut names = std::collections::BTreeSet::new();
         for _ in 0..50 {
-            let name = pool.spawn(|cx| cx.name().to_owned()).unwrap().join().unwrap();
+            let name = pool
+                .spawn(|cx| cx.name().to_owned())
+                .unwrap()
+                .join()
+                .unwrap();
             names.insert(name);
             // Let the worker park again before the next job.
-            eventually(5 * SEC, "worker parked", || pool.stats().idle >= 4);
+            eventually(5 * SEC, "every worker parked", || {
+                let s = pool.stats();
+                s.idle == s.threads
+            });
         }
         assert!(names.len() <= 2, "jobs rotated over {names:?}");
     });

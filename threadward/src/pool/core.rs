@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::record::ThreadRecord;
 use crate::stop::StopSource;
-use crate::sync::{self, Condvar, Mutex, MutexGuard};
+use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
 
 /// What the protocol needs to know of a queued job.
 pub(crate) trait QueuedJob: Send {
@@ -257,6 +257,9 @@ struct Wakes {
 
 pub(crate) struct Core<J> {
     st: Mutex<State<J>>,
+    /// Set when a change left the pool saturated (work waits for room):
+    /// whoever made the change wakes the monitor after unlocking.
+    saturation: AtomicBool,
     manager_cv: Condvar,
     done_cv: Condvar,
     pub(crate) cfg: Config,
@@ -289,6 +292,7 @@ impl<J: QueuedJob> Core<J> {
                 last_exiting: None,
                 counters: Counters::default(),
             }),
+            saturation: AtomicBool::new(false),
             manager_cv: Condvar::new(),
             done_cv: Condvar::new(),
             cfg,
@@ -444,6 +448,7 @@ impl<J: QueuedJob> Core<J> {
         if submitted == Submitted::Queued && self.saturated(&st) {
             submitted = Submitted::Waiting;
         }
+        self.note_saturation(&st);
         self.wake(st, wakes);
         Ok(submitted)
     }
@@ -452,6 +457,19 @@ impl<J: QueuedJob> Core<J> {
     /// such a pool).
     pub(crate) fn saturated(&self, st: &State<J>) -> bool {
         !st.shutdown && !st.queue.is_empty() && self.room(st) <= st.notify
+    }
+
+    /// Records, under the lock, that the pool may have become saturated.
+    fn note_saturation(&self, st: &State<J>) {
+        if self.cfg.target.is_some() && self.saturated(st) {
+            self.saturation.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the pool became saturated since the last call (then the
+    /// caller wakes the monitor). One load when nothing happened.
+    pub(crate) fn take_saturation(&self) -> bool {
+        self.saturation.load(Ordering::Relaxed) && self.saturation.swap(false, Ordering::Relaxed)
     }
 
     /// Undoes a `Submitted::CreateWorker` whose thread the OS refused:
@@ -613,6 +631,8 @@ impl<J: QueuedJob> Core<J> {
         let mut wakes = Wakes::default();
         if enter {
             self.dispatch(&mut st, &mut wakes);
+        } else {
+            self.note_saturation(&st);
         }
         self.wake(st, wakes);
     }
@@ -655,6 +675,7 @@ impl<J: QueuedJob> Core<J> {
         if let Some(slot) = st.workers.get_mut(&me) {
             slot.current = Some(current);
         }
+        self.note_saturation(st);
         Some(job)
     }
 

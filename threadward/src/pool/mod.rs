@@ -274,7 +274,10 @@ impl Pool {
         let pool = &self.shared.pool;
         match pool.core.submit(task) {
             Ok(Submitted::Queued) => {}
-            Ok(Submitted::Waiting) => monitor::poke(),
+            Ok(Submitted::Waiting) => {
+                pool.core.take_saturation();
+                monitor::poke();
+            }
             Ok(Submitted::CreateWorker(no)) => {
                 // A worker reserved for this job (an empty pool, or a
                 // bounded queue at its bound): create it before returning,

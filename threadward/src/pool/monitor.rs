@@ -3,14 +3,20 @@
 //! (README.md: "The monitor").
 //!
 //! It ticks only while some pool is saturated (work queued, no room under
-//! the target), like Go's sysmon: from 250 µs, doubling to 10 ms while a
-//! tick finds nothing to do. Each tick it reads, for every worker whose job
-//! counts as running, `/proc/self/task/TID/schedstat` (time on CPU, time
-//! waiting for a CPU): both frozen since the last tick means the thread
-//! sleeps, so the job is blocked and compensated at once; on-CPU time
-//! advancing for longer than `HOG_AFTER` means a CPU hog, compensated
-//! within a bound (cmwq's `wq_cpu_intensive_thresh_us`); only the waiting
-//! time advancing means it waits for a CPU: left alone. A liveness
+//! the target), like Go's sysmon: from 250 µs, doubling to 1 ms while a
+//! tick finds nothing to do. (Go backs off to 10 ms; a blocked job is seen
+//! only if it stays asleep across two ticks, so a 10 ms tick would miss
+//! most 10 ms blocks. While a pool is saturated the monitor reads two
+//! small `/proc` files per running job per tick: a few µs.) Each tick it reads, for every worker whose job
+//! counts as running, the thread's scheduler state (`/proc/self/task/TID/stat`)
+//! and its time on a CPU (`.../schedstat`). Asleep (`S` or `D`) at two
+//! ticks in a row: the job is blocked and compensated at once. Runnable
+//! for longer than `HOG_AFTER` *and* on a CPU for most of it: a CPU hog,
+//! compensated within a bound (cmwq's `wq_cpu_intensive_thresh_us`).
+//! Runnable but mostly waiting for a CPU: left alone. (The on-CPU time
+//! alone cannot tell "asleep": the kernel updates it for a running task
+//! only at scheduler ticks and switches, so a spinning job looks frozen
+//! for up to a tick, 4 ms at `HZ=250`; the state can.) A liveness
 //! backstop allows one more running job when queued work has not started
 //! for `BACKSTOP` (cmwq's mayday, ForkJoinPool's `minimumRunnable`).
 //!
@@ -26,7 +32,7 @@ use super::core::Core;
 use super::job::Task;
 
 const TICK_MIN: Duration = Duration::from_micros(250);
-const TICK_MAX: Duration = Duration::from_millis(10);
+const TICK_MAX: Duration = Duration::from_millis(1);
 /// A job on a CPU this long is a hog (cmwq: 10 ms).
 const HOG_AFTER: Duration = Duration::from_millis(10);
 /// Queued work that has not started for this long gets a thread anyway.
@@ -101,14 +107,20 @@ pub(crate) fn poke() {
 /// The last sample of one worker's job.
 struct Sample {
     job: u64,
-    cpu: u64,
-    delay: u64,
+    /// Asleep (`S` or `D`) at the last tick.
+    asleep: bool,
+    /// On-CPU time when the job was first sampled, ns.
+    cpu0: u64,
 }
 
-fn schedstat(tid: i32) -> Option<(u64, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
-    let mut f = s.split_ascii_whitespace().map(|x| x.parse::<u64>().ok());
-    Some((f.next()??, f.next()??))
+/// The thread's state letter and its on-CPU time in ns.
+fn sample(tid: i32) -> Option<(u8, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // "tid (comm) S ...": the name may hold spaces and parentheses.
+    let state = *stat.get(stat.rfind(')')? + 2..)?.as_bytes().first()?;
+    let sched = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    let cpu = sched.split_ascii_whitespace().next()?.parse().ok()?;
+    Some((state, cpu))
 }
 
 fn run() {
@@ -130,11 +142,17 @@ fn run() {
         if saturated.is_empty() {
             samples.clear();
             tick = TICK_MIN;
+            // Announce the sleep first, then look again: a submit that
+            // saturated a pool before the announcement is seen by this
+            // second look; one after it sees `sleeping` and pokes.
+            m.sleeping.store(true, Ordering::SeqCst);
+            if pools.iter().any(|c| c.saturated(&c.lock())) {
+                m.sleeping.store(false, Ordering::SeqCst);
+                continue;
+            }
+            drop(saturated);
             drop(pools);
             let mut st = lock();
-            m.sleeping.store(true, Ordering::SeqCst);
-            // Re-check under the monitor lock: a poke between the check
-            // above and here sets `poked`.
             if !st.poked {
                 st = m.cv.wait(st).unwrap_or_else(|e| e.into_inner());
             }
@@ -147,18 +165,23 @@ fn run() {
         for core in &saturated {
             let key = Arc::as_ptr(core) as usize;
             for (no, tid, job, age) in core.watch_list() {
-                let Some((cpu, delay)) = schedstat(tid) else {
+                let Some((state, cpu)) = sample(tid) else {
                     continue;
                 };
-                let verdict = match samples.get(&(key, no)) {
-                    Some(prev) if prev.job == job => {
-                        if cpu == prev.cpu && delay == prev.delay {
-                            Some(false) // asleep: blocked outside the library
-                        } else if cpu > prev.cpu && age >= HOG_AFTER {
-                            Some(true) // on a CPU for too long: a hog
-                        } else {
-                            None // running, or waiting for a CPU
-                        }
+                let asleep = matches!(state, b'S' | b'D');
+                let prev = samples.get(&(key, no)).filter(|p: &&Sample| p.job == job);
+                let cpu0 = prev.map_or(cpu, |p| p.cpu0);
+                let verdict = match prev {
+                    // Asleep at two ticks in a row: blocked outside the
+                    // library's waits.
+                    Some(p) if asleep && p.asleep => Some(false),
+                    // Runnable long enough, and on a CPU for most of it.
+                    Some(_)
+                        if !asleep
+                            && age >= HOG_AFTER
+                            && cpu.saturating_sub(cpu0) >= (HOG_AFTER / 2).as_nanos() as u64 =>
+                    {
+                        Some(true)
                     }
                     _ => None,
                 };
@@ -175,7 +198,7 @@ fn run() {
                         }
                     }
                 }
-                seen.insert((key, no), Sample { job, cpu, delay });
+                seen.insert((key, no), Sample { job, asleep, cpu0 });
             }
             if core.lock().last_start.elapsed() >= BACKSTOP {
                 core.backstop();

@@ -81,6 +81,9 @@ struct Hook {
 impl BlockHook for Hook {
     fn blocking(&self, enter: bool) {
         self.core.blocking(self.no, enter);
+        if self.core.take_saturation() {
+            super::monitor::poke();
+        }
     }
 }
 
@@ -115,6 +118,9 @@ fn worker_main(core: &Arc<Core<Task>>, no: u64, rec: &Arc<ThreadRecord>) {
         match next {
             Next::Run(task) => {
                 leave.busy.set(true);
+                if core.take_saturation() {
+                    super::monitor::poke();
+                }
                 // `run` reports the outcome before the joiner wakes, and
                 // never unwinds.
                 task.run(rec, hook.as_ref(), &report);
