@@ -602,9 +602,13 @@ impl<J: QueuedJob> Core<J> {
         settle();
         debug_assert!(st.busy > 0, "busy underflow");
         st.busy -= 1;
-        // It no longer counts against the target (it keeps its slot's
-        // `current` until the next `next`, for straggler reports).
-        Self::update_current(&mut st, me, |c| c.counted = false);
+        // The worker keeps its place in `running` until its next `next`,
+        // which hands it to the next job without a gap (cmwq's
+        // `keep_working`: a submitter must not take that room and make
+        // the finishing worker park). The monitor leaves it alone.
+        if let Some(c) = st.workers.get_mut(&me).and_then(|w| w.current.as_mut()) {
+            c.watched = false;
+        }
         match outcome {
             Outcome::Completed => st.counters.completed += 1,
             Outcome::Panicked => st.counters.panicked += 1,
@@ -689,8 +693,18 @@ impl<J: QueuedJob> Core<J> {
         if first {
             promised = st.workers.get(&me).is_some_and(|w| w.coming);
             Self::started_locked(&mut st, me);
-        } else if let Some(slot) = st.workers.get_mut(&me) {
-            slot.current = None;
+        } else {
+            // The finished job's place in `running` passes to the next job
+            // this worker takes (or is given up if it parks).
+            let mut held = false;
+            Self::update_current(&mut st, me, |c| {
+                held = c.in_running();
+                c.counted = false;
+            });
+            if let Some(slot) = st.workers.get_mut(&me) {
+                slot.current = None;
+            }
+            promised = held;
         }
         loop {
             if let Some(job) = self.take(&mut st, me, promised) {
@@ -1331,7 +1345,9 @@ mod loom_tests {
             c.report(a, Outcome::Completed, &mut || {});
             let compensated = monitor.join().unwrap();
             let st = c.lock();
-            assert_eq!(st.running, 0);
+            // A finished job keeps its place in `running` for the worker's
+            // next `next`, unless the monitor had taken it out before.
+            assert_eq!(st.running, usize::from(!compensated));
             assert_eq!(st.counters.compensated_blocked, u64::from(compensated));
         });
     }
