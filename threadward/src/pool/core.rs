@@ -689,10 +689,10 @@ impl<J: QueuedJob> Core<J> {
     /// registry).
     pub(crate) fn next(&self, me: u64, first: bool, set_idle: impl Fn(bool)) -> Next<J> {
         let mut st = self.lock();
-        let mut promised = false;
-        if first {
-            promised = st.workers.get(&me).is_some_and(|w| w.coming);
+        let mut promised = if first {
+            let coming = st.workers.get(&me).is_some_and(|w| w.coming);
             Self::started_locked(&mut st, me);
+            coming
         } else {
             // The finished job's place in `running` passes to the next job
             // this worker takes (or is given up if it parks).
@@ -704,8 +704,8 @@ impl<J: QueuedJob> Core<J> {
             if let Some(slot) = st.workers.get_mut(&me) {
                 slot.current = None;
             }
-            promised = held;
-        }
+            held
+        };
         loop {
             if let Some(job) = self.take(&mut st, me, promised) {
                 return Next::Run(job);
@@ -993,15 +993,16 @@ impl<J: QueuedJob> Core<J> {
         true
     }
 
-    /// For the monitor: every worker whose job counts as running and may
-    /// be compensated, with its thread id, job id and job age.
-    pub(crate) fn watch_list(&self) -> Vec<(u64, i32, u64, Duration)> {
+    /// For the monitor: every worker whose job counts as running, may be
+    /// compensated and has run at least `min_age` (short jobs are not worth
+    /// a look), with its thread id, job id and job age.
+    pub(crate) fn watch_list(&self, min_age: Duration) -> Vec<(u64, i32, u64, Duration)> {
         let st = self.lock();
         st.workers
             .iter()
             .filter_map(|(no, w)| {
                 let c = w.current.as_ref()?;
-                if !(c.in_running() && c.watched) {
+                if !(c.in_running() && c.watched) || c.started.elapsed() < min_age {
                     return None;
                 }
                 let tid = *w.rec.as_ref()?.tid.get()?;

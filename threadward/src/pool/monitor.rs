@@ -3,14 +3,16 @@
 //! (README.md: "The monitor").
 //!
 //! It ticks only while some pool is saturated (work queued, no room under
-//! the target), like Go's sysmon: from 250 µs, doubling to 1 ms while a
-//! tick finds nothing to do. (Go backs off to 10 ms; a blocked job is seen
+//! the target), like Go's sysmon: every 100 µs, and after 20 ticks that
+//! found nothing, doubling up to 1 ms. It looks only at jobs that have run
+//! for a tick or more, so a flood of short jobs costs it a lock and a scan. (Go backs off to 10 ms; a blocked job is seen
 //! only if it stays asleep across two ticks, so a 10 ms tick would miss
 //! most 10 ms blocks. While a pool is saturated the monitor reads two
 //! small `/proc` files per running job per tick: a few µs.) Each tick it reads, for every worker whose job
 //! counts as running, the thread's scheduler state (`/proc/self/task/TID/stat`)
 //! and its time on a CPU (`.../schedstat`). Asleep (`S` or `D`) at two
-//! ticks in a row: the job is blocked and compensated at once. Runnable
+//! ticks in a row, or at one after the job ran for two ticks: the job is
+//! blocked and compensated at once. Runnable
 //! for longer than `HOG_AFTER` *and* on a CPU for most of it: a CPU hog,
 //! compensated within a bound (cmwq's `wq_cpu_intensive_thresh_us`).
 //! Runnable but mostly waiting for a CPU: left alone. (The on-CPU time
@@ -31,7 +33,10 @@ use std::time::Duration;
 use super::core::Core;
 use super::job::Task;
 
-const TICK_MIN: Duration = Duration::from_micros(250);
+const TICK_MIN: Duration = Duration::from_micros(100);
+/// Ticks at `TICK_MIN` that find nothing before the monitor backs off
+/// (Go's sysmon: 1 ms of quiet at 20 µs).
+const QUIET_TICKS: u32 = 20;
 const TICK_MAX: Duration = Duration::from_millis(1);
 /// A job on a CPU this long is a hog (cmwq: 10 ms).
 const HOG_AFTER: Duration = Duration::from_millis(10);
@@ -126,6 +131,7 @@ fn sample(tid: i32) -> Option<(u8, u64)> {
 fn run() {
     let m = monitor();
     let mut tick = TICK_MIN;
+    let mut quiet = 0u32;
     let mut samples: HashMap<(usize, u64), Sample> = HashMap::new();
     loop {
         let pools: Vec<Arc<Core<Task>>> = {
@@ -142,6 +148,7 @@ fn run() {
         if saturated.is_empty() {
             samples.clear();
             tick = TICK_MIN;
+            quiet = 0;
             // Announce the sleep first, then look again: a submit that
             // saturated a pool before the announcement is seen by this
             // second look; one after it sees `sleeping` and pokes.
@@ -164,7 +171,7 @@ fn run() {
         let mut seen = HashMap::new();
         for core in &saturated {
             let key = Arc::as_ptr(core) as usize;
-            for (no, tid, job, age) in core.watch_list() {
+            for (no, tid, job, age) in core.watch_list(TICK_MIN) {
                 let Some((state, cpu)) = sample(tid) else {
                     continue;
                 };
@@ -172,9 +179,13 @@ fn run() {
                 let prev = samples.get(&(key, no)).filter(|p: &&Sample| p.job == job);
                 let cpu0 = prev.map_or(cpu, |p| p.cpu0);
                 let verdict = match prev {
-                    // Asleep at two ticks in a row: blocked outside the
-                    // library's waits.
-                    Some(p) if asleep && p.asleep => Some(false),
+                    // Asleep, and either asleep at the last tick too or
+                    // running for two ticks already: blocked outside the
+                    // library's waits. (A brief lock wait is rarely caught
+                    // asleep; if it is, one thread too many for a while.)
+                    p if asleep && (p.is_some_and(|p| p.asleep) || age >= 2 * TICK_MIN) => {
+                        Some(false)
+                    }
                     // Runnable long enough, and on a CPU for most of it.
                     Some(_)
                         if !asleep
@@ -209,11 +220,15 @@ fn run() {
         samples = seen;
         drop(saturated);
         drop(pools);
-        tick = if acted {
-            TICK_MIN
+        if acted {
+            quiet = 0;
+            tick = TICK_MIN;
         } else {
-            (tick * 2).min(TICK_MAX)
-        };
+            quiet += 1;
+            if quiet > QUIET_TICKS {
+                tick = (tick * 2).min(TICK_MAX);
+            }
+        }
         let st = lock();
         let _ = m.cv.wait_timeout(st, tick);
     }
