@@ -5,12 +5,19 @@
 //!
 //! # How the pool decides to grow
 //!
-//! A pool keeps `min_idle` warm spare threads parked. A job submitted while
-//! a spare is parked starts after a single wake-up. Whenever the spares run
-//! low, or queued jobs outnumber the workers on their way to them, the
-//! pool's manager thread creates more, up to `max_threads` — never the
-//! submitter, never under the pool lock. Spares beyond `min_idle` exit after
-//! `idle_timeout`.
+//! A pool runs about `concurrency` jobs at once (by default one per CPU)
+//! and keeps `min_idle` warm spare threads parked. A job submitted while a
+//! spare is parked and the target leaves room starts after a single
+//! wake-up; a worker that finishes a job takes the next one without any.
+//! When a running job blocks — in one of the library's waits, in
+//! [`Context::blocking`], or anywhere else (found by a process-wide
+//! monitor within a few hundred microseconds) — it stops counting, and a
+//! queued job gets a parked worker or a new thread at once (the kernel's
+//! concurrency-managed workqueues). The pool's manager thread creates
+//! threads, up to `max_threads` — never the submitter (but for an empty
+//! pool or a bounded queue at its bound), never under the pool lock.
+//! Spares beyond `min_idle` exit after `idle_timeout`, or at once beyond
+//! `max_idle`.
 
 mod builder;
 mod core;
