@@ -19,7 +19,7 @@ use crossbeam_channel::bounded;
 use serde::Serialize;
 use threadward::{Concurrency, Context, JobHint, Pool};
 
-use crate::latency::{dispatch_sample, PingPong};
+use crate::latency::dispatch_sample;
 use crate::systems::Kind;
 use crate::util::{median, Latency};
 
@@ -28,8 +28,12 @@ use crate::util::{median, Latency};
 pub struct GapRow {
     /// The idle gap before each sample, µs.
     pub gap_us: u64,
-    /// The floor: a parked worker woken by `unpark`.
+    /// The floor: a parked worker fed through `Mutex<Option>` and woken by
+    /// `unpark`, measured one way like the pools (submit -> first
+    /// instruction), not as half a ping-pong.
     pub floor: Latency,
+    /// The bare `Mutex<VecDeque>` + `Condvar` queue, notify after unlock.
+    pub condvar: Latency,
     /// threadward's default pool.
     pub threadward: Latency,
 }
@@ -67,34 +71,46 @@ pub struct Managed {
 
 const GAPS_US: [u64; 3] = [50, 300, 2000];
 
-/// Dispatch samples after each idle gap, floor and threadward interleaved.
+/// Dispatch samples after each idle gap: the one-way floor, the bare
+/// condvar queue and threadward, one sample of each in turn so that the
+/// machine's drift hits all alike, each after the same idle gap.
+///
+/// (An earlier version compared threadward's one-way submit -> start with
+/// half a park/unpark ping-pong: 2.1-2.6x "the floor" here, against
+/// 1.0-1.2x in scenario 2, whose floor is this one-way hand-off. Half a
+/// round trip averages the woken partner with the main thread's own
+/// wake-up and is no floor for a one-way dispatch.)
 fn gaps(samples: usize) -> Vec<GapRow> {
     let (tx, rx) = bounded::<Instant>(1);
-    let floor = crate::latency::Partner::start(PingPong::Park);
-    let tw = Kind::Threadward.build(4);
-    for _ in 0..50 {
-        dispatch_sample(tw.as_ref(), &tx, &rx);
-        floor.round();
+    let subjects = [Kind::ParkWorker, Kind::CondvarAfter, Kind::Threadward];
+    let execs: Vec<_> = subjects.iter().map(|k| k.build(4)).collect();
+    for e in &execs {
+        for _ in 0..50 {
+            dispatch_sample(e.as_ref(), &tx, &rx);
+        }
     }
     let rows = GAPS_US
         .iter()
         .map(|&gap_us| {
             let gap = Duration::from_micros(gap_us);
-            let (mut f, mut t) = (Vec::new(), Vec::new());
+            let mut v = vec![Vec::with_capacity(samples); execs.len()];
             for _ in 0..samples {
-                thread::sleep(gap);
-                f.push(floor.round());
-                thread::sleep(gap);
-                t.push(dispatch_sample(tw.as_ref(), &tx, &rx));
+                for (i, e) in execs.iter().enumerate() {
+                    thread::sleep(gap);
+                    v[i].push(dispatch_sample(e.as_ref(), &tx, &rx));
+                }
             }
             GapRow {
                 gap_us,
-                floor: Latency::from_ns(&f),
-                threadward: Latency::from_ns(&t),
+                floor: Latency::from_ns(&v[0]),
+                condvar: Latency::from_ns(&v[1]),
+                threadward: Latency::from_ns(&v[2]),
             }
         })
         .collect();
-    tw.shutdown();
+    for e in execs {
+        e.shutdown();
+    }
     rows
 }
 

@@ -276,6 +276,7 @@ impl Results {
                 vec![
                     format!("{} us", g.gap_us),
                     format!("{:.1}", g.floor.p50_us),
+                    format!("{:.1}", g.condvar.p50_us),
                     format!("{:.1}", g.threadward.p50_us),
                     ratio(Some(g.threadward.p50_us), Some(g.floor.p50_us)),
                     format!("{:.1}", g.floor.p99_us),
@@ -285,10 +286,11 @@ impl Results {
             })
             .collect();
         table(
-            "== 8a. Dispatch to an idle pool by idle gap (us)",
+            "8a. Dispatch (submit -> first instruction) to an idle pool after an idle gap (us); floor: parked worker + unpark, one way",
             &[
                 "gap",
                 "floor p50",
+                "condvar p50",
                 "tw p50",
                 "x floor",
                 "floor p99",
@@ -311,7 +313,7 @@ impl Results {
             })
             .collect();
         table(
-            "== 8b. All `concurrency` jobs busy, one blocks, one queued: block -> queued job starts (us)",
+            "8b. All `concurrency` jobs busy, one blocks, one queued: block -> queued job starts (us)",
             &["the running job blocks in", "p50", "p90", "p99", "samples"],
             &rows,
         );
@@ -327,7 +329,7 @@ impl Results {
             })
             .collect();
         table(
-            "== 8c. Mixed: 95% 1 us jobs + 5% 10 ms std::thread::sleep",
+            "8c. Mixed: 95% 1 us jobs + 5% 10 ms std::thread::sleep",
             &["pool", "k jobs/s", "peak threads"],
             &rows,
         );

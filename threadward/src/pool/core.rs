@@ -597,26 +597,71 @@ impl<J: QueuedJob> Core<J> {
     /// `stats()` includes the job, and once `wait_idle` returned, every job
     /// it waited for has its result. The worker stays this job's until its
     /// next `next` (a detached job's value is dropped on it meanwhile).
-    pub(crate) fn report(&self, me: u64, outcome: Outcome, settle: &mut dyn FnMut()) {
+    ///
+    /// With `take_next`, the same critical section hands the worker its
+    /// next job if it may take one (cmwq's `keep_working`: one lock per job
+    /// on a busy pool, no wake-up); the worker runs it after finishing this
+    /// one's hand-off (waking the joiner, dropping a detached value).
+    /// Without, or if there is none, the worker keeps its place in
+    /// `running` until its next `next` (a submitter must not take that
+    /// room and make the finishing worker park).
+    pub(crate) fn report(
+        &self,
+        me: u64,
+        outcome: Outcome,
+        settle: &mut dyn FnMut(),
+        take_next: bool,
+    ) -> Option<J> {
         let mut st = self.lock();
         settle();
         debug_assert!(st.busy > 0, "busy underflow");
         st.busy -= 1;
-        // The worker keeps its place in `running` until its next `next`,
-        // which hands it to the next job without a gap (cmwq's
-        // `keep_working`: a submitter must not take that room and make
-        // the finishing worker park). The monitor leaves it alone.
-        if let Some(c) = st.workers.get_mut(&me).and_then(|w| w.current.as_mut()) {
-            c.watched = false;
-        }
         match outcome {
             Outcome::Completed => st.counters.completed += 1,
             Outcome::Panicked => st.counters.panicked += 1,
             Outcome::Skipped => st.counters.cancelled += 1,
         }
+        let next = if take_next {
+            let held = self.release_current(&mut st, me);
+            let next = self.take(&mut st, me, held);
+            if next.is_none() && held {
+                // Not taken: the place this worker held goes to whoever
+                // may use it.
+                let mut wakes = Wakes::default();
+                self.dispatch(&mut st, &mut wakes);
+                let done = st.done_waiters > 0;
+                self.wake(st, wakes);
+                if done {
+                    self.done_cv.notify_all();
+                }
+                return None;
+            }
+            next
+        } else {
+            // The monitor leaves the finished job alone.
+            if let Some(c) = st.workers.get_mut(&me).and_then(|w| w.current.as_mut()) {
+                c.watched = false;
+            }
+            None
+        };
         // Someone waits for a count to drop (wait_idle, possibly from
         // inside a job, so not only for busy == 0).
         self.notify_done(st);
+        next
+    }
+
+    /// Ends worker `me`'s current job's bookkeeping; whether the job held a
+    /// place in `running` (now released, for the caller to pass on).
+    fn release_current(&self, st: &mut State<J>, me: u64) -> bool {
+        let mut held = false;
+        Self::update_current(st, me, |c| {
+            held = c.in_running();
+            c.counted = false;
+        });
+        if let Some(slot) = st.workers.get_mut(&me) {
+            slot.current = None;
+        }
+        held
     }
 
     /// Worker `me`'s job enters (`true`) or leaves (`false`) a wait that
@@ -696,15 +741,7 @@ impl<J: QueuedJob> Core<J> {
         } else {
             // The finished job's place in `running` passes to the next job
             // this worker takes (or is given up if it parks).
-            let mut held = false;
-            Self::update_current(&mut st, me, |c| {
-                held = c.in_running();
-                c.counted = false;
-            });
-            if let Some(slot) = st.workers.get_mut(&me) {
-                slot.current = None;
-            }
-            held
+            self.release_current(&mut st, me)
         };
         loop {
             if let Some(job) = self.take(&mut st, me, promised) {
@@ -1059,7 +1096,7 @@ mod loom_tests {
             match core.next(no, first, |_| {}) {
                 Next::Run(_) => {
                     ran += 1;
-                    core.report(no, Outcome::Completed, &mut || {});
+                    core.report(no, Outcome::Completed, &mut || {}, false);
                     if ran == jobs {
                         // Leave as if stopped (the thread stays counted).
                         return (ran, false);
@@ -1131,7 +1168,7 @@ mod loom_tests {
                 };
                 // The job: wait for every job but itself.
                 assert!(c2.wait_until(None, |st| st.busy <= 1 && st.queue.is_empty()));
-                c2.report(a, Outcome::Completed, &mut || {});
+                c2.report(a, Outcome::Completed, &mut || {}, false);
             });
             // The second job gets a worker from the manager (played here).
             let b = match c.submit(2) {
@@ -1268,7 +1305,7 @@ mod loom_tests {
                 let Next::Run(_) = c2.next(no, true, |_| {}) else {
                     panic!("no job");
                 };
-                c2.report(no, Outcome::Completed, &mut || {});
+                c2.report(no, Outcome::Completed, &mut || {}, false);
             });
             assert!(c.wait_until(None, |st| st.busy == 0 && st.queue.is_empty()));
             w.join().unwrap();
@@ -1299,7 +1336,7 @@ mod loom_tests {
                 }
                 c.blocking(no, false);
             }
-            c.report(no, Outcome::Completed, &mut || {});
+            c.report(no, Outcome::Completed, &mut || {}, false);
         }
         c.exit(no, first, false);
     }
@@ -1343,7 +1380,7 @@ mod loom_tests {
             };
             let c2 = c.clone();
             let monitor = thread::spawn(move || c2.compensate(a, 1, false));
-            c.report(a, Outcome::Completed, &mut || {});
+            c.report(a, Outcome::Completed, &mut || {}, false);
             let compensated = monitor.join().unwrap();
             let st = c.lock();
             // A finished job keeps its place in `running` for the worker's

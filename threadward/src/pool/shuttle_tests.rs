@@ -27,7 +27,12 @@ fn worker(core: Arc<Core<u64>>, no: u64, ran: Ran) {
     loop {
         match core.next(no, first, |_| {}) {
             Next::Run(id) => {
-                core.report(no, Outcome::Completed, &mut || ran.lock().unwrap().push(id));
+                drop(core.report(
+                    no,
+                    Outcome::Completed,
+                    &mut || ran.lock().unwrap().push(id),
+                    false,
+                ));
             }
             Next::Exit => break,
         }

@@ -109,24 +109,31 @@ fn worker_main(core: &Arc<Core<Task>>, no: u64, rec: &Arc<ThreadRecord>) {
             ThreadState::Running
         })
     };
+    // The next job, handed over by `report` in the critical section that
+    // counted the last one (no second lock, no wake-up).
+    let handed: Cell<Option<Task>> = Cell::new(None);
     let report = |outcome, settle: &mut dyn FnMut()| {
-        core.report(no, outcome, settle);
-        leave.busy.set(false);
+        let next = core.report(no, outcome, settle, true);
+        leave.busy.set(next.is_some());
+        handed.set(next);
     };
     loop {
-        let next = core.next(no, leave.starting.replace(false), set_idle);
-        match next {
-            Next::Run(task) => {
-                leave.busy.set(true);
-                if core.take_saturation() {
-                    super::monitor::poke();
+        let task = match handed.take() {
+            Some(task) => task,
+            None => match core.next(no, leave.starting.replace(false), set_idle) {
+                Next::Run(task) => {
+                    leave.busy.set(true);
+                    task
                 }
-                // `run` reports the outcome before the joiner wakes, and
-                // never unwinds.
-                task.run(rec, hook.as_ref(), &report);
-            }
-            Next::Exit => break,
+                Next::Exit => break,
+            },
+        };
+        if core.take_saturation() {
+            super::monitor::poke();
         }
+        // `run` reports the outcome before the joiner wakes, and never
+        // unwinds.
+        task.run(rec, hook.as_ref(), &report);
     }
 }
 
