@@ -1405,4 +1405,42 @@ mod loom_tests {
             assert_eq!(ran, 1);
         });
     }
+
+    /// The real worker loop's hand-over (`report` with `take_next`): a
+    /// submit racing a worker that finishes its job. The new job is handed
+    /// over in the report's critical section, or found by `next`, or the
+    /// worker parks and the submit wakes it: never stranded (a lost job is
+    /// a deadlock in `wait_until`, which loom reports).
+    #[test]
+    fn loom_keep_working_hand_over_vs_submit() {
+        loom::model(|| {
+            let c = managed(1, 1);
+            let a = c.reserve();
+            c.submit(1).unwrap_or_else(|_| panic!("refused"));
+            let c2 = c.clone();
+            let w = thread::spawn(move || {
+                let mut first = true;
+                let mut handed = None;
+                loop {
+                    let job = match handed.take() {
+                        Some(j) => j,
+                        None => match c2.next(a, first, |_| {}) {
+                            Next::Run(j) => j,
+                            Next::Exit => break,
+                        },
+                    };
+                    first = false;
+                    let _ = job;
+                    handed = c2.report(a, Outcome::Completed, &mut || {}, true);
+                }
+                c2.exit(a, first, false);
+            });
+            c.submit(2).unwrap_or_else(|_| panic!("refused"));
+            assert!(c.wait_until(None, |st| st.counters.completed == 2));
+            drop(c.begin_shutdown());
+            w.join().unwrap();
+            let st = c.lock();
+            assert_eq!((st.running, st.busy, st.threads), (0, 0, 0));
+        });
+    }
 }
