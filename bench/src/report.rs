@@ -588,9 +588,9 @@ impl Results {
                     false,
                 ));
                 managed_targets.push(Target::new(
-                    &format!("dispatch p99 after a {} us idle gap vs floor p50", g.gap_us),
+                    &format!("dispatch p99 after a {} us idle gap vs floor p99", g.gap_us),
                     Some(g.threadward.p99_us),
-                    Some(g.floor.p50_us),
+                    Some(g.floor.p99_us),
                     1.3,
                     false,
                 ));
