@@ -120,6 +120,25 @@ fn twenty_thousand_blocked_jobs_outlive_the_mapping_budget() {
     });
 }
 
+/// Issue 11: one process-wide manager (and monitor) serves every pool, so
+/// an idle pool costs its `min_idle` spares and nothing else.
+fn idle_pools_cost_only_their_spares() {
+    bounded(30 * SEC, || {
+        let baseline = task_count();
+        let pools: Vec<Pool> = (0..30)
+            .map(|i| Pool::builder().name(format!("idle{i}")).build().unwrap())
+            .collect();
+        let grown = task_count() - baseline;
+        println!("  30 idle pools (min_idle 1): {grown} threads");
+        // 30 spares, the manager, and at most the monitor.
+        assert!(grown <= 30 + 2, "{grown} threads for 30 idle pools");
+        drop(pools);
+        eventually(10 * SEC, "threads back to baseline", || {
+            task_count() <= baseline
+        });
+    });
+}
+
 fn a_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly() {
     bounded(60 * SEC, || blocked_jobs_then_shutdown(1000));
 }
@@ -335,7 +354,11 @@ fn main() {
         return;
     }
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let cases: [(&str, fn()); 5] = [
+    let cases: [(&str, fn()); 6] = [
+        (
+            "idle_pools_cost_only_their_spares",
+            idle_pools_cost_only_their_spares,
+        ),
         (
             "a_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly",
             a_thousand_blocked_jobs_run_at_once_and_shut_down_cleanly,

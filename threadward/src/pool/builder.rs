@@ -98,7 +98,7 @@ impl PoolBuilder {
         }
     }
 
-    /// Name prefix: workers are `prefix-N`, the manager `prefix-mgr`
+    /// Name prefix: workers are `prefix-N` (the OS name keeps `-N` visible)
     /// (default `pool`).
     ///
     /// # Examples
@@ -234,7 +234,9 @@ impl PoolBuilder {
         self
     }
 
-    /// Builds the pool: starts its manager and `min_idle` spare workers.
+    /// Builds the pool: starts its `min_idle` spare workers (and returns
+    /// once they are parked) and registers it with the process-wide manager
+    /// (and monitor, with a concurrency target), starting them if needed.
     ///
     /// # Errors
     ///

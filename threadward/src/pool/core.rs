@@ -152,9 +152,8 @@ pub(crate) struct State<J> {
     pub(crate) notify: usize,
     /// Lowest `idle` since the manager's current idle window began.
     idle_low: usize,
-    /// The manager is in a timed idle window (no need to wake it when
-    /// spares beyond `min_idle` appear).
-    idle_timer: bool,
+    /// When the manager's current idle window ends (none runs: `None`).
+    idle_deadline: Option<Instant>,
     pub(crate) threads: usize,
     pub(crate) spawning: usize,
     /// Of `spawning`, the threads a submitter reserved for its job
@@ -255,8 +254,25 @@ struct Wakes {
     manager: bool,
 }
 
+/// What the manager should do for a pool now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ManagerStep {
+    /// Create worker `no` (reserved).
+    Create(u64),
+    /// Nothing to do until woken, or until this instant (an idle window
+    /// ends).
+    Wait(Option<Instant>),
+    /// The pool is shut down.
+    Exit,
+}
+
+/// How a pool wakes the process-wide manager.
+pub(crate) type Notifier = Box<dyn Fn() + Send + Sync>;
+
 pub(crate) struct Core<J> {
     st: Mutex<State<J>>,
+    /// Wakes the manager; `None`: the models' per-core manager condvar.
+    notifier: Option<Notifier>,
     /// Set when a change left the pool saturated (work waits for room):
     /// whoever made the change wakes the monitor after unlocking.
     saturation: AtomicBool,
@@ -266,15 +282,23 @@ pub(crate) struct Core<J> {
 }
 
 impl<J: QueuedJob> Core<J> {
+    /// A core whose manager waits on the core's own condvar (the models).
+    #[cfg(any(loom, shuttle))]
     pub(crate) fn new(cfg: Config) -> Core<J> {
+        Core::with_notifier(cfg, None)
+    }
+
+    /// A core whose manager is woken through `notifier`.
+    pub(crate) fn with_notifier(cfg: Config, notifier: Option<Notifier>) -> Core<J> {
         Core {
+            notifier,
             st: Mutex::new(State {
                 queue: VecDeque::new(),
                 urgent: VecDeque::new(),
                 idle_stack: Vec::new(),
                 notify: 0,
                 idle_low: 0,
-                idle_timer: false,
+                idle_deadline: None,
                 threads: 0,
                 spawning: 0,
                 coming: 0,
@@ -386,7 +410,16 @@ impl<J: QueuedJob> Core<J> {
             cv.notify_one();
         }
         if wakes.manager {
-            self.manager_cv.notify_one();
+            self.notify_manager();
+        }
+    }
+
+    /// Tells the manager there is work: the process-wide manager through
+    /// the notifier the pool installed, or (models) this core's condvar.
+    fn notify_manager(&self) {
+        match &self.notifier {
+            Some(n) => n(),
+            None => self.manager_cv.notify_all(),
         }
     }
 
@@ -761,11 +794,14 @@ impl<J: QueuedJob> Core<J> {
                 // `build` waits for its spares to park.
                 self.done_cv.notify_all();
             }
-            if st.idle() == self.cfg.min_idle + 1 && !st.idle_timer && !st.manager_notified {
+            if st.idle() == self.cfg.min_idle + 1
+                && st.idle_deadline.is_none()
+                && !st.manager_notified
+            {
                 // Spares beyond min_idle now exist: the manager starts its
                 // idle timer (rare: only when crossing the threshold).
                 st.manager_notified = true;
-                self.manager_cv.notify_one();
+                self.notify_manager();
             }
             // An untimed wait on the worker's own condvar: a timed one arms
             // a timer on every park and measurably slows the wake-up
@@ -841,40 +877,72 @@ impl<J: QueuedJob> Core<J> {
         prev
     }
 
-    /// The manager's wait: returns the slot of a worker to create, or
-    /// `None` once the pool is shut down. While more than `min_idle`
-    /// workers are parked it waits with `idle_timeout` and reaps, at each
-    /// timeout, the workers that stayed idle through the whole window.
-    pub(crate) fn manager_next(&self) -> Option<u64> {
+    /// One step of the manager's work for this pool at `now` (README:
+    /// "Spare management"): reap the workers that stayed parked through an
+    /// expired idle window, then reserve a thread if the deficit or a
+    /// standing spare request asks for one. Otherwise say until when
+    /// nothing is due (the idle window's end, if one runs).
+    pub(crate) fn manager_step(&self, now: Instant) -> ManagerStep {
         let mut st = self.lock();
-        loop {
-            if st.shutdown {
-                return None;
+        if st.shutdown {
+            return ManagerStep::Exit;
+        }
+        if st.closing {
+            st.grow = 0; // no spares for a pool that is closing
+        }
+        if st.idle_deadline.is_some_and(|d| now >= d) {
+            st.idle_deadline = None;
+            st = self.reap_idle(st);
+        }
+        while self.deficit(&st) > 0 || st.grow > 0 {
+            st.grow = st.grow.saturating_sub(1);
+            if st.threads < self.cfg.max_threads {
+                return ManagerStep::Create(self.reserve_locked(&mut st, false));
             }
-            if st.closing {
-                st.grow = 0; // no spares for a pool that is closing
-            }
-            if self.deficit(&st) > 0 || st.grow > 0 {
-                st.grow = st.grow.saturating_sub(1);
-                if st.threads < self.cfg.max_threads {
-                    return Some(self.reserve_locked(&mut st, false));
-                }
-                st.grow = 0;
-                continue;
-            }
-            st.manager_notified = false;
-            if st.idle() <= self.cfg.min_idle {
-                st.idle_timer = false;
-                st = sync::wait(&self.manager_cv, st);
-                continue;
-            }
-            st.idle_timer = true;
+            st.grow = 0;
+        }
+        st.manager_notified = false;
+        if st.idle() <= self.cfg.min_idle {
+            st.idle_deadline = None;
+            return ManagerStep::Wait(None);
+        }
+        if st.idle_deadline.is_none() {
+            // A window starts: whoever stays parked through it is reaped.
             st.idle_low = st.idle();
-            let (g, timed_out) =
-                sync::wait_timeout(&self.st, &self.manager_cv, st, self.cfg.idle_timeout);
-            st = g;
-            if timed_out {
-                st = self.reap_idle(st);
+            st.idle_deadline = now.checked_add(self.cfg.idle_timeout);
+        }
+        ManagerStep::Wait(st.idle_deadline)
+    }
+
+    /// A blocking manager loop on this pool's own condvar, for the models
+    /// (the real manager is process-wide: `manager.rs`). Returns the slot
+    /// of a worker to create, or `None` once the pool is shut down. Under
+    /// loom and shuttle a timed wait "times out" at once, which ends the
+    /// idle window then: reaping races everything.
+    #[cfg(any(loom, shuttle))]
+    pub(crate) fn manager_next(&self) -> Option<u64> {
+        loop {
+            let now = Instant::now();
+            match self.manager_step(now) {
+                ManagerStep::Create(no) => return Some(no),
+                ManagerStep::Exit => return None,
+                ManagerStep::Wait(deadline) => {
+                    let st = self.lock();
+                    if st.manager_notified || st.shutdown {
+                        continue;
+                    }
+                    match deadline {
+                        None => drop(sync::wait(&self.manager_cv, st)),
+                        Some(d) => {
+                            let left = d.saturating_duration_since(now);
+                            let (mut st, timed_out) =
+                                sync::wait_timeout(&self.st, &self.manager_cv, st, left);
+                            if timed_out && st.idle_deadline.is_some() {
+                                st.idle_deadline = Some(now); // expired: reap next step
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -900,14 +968,6 @@ impl<J: QueuedJob> Core<J> {
         st.idle_low = st.idle();
         self.wake(st, wakes);
         self.lock()
-    }
-
-    /// The manager's back-off after a refused creation; ends early on shutdown.
-    pub(crate) fn manager_pause(&self, d: Duration) {
-        let st = self.lock();
-        if !st.shutdown {
-            let _ = sync::wait_timeout(&self.st, &self.manager_cv, st, d);
-        }
     }
 
     /// Removes a queued job (cancellation); whether it was still queued.
@@ -950,7 +1010,7 @@ impl<J: QueuedJob> Core<J> {
         for cv in parked {
             cv.notify_one();
         }
-        self.manager_cv.notify_all();
+        self.notify_manager();
         (jobs, stops)
     }
 
@@ -963,7 +1023,7 @@ impl<J: QueuedJob> Core<J> {
         for cv in parked {
             cv.notify_one();
         }
-        self.manager_cv.notify_all();
+        self.notify_manager();
     }
 
     /// Waits until `done(state)` holds or `deadline` passes; returns whether it holds.
@@ -1256,7 +1316,7 @@ mod loom_tests {
                     // The manager took the parking's wake-up and is in its
                     // idle window (the reaper thread below is its timeout).
                     st.manager_notified = false;
-                    st.idle_timer = true;
+                    st.idle_deadline = Some(Instant::now() + Duration::from_secs(3600));
                     break;
                 }
                 drop(st);

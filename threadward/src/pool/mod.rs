@@ -13,7 +13,7 @@
 //! [`Context::blocking`], or anywhere else (found by a process-wide
 //! monitor within a few hundred microseconds) — it stops counting, and a
 //! queued job gets a parked worker or a new thread at once (the kernel's
-//! concurrency-managed workqueues). The pool's manager thread creates
+//! concurrency-managed workqueues). One process-wide manager thread creates
 //! threads, up to `max_threads` — never the submitter (but for an empty
 //! pool or a bounded queue at its bound), never under the pool lock.
 //! Spares beyond `min_idle` exit after `idle_timeout`, or at once beyond
@@ -22,6 +22,7 @@
 mod builder;
 mod core;
 mod job;
+mod manager;
 mod monitor;
 mod shutdown;
 #[cfg(all(test, shuttle))]
@@ -44,8 +45,8 @@ pub use self::stats::PoolStats;
 use self::core::{Core, Kind, Refusal, Submitted};
 use self::job::{JobInner, Packet, Task};
 use self::worker::PoolRef;
-use crate::sync::{self, Mutex};
-use crate::thread::{Context, Thread};
+use crate::sync;
+use crate::thread::Context;
 
 /// Why [`Pool::spawn`] refused a job (the job was not queued and will
 /// never run).
@@ -133,7 +134,6 @@ struct Shared {
     /// can upgrade this.
     alive: Arc<()>,
     drop_deadline: Duration,
-    manager: Mutex<Option<Thread<()>>>,
 }
 
 /// Pool keys are unique in the process (0 means "no pool").
@@ -158,13 +158,15 @@ impl Pool {
         let pool = Pool {
             shared: Arc::new(Shared {
                 pool: PoolRef {
-                    core: Arc::new(Core::new(b.cfg.clone())),
+                    core: Arc::new(Core::with_notifier(
+                        b.cfg.clone(),
+                        Some(Box::new(manager::notify)),
+                    )),
                     name: name.clone(),
                     key: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
                     stack_size: b.stack_size,
                 },
                 drop_deadline: b.drop_deadline,
-                manager: Mutex::new(None),
                 alive: Arc::new(()),
             }),
         };
@@ -190,12 +192,7 @@ impl Pool {
             .wait_until(sync::deadline_after(Duration::from_secs(10)), |st| {
                 st.idle() >= min_idle
             });
-        let p = pool.shared.pool.clone();
-        let manager = crate::Builder::new()
-            .name_with_suffix(&name, "-mgr")
-            .stack_size(64 * 1024)
-            .spawn(move |cx| worker::manager_main(&p, cx.record()))?;
-        *crate::sync::lock(&pool.shared.manager) = Some(manager);
+        manager::register(&pool.shared.alive, pool.shared.pool.clone())?;
         Ok(pool)
     }
 
@@ -413,10 +410,12 @@ pub(crate) fn live_pools() -> Vec<(Arc<str>, PoolStats)> {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        // `alive` is gone with this: the manager and the monitor re-check
+        // (and exit if this was the last pool).
+        let alive = std::mem::replace(&mut self.alive, Arc::new(()));
+        drop(alive);
+        manager::notify();
         if self.pool.core.cfg.target.is_some() {
-            // `alive` is gone with this: let the monitor re-check.
-            let alive = std::mem::replace(&mut self.alive, Arc::new(()));
-            drop(alive);
             monitor::forget();
         }
     }

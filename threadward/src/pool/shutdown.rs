@@ -178,16 +178,6 @@ impl Pool {
         // A job that shuts down its own pool waits for every worker but its own.
         let inside = usize::from(self.on_own_worker());
         core.wait_until(end, |st| st.threads <= inside);
-        // Manager: it exits at once on shutdown; bounded all the same.
-        let manager = sync::lock(&self.shared.manager).take();
-        if let Some(m) = manager {
-            let left = end.map_or(Duration::MAX, |e| {
-                e.saturating_duration_since(Instant::now())
-            });
-            if let Err(m) = m.join_timeout(left) {
-                m.detach();
-            }
-        }
         let mut st = core.lock();
         let now = Instant::now();
         let mut stragglers = Vec::new();

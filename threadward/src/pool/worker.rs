@@ -4,16 +4,11 @@
 use std::cell::Cell;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::core::{Core, Next};
 use super::job::Task;
 use crate::record::{ThreadRecord, ThreadState};
 use crate::thread::{spawn_worker, BlockHook};
-
-/// First and last back-off after the OS refused a thread.
-const BACKOFF_MIN: Duration = Duration::from_millis(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// What a worker needs to know of its pool.
 #[derive(Clone)]
@@ -134,28 +129,5 @@ fn worker_main(core: &Arc<Core<Task>>, no: u64, rec: &Arc<ThreadRecord>) {
         // `run` reports the outcome before the joiner wakes, and never
         // unwinds.
         task.run(rec, hook.as_ref(), &report);
-    }
-}
-
-/// The manager: creates the threads the deficit asks for, off every
-/// submitter's path, backing off while the OS refuses.
-pub(crate) fn manager_main(pool: &PoolRef, me: &ThreadRecord) {
-    let mut backoff = BACKOFF_MIN;
-    loop {
-        me.set_state(ThreadState::Idle);
-        let Some(no) = pool.core.manager_next() else {
-            break;
-        };
-        me.set_state(ThreadState::Running);
-        match start_worker(pool, no) {
-            Ok(()) => backoff = BACKOFF_MIN,
-            Err(e) => {
-                pool.core.spawn_failed(no);
-                tracing::warn!(pool = %pool.name, error = %e, backoff = ?backoff,
-                    "OS refused a pool thread; queued jobs wait for existing workers");
-                pool.core.manager_pause(backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-        }
     }
 }

@@ -27,8 +27,6 @@ const OS_NAME_MAX: usize = 15;
 #[must_use = "a builder does nothing until `spawn` is called"]
 pub struct Builder {
     name: Option<String>,
-    /// The OS-visible name, when it is not the first 15 bytes of `name`.
-    os_name: Option<String>,
     stack_size: Option<usize>,
 }
 
@@ -45,7 +43,6 @@ impl Builder {
     pub fn new() -> Builder {
         Builder {
             name: None,
-            os_name: None,
             stack_size: None,
         }
     }
@@ -61,14 +58,6 @@ impl Builder {
     /// ```
     pub fn name(mut self, name: impl Into<String>) -> Builder {
         self.name = Some(name.into());
-        self
-    }
-
-    /// Names the thread `prefix` + `suffix`, keeping `suffix` visible in
-    /// the OS name (a pool's manager: `-mgr`).
-    pub(crate) fn name_with_suffix(mut self, prefix: &str, suffix: &str) -> Builder {
-        self.name = Some(format!("{prefix}{suffix}"));
-        self.os_name = Some(os_name_with_suffix(prefix, suffix));
         self
     }
 
@@ -108,7 +97,7 @@ impl Builder {
         T: Send + 'static,
     {
         let name = self.name.unwrap_or_else(|| "threadward".to_owned());
-        let os = self.os_name.unwrap_or_else(|| os_name(&name).to_owned());
+        let os = os_name(&name).to_owned();
         let packet: Packet<T> = Arc::new(Mutex::new(None));
         let their_packet = packet.clone();
         let spec = Spec {
@@ -228,7 +217,7 @@ pub(crate) fn os_name(name: &str) -> &str {
     &name[..end]
 }
 
-/// `prefix` cut short enough that `suffix` (a worker index, `-mgr`) stays
+/// `prefix` cut short enough that `suffix` (a worker index) stays
 /// visible in the 15 bytes the OS keeps.
 pub(crate) fn os_name_with_suffix(prefix: &str, suffix: &str) -> String {
     let room = OS_NAME_MAX.saturating_sub(suffix.len());

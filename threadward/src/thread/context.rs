@@ -188,11 +188,6 @@ impl Context {
         &self.rec.name
     }
 
-    /// The registry record of the thread running this code.
-    pub(crate) fn record(&self) -> &ThreadRecord {
-        &self.rec
-    }
-
     fn waiting<R>(&self, kind: WaitKind, f: impl FnOnce() -> R) -> R {
         self.rec.set_state(ThreadState::Waiting(kind));
         let r = self.blocking(f);
