@@ -8,10 +8,10 @@ mod common;
 
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{bounded, eventually, SEC};
+use common::{bounded, eventually, run_together, SEC};
 use threadward::{Concurrency, Context, JobHint, Pool};
 
 /// A pool that runs one job at a time unless one blocks.
@@ -198,20 +198,7 @@ fn unlimited_gives_every_concurrent_job_a_thread() {
             .concurrency(Concurrency::Unlimited)
             .build()
             .unwrap();
-        let gate = Arc::new(Barrier::new(65));
-        let jobs: Vec<_> = (0..64)
-            .map(|_| {
-                let g = gate.clone();
-                pool.spawn(move |_| {
-                    g.wait();
-                })
-                .unwrap()
-            })
-            .collect();
-        gate.wait();
-        for j in jobs {
-            j.join().unwrap();
-        }
+        run_together(&pool, 64);
         let s = pool.stats();
         assert!(s.peak >= 64, "{s:?}");
         assert_eq!(s.compensated, 0, "{s:?}");
@@ -329,20 +316,7 @@ fn max_idle_caps_parked_workers_at_once() {
             .max_idle(2)
             .build()
             .unwrap();
-        let gate = Arc::new(Barrier::new(11));
-        let jobs: Vec<_> = (0..10)
-            .map(|_| {
-                let g = gate.clone();
-                pool.spawn(move |_| {
-                    g.wait();
-                })
-                .unwrap()
-            })
-            .collect();
-        gate.wait();
-        for j in jobs {
-            j.join().unwrap();
-        }
+        run_together(&pool, 10);
         eventually(5 * SEC, "idle workers capped at 2", || {
             let s = pool.stats();
             s.idle <= 2 && s.threads <= 3

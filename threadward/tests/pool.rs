@@ -9,7 +9,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::{
-    bounded, eventually, running_sleeper, spawn_started, spawn_stubborn, with_own_job, SEC,
+    bounded, eventually, run_together, running_sleeper, spawn_started, spawn_stubborn,
+    with_own_job, SEC,
 };
 use threadward::registry::{self, ThreadState, WaitKind};
 use threadward::{JobError, Pool, Queue, SpawnError, Stopped};
@@ -79,20 +80,7 @@ fn keep_alive_shrinks_to_min_idle() {
             .idle_timeout(Duration::from_millis(50))
             .build()
             .unwrap();
-        let gate = Arc::new(Barrier::new(21));
-        let jobs: Vec<_> = (0..20)
-            .map(|_| {
-                let g = gate.clone();
-                pool.spawn(move |_| {
-                    g.wait();
-                })
-                .unwrap()
-            })
-            .collect();
-        gate.wait(); // all 20 run at once
-        for j in jobs {
-            j.join().unwrap();
-        }
+        run_together(&pool, 20);
         assert!(pool.stats().peak >= 20);
         eventually(10 * SEC, "pool shrinks to min_idle", || {
             let s = pool.stats();

@@ -1137,15 +1137,19 @@ mod loom_tests {
         }
     }
 
-    fn core(min_idle: usize, max_threads: usize) -> Arc<Core<u64>> {
-        Arc::new(Core::new(Config {
+    fn config(min_idle: usize, max_threads: usize, target: Option<usize>) -> Config {
+        Config {
             min_idle,
             max_threads,
             idle_timeout: Duration::from_secs(1),
             queue: Queue::Unbounded,
             max_idle: usize::MAX,
-            target: None,
-        }))
+            target,
+        }
+    }
+
+    fn core(min_idle: usize, max_threads: usize) -> Arc<Core<u64>> {
+        Arc::new(Core::new(config(min_idle, max_threads, None)))
     }
 
     /// A worker that runs jobs until `jobs` of them ran or it exits.
@@ -1180,12 +1184,8 @@ mod loom_tests {
         for queue in [Queue::Unbounded, Queue::None] {
             loom::model(move || {
                 let c = Arc::new(Core::new(Config {
-                    min_idle: 0,
-                    max_threads: 1,
-                    idle_timeout: Duration::from_secs(1),
                     queue,
-                    max_idle: usize::MAX,
-                    target: None,
+                    ..config(0, 1, None)
                 }));
                 let c2 = c.clone();
                 let other = thread::spawn(move || c2.submit(1).map_err(|(_, r)| r));
@@ -1250,16 +1250,18 @@ mod loom_tests {
     /// A lost job shows up as a deadlock, which loom reports.
     #[test]
     fn loom_spawn_vs_worker_going_idle() {
-        loom::model(|| {
-            let c = core(1, 1);
-            let no = c.reserve();
-            let c2 = c.clone();
-            let w = thread::spawn(move || worker(c2, no, 1));
-            c.submit(7).unwrap_or_else(|_| panic!("refused"));
-            let (ran, _) = w.join().unwrap();
-            assert_eq!(ran, 1);
-            assert_eq!(c.lock().counters.completed, 1);
-        });
+        loom::model(|| submit_vs_parking(core(1, 1)));
+    }
+
+    /// One worker, one job submitted while the worker may be parking.
+    fn submit_vs_parking(c: Arc<Core<u64>>) {
+        let no = c.reserve();
+        let c2 = c.clone();
+        let w = thread::spawn(move || worker(c2, no, 1));
+        c.submit(7).unwrap_or_else(|_| panic!("refused"));
+        let (ran, _) = w.join().unwrap();
+        assert_eq!(ran, 1);
+        assert_eq!(c.lock().counters.completed, 1);
     }
 
     /// Spawn racing shutdown always resolves: either refused, or queued and
@@ -1373,14 +1375,7 @@ mod loom_tests {
     }
 
     fn managed(target: usize, max_threads: usize) -> Arc<Core<u64>> {
-        Arc::new(Core::new(Config {
-            min_idle: 0,
-            max_threads,
-            idle_timeout: Duration::from_secs(1),
-            queue: Queue::Unbounded,
-            max_idle: usize::MAX,
-            target: Some(target),
-        }))
+        Arc::new(Core::new(config(0, max_threads, Some(target))))
     }
 
     /// A worker until shutdown; job 1 "blocks" (through the hook) until
@@ -1455,15 +1450,7 @@ mod loom_tests {
     /// or taken on its way to park), never stranded.
     #[test]
     fn loom_submit_vs_worker_parking_with_a_target() {
-        loom::model(|| {
-            let c = managed(1, 1);
-            let a = c.reserve();
-            let c2 = c.clone();
-            let w = thread::spawn(move || worker(c2, a, 1));
-            c.submit(9).unwrap_or_else(|_| panic!("refused"));
-            let (ran, _) = w.join().unwrap();
-            assert_eq!(ran, 1);
-        });
+        loom::model(|| submit_vs_parking(managed(1, 1)));
     }
 
     /// The real worker loop's hand-over (`report` with `take_next`): a

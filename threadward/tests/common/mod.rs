@@ -115,3 +115,22 @@ pub fn with_own_job<R: Send + 'static>(
         .recv_timeout(5 * SEC)
         .expect("job did not report back")
 }
+
+/// Submits `n` jobs that all wait on one barrier with the caller, so they
+/// must run at once; returns when every one has run and ended.
+pub fn run_together(pool: &Pool, n: usize) {
+    let gate = Arc::new(std::sync::Barrier::new(n + 1));
+    let jobs: Vec<_> = (0..n)
+        .map(|_| {
+            let g = gate.clone();
+            pool.spawn(move |_| {
+                g.wait();
+            })
+            .unwrap()
+        })
+        .collect();
+    gate.wait();
+    for j in jobs {
+        j.join().unwrap();
+    }
+}
