@@ -1,3 +1,5 @@
+//! Tiny-job throughput on a default pool: `cargo run --release -p threadward --example tiny`
+//! (a quick harness for the pool's per-job cost; `threadward-bench` has the comparison).
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
