@@ -16,8 +16,23 @@
 //!   [`wait_writable`](Context::wait_writable),
 //!   [`pause_point`](Context::pause_point); each returns `Err(Stopped)` when
 //!   the thread is stopped.
-//! * **Registry** — [`registry::lookup`] and [`ThreadId`]s that never name a
-//!   later thread.
+//! * **Pools** — [`Pool`], [`PoolBuilder`], [`Job`], [`Concurrency`],
+//!   [`JobHint`], [`Context::blocking`]: concurrency-managed pools (the
+//!   kernel's cmwq in user space) for jobs that may block indefinitely,
+//!   with cancellation and a shutdown that never waits past its deadline.
+//! * **Stages** — [`Stages`]: ordered start-up with reverse undo of exactly
+//!   what started.
+//! * **Registry** — [`registry::lookup`], [`registry::snapshot`] and
+//!   [`ThreadId`]s that never name a later thread.
+//!
+//! # Limits
+//!
+//! Linux caps a process's memory mappings (`vm.max_map_count`, 65 530 by
+//! default) and every thread needs about four; past ~16 000 threads std's
+//! thread start would abort the process. threadward counts its threads
+//! against that budget and refuses one that would not fit with
+//! [`std::io::ErrorKind::WouldBlock`] (EAGAIN), as the OS does when it is
+//! out of threads: pools keep the job queued for their existing workers.
 //!
 //! # Why stopping an exited thread is safe here
 //!

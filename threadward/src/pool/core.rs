@@ -121,6 +121,9 @@ pub(crate) struct WorkerSlot {
     coming: bool,
     /// Has made its first `next` call.
     started: bool,
+    /// Its last job came after a park (not straight after another job):
+    /// it does not spin before parking again (a lone job is not a burst).
+    after_park: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -676,6 +679,11 @@ impl<J: QueuedJob> Core<J> {
         let next = if take_next {
             let held = self.release_current(&mut st, me);
             let next = self.take(&mut st, me, held);
+            if next.is_some() {
+                if let Some(w) = st.workers.get_mut(&me) {
+                    w.after_park = false; // in a run of jobs
+                }
+            }
             if next.is_none() && held {
                 // Not taken: the place this worker held goes to whoever
                 // may use it.
@@ -816,20 +824,31 @@ impl<J: QueuedJob> Core<J> {
             self.release_current(&mut st, me)
         };
         let mut spun = false;
+        let mut parked = false;
         loop {
             if let Some(job) = self.take(&mut st, me, promised) {
                 self.queued_hint
                     .store(st.queue.len() + st.urgent.len(), Ordering::Relaxed);
+                if let Some(w) = st.workers.get_mut(&me) {
+                    w.after_park = parked;
+                }
                 return Next::Run(job);
             }
             promised = false; // nothing to take: the promise lapses
             if st.shutdown || st.closing {
                 return Next::Exit;
             }
-            // At most one spinner, and only while CPUs are left (Go keeps
-            // spinning Ms to half the busy Ps): on a small machine more
-            // spinners only take the CPU from the submitters.
-            if !spun && st.spinning == 0 && st.running + 1 < self.cfg.target.unwrap_or(usize::MAX) {
+            // At most one spinner, only while CPUs are left (Go keeps
+            // spinning Ms to half the busy Ps: on a small machine more
+            // spinners only take the CPU from the submitters), and only in
+            // a run of jobs: after a lone job spinning delays the park and
+            // measurably slows the next dispatch's wake-up.
+            let in_a_run = st.workers.get(&me).is_some_and(|w| !w.after_park);
+            if !spun
+                && in_a_run
+                && st.spinning == 0
+                && st.running + 1 < self.cfg.target.unwrap_or(usize::MAX)
+            {
                 // Poll for a moment before parking: a job that comes now is
                 // taken without a wake-up. Submits see `spinning` and leave
                 // the job to us; we look again under the lock before
@@ -847,6 +866,7 @@ impl<J: QueuedJob> Core<J> {
                 return Next::Exit;
             }
             st.idle_stack.push(me);
+            parked = true;
             set_idle(true);
             if st.done_waiters > 0 {
                 // `build` waits for its spares to park.
