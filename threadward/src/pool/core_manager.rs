@@ -1,0 +1,108 @@
+//! The manager's side of the dispatch protocol (README.md: "Spare
+//! management", "Idle timeout"): one step of work per pool for the
+//! process-wide manager, and the blocking loop the models drive.
+
+use std::time::Instant;
+
+use super::{Core, ManagerStep, QueuedJob, State, Ticket, Wakes};
+#[cfg(any(loom, shuttle))]
+use crate::sync;
+use crate::sync::MutexGuard;
+
+impl<J: QueuedJob> Core<J> {
+    /// One step of the manager's work for this pool at `now` (README:
+    /// "Spare management"): reap the workers that stayed parked through an
+    /// expired idle window, then reserve a thread if the deficit or a
+    /// standing spare request asks for one. Otherwise say until when
+    /// nothing is due (the idle window's end, if one runs).
+    pub(crate) fn manager_step(&self, now: Instant) -> ManagerStep {
+        let mut st = self.lock();
+        if st.shutdown {
+            return ManagerStep::Exit;
+        }
+        if st.closing {
+            st.grow = 0; // no spares for a pool that is closing
+        }
+        if st.idle_deadline.is_some_and(|d| now >= d) {
+            st.idle_deadline = None;
+            st = self.reap_idle(st);
+        }
+        while self.deficit(&st) > 0 || st.grow > 0 {
+            st.grow = st.grow.saturating_sub(1);
+            if st.threads < self.cfg.max_threads {
+                return ManagerStep::Create(self.reserve_locked(&mut st, false));
+            }
+            st.grow = 0;
+        }
+        st.manager_notified = false;
+        if st.idle() <= self.cfg.min_idle {
+            st.idle_deadline = None;
+            return ManagerStep::Wait(None);
+        }
+        if st.idle_deadline.is_none() {
+            // A window starts: whoever stays parked through it is reaped.
+            st.idle_low = st.idle();
+            st.idle_deadline = now.checked_add(self.cfg.idle_timeout);
+        }
+        ManagerStep::Wait(st.idle_deadline)
+    }
+
+    /// A blocking manager loop on this pool's own condvar, for the models
+    /// (the real manager is process-wide: `manager.rs`). Returns the slot
+    /// of a worker to create, or `None` once the pool is shut down. Under
+    /// loom and shuttle a timed wait "times out" at once, which ends the
+    /// idle window then: reaping races everything.
+    #[cfg(any(loom, shuttle))]
+    pub(crate) fn manager_next(&self) -> Option<u64> {
+        loop {
+            let now = Instant::now();
+            match self.manager_step(now) {
+                ManagerStep::Create(no) => return Some(no),
+                ManagerStep::Exit => return None,
+                ManagerStep::Wait(deadline) => {
+                    let st = self.lock();
+                    if st.manager_notified || st.shutdown {
+                        continue;
+                    }
+                    match deadline {
+                        None => drop(sync::wait(&self.manager_cv, st)),
+                        Some(d) => {
+                            let left = d.saturating_duration_since(now);
+                            let (mut st, timed_out) =
+                                sync::wait_timeout(&self.st, &self.manager_cv, st, left);
+                            if timed_out && st.idle_deadline.is_some() {
+                                st.idle_deadline = Some(now); // expired: reap next step
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands exit tickets to the workers that stayed parked through the
+    /// idle window (`idle_low` beyond `min_idle`), the coldest first, and
+    /// wakes them.
+    pub(super) fn reap_idle<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State<J>>,
+    ) -> MutexGuard<'a, State<J>> {
+        if st.shutdown || st.closing {
+            return st;
+        }
+        let excess = st.idle_low.min(st.idle()).saturating_sub(self.cfg.min_idle);
+        if excess == 0 {
+            return st;
+        }
+        let mut wakes = Wakes::default();
+        let cold: Vec<u64> = st.idle_stack.drain(..excess).collect();
+        for no in cold {
+            let slot = st.workers.get_mut(&no).expect("a parked worker has a slot");
+            slot.ticket = Some(Ticket::Reap);
+            wakes.workers.push(slot.cv.clone());
+        }
+        st.idle_low = st.idle();
+        self.wake(st, wakes);
+        self.lock()
+    }
+}

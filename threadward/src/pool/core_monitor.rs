@@ -1,0 +1,83 @@
+//! The monitor's side of the dispatch protocol (README.md: "The
+//! monitor"): which jobs it may look at, its verdicts, and the liveness
+//! backstop.
+
+use std::time::{Duration, Instant};
+
+use super::{Core, QueuedJob, Wakes};
+
+impl<J: QueuedJob> Core<J> {
+    /// The monitor's verdict on worker `me`'s job `job` (README: "The
+    /// monitor"): it is blocked outside the library's waits, or it hogs a
+    /// CPU. It stops counting as running and the room it leaves is served
+    /// at once. A job that ended or changed meanwhile is left alone.
+    pub(crate) fn compensate(&self, me: u64, job: u64, hog: bool) -> bool {
+        let mut st = self.lock();
+        let live = st
+            .workers
+            .get(&me)
+            .and_then(|w| w.current.as_ref())
+            .is_some_and(|c| c.job == job && c.watched && !c.compensated && c.counted);
+        if !live {
+            return false;
+        }
+        if hog {
+            // The hog bound: at most `target` hogs compensated at once, so
+            // CPU-bound jobs never hold more than twice the target's CPUs.
+            let hogs = st
+                .workers
+                .values()
+                .filter(|w| {
+                    w.current
+                        .as_ref()
+                        .is_some_and(|c| c.compensated && c.blocked == 0)
+                })
+                .count();
+            if hogs >= self.cfg.target.unwrap_or(0) {
+                return false;
+            }
+        }
+        Self::update_current(&mut st, me, |c| c.compensated = true);
+        if hog {
+            st.counters.compensated_hogs += 1;
+        } else {
+            st.counters.compensated_blocked += 1;
+        }
+        let mut wakes = Wakes::default();
+        self.dispatch(&mut st, &mut wakes);
+        self.wake(st, wakes);
+        true
+    }
+
+    /// For the monitor: every worker whose job counts as running, may be
+    /// compensated and has run at least `min_age` (short jobs are not worth
+    /// a look), with its thread id, job id and job age.
+    pub(crate) fn watch_list(&self, min_age: Duration) -> Vec<(u64, i32, u64, Duration)> {
+        let st = self.lock();
+        st.workers
+            .iter()
+            .filter_map(|(no, w)| {
+                let c = w.current.as_ref()?;
+                if !(c.in_running() && c.watched) || c.started.elapsed() < min_age {
+                    return None;
+                }
+                let tid = *w.rec.as_ref()?.tid.get()?;
+                Some((*no, tid, c.job, c.started.elapsed()))
+            })
+            .collect()
+    }
+
+    /// The liveness backstop: work has waited for room too long, so allow
+    /// one more running job beyond the target (until the queue empties).
+    pub(crate) fn backstop(&self) {
+        let mut st = self.lock();
+        if !self.saturated(&st) {
+            return;
+        }
+        st.extra += 1;
+        st.last_start = Instant::now();
+        let mut wakes = Wakes::default();
+        self.dispatch(&mut st, &mut wakes);
+        self.wake(st, wakes);
+    }
+}
