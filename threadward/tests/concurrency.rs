@@ -183,7 +183,10 @@ fn cpu_bound_jobs_never_raise_the_thread_count_beyond_the_hog_bound() {
         }
         let s = pool.stats();
         assert_eq!(s.compensated, 0, "{s:?}");
-        assert!(s.peak <= 2 + 2, "{s:?}");
+        // 2 running + the spare + one being created as the spare was used,
+        // + one for the liveness backstop, which a heavily loaded machine
+        // may trigger (a queued job not started for 100 ms).
+        assert!(s.peak <= 2 + 2 + 1, "{s:?}");
     });
 }
 
