@@ -90,7 +90,19 @@ pub(crate) fn register(alive: &Arc<()>, pool: PoolRef) -> io::Result<()> {
     Ok(())
 }
 
+/// Marks the thread gone however it ends, so the next pool starts a new
+/// one (the loop runs no user code, but an unwinding thread must not leave
+/// the pools without it).
+struct Gone;
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        lock().running = false;
+    }
+}
+
 fn run() {
+    let gone = Gone;
     use std::sync::atomic::Ordering::SeqCst;
     let m = manager();
     loop {
@@ -100,6 +112,9 @@ fn run() {
                 .retain(|e| e.alive.strong_count() > 0 && !e.done.load(SeqCst));
             if st.pools.is_empty() {
                 st.running = false;
+                // A normal exit, under the lock: a pool registered after
+                // this starts a new thread, which `Gone` must not undo.
+                std::mem::forget(gone);
                 return;
             }
             st.pending = false;

@@ -128,7 +128,19 @@ fn sample(tid: i32) -> Option<(u8, u64)> {
     Some((state, cpu))
 }
 
+/// Marks the thread gone however it ends, so the next pool starts a new
+/// one (the loop runs no user code, but an unwinding thread must not leave
+/// the pools without it).
+struct Gone;
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        lock().running = false;
+    }
+}
+
 fn run() {
+    let gone = Gone;
     let m = monitor();
     let mut tick = TICK_MIN;
     let mut quiet = 0u32;
@@ -139,6 +151,9 @@ fn run() {
             st.pools.retain(|(a, _)| a.strong_count() > 0);
             if st.pools.is_empty() {
                 st.running = false;
+                // A normal exit, under the lock: a pool registered after
+                // this starts a new thread, which `Gone` must not undo.
+                std::mem::forget(gone);
                 return;
             }
             st.pools.iter().filter_map(|(_, c)| c.upgrade()).collect()
