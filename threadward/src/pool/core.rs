@@ -448,6 +448,19 @@ impl<J: QueuedJob> Core<J> {
         }
     }
 
+    /// After a change that frees a place or a thread: serves what can run
+    /// now, unlocks, and wakes whoever that concerns (workers, the
+    /// manager, `wait_until` callers).
+    fn serve_and_unlock(&self, mut st: MutexGuard<'_, State<J>>) {
+        let mut wakes = Wakes::default();
+        self.dispatch(&mut st, &mut wakes);
+        let done = st.done_waiters > 0;
+        self.wake(st, wakes);
+        if done {
+            self.done_cv.notify_all();
+        }
+    }
+
     /// Releases the lock, then issues the wake-ups.
     fn wake(&self, st: MutexGuard<'_, State<J>>, wakes: Wakes) {
         drop(st);
@@ -710,13 +723,7 @@ impl<J: QueuedJob> Core<J> {
             if next.is_none() && held {
                 // Not taken: the place this worker held goes to whoever
                 // may use it.
-                let mut wakes = Wakes::default();
-                self.dispatch(&mut st, &mut wakes);
-                let done = st.done_waiters > 0;
-                self.wake(st, wakes);
-                if done {
-                    self.done_cv.notify_all();
-                }
+                self.serve_and_unlock(st);
                 return None;
             }
             next
@@ -967,14 +974,8 @@ impl<J: QueuedJob> Core<J> {
         };
         // One thread fewer: if that leaves jobs or spares short, ask the
         // manager (a job queued while we were leaving must still run).
-        let mut wakes = Wakes::default();
-        self.dispatch(&mut st, &mut wakes);
         // `spawned` may still deliver our handle: it will see no slot.
-        let done = st.done_waiters > 0;
-        self.wake(st, wakes);
-        if done {
-            self.done_cv.notify_all();
-        }
+        self.serve_and_unlock(st);
         prev
     }
 
