@@ -159,3 +159,109 @@ impl Latch {
         self.wait_deadline(deadline_after(timeout))
     }
 }
+
+/// How a thread that sleeps until there is work is woken without a lost
+/// wake-up, and without costing the producers more than one load while it
+/// is awake (the monitor's protocol).
+///
+/// The sleeper [`announce`](Doorbell::announce)s its sleep, looks for work
+/// once more, and then [`sleep`](Doorbell::sleep)s unless it found some
+/// ([`cancel`](Doorbell::cancel)). A producer makes its work visible first,
+/// then [`ring_if_sleeping`](Doorbell::ring_if_sleeping): work made before
+/// the announcement is seen by the sleeper's second look; work made after
+/// it sees the announcement and rings. A ring is remembered until the
+/// sleeper takes it.
+pub(crate) struct Doorbell {
+    rung: Mutex<bool>,
+    cv: Condvar,
+    sleeping: AtomicBool,
+}
+
+impl Doorbell {
+    pub(crate) fn new() -> Doorbell {
+        Doorbell {
+            rung: Mutex::new(false),
+            cv: Condvar::new(),
+            sleeping: AtomicBool::new(false),
+        }
+    }
+
+    /// The sleeper, before its last look for work.
+    pub(crate) fn announce(&self) {
+        self.sleeping.store(true, Ordering::SeqCst);
+    }
+
+    /// The sleeper found work on its last look.
+    pub(crate) fn cancel(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// The sleeper: waits until rung (at once if rung since the last time).
+    pub(crate) fn sleep(&self) {
+        let mut rung = lock(&self.rung);
+        while !*rung {
+            rung = wait(&self.cv, rung);
+        }
+        *rung = false;
+        drop(rung);
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// The sleeper, between ticks: waits up to `d` or until rung.
+    pub(crate) fn nap(&self, d: std::time::Duration) {
+        let rung = lock(&self.rung);
+        let (mut rung, _) = if *rung {
+            (rung, false)
+        } else {
+            wait_timeout(&self.rung, &self.cv, rung, d)
+        };
+        *rung = false;
+    }
+
+    /// A producer, after making work visible: rings if the sleeper sleeps
+    /// or is about to (one load otherwise).
+    pub(crate) fn ring_if_sleeping(&self) {
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.ring();
+        }
+    }
+
+    /// Rings whatever the sleeper does (it looks again).
+    pub(crate) fn ring(&self) {
+        *lock(&self.rung) = true;
+        self.cv.notify_one();
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+
+    /// The monitor's wake-up: a pool saturating while the monitor decides
+    /// to sleep must wake it. The work flag sits behind a mutex, as the
+    /// pools' state does behind the pool lock: the lock orders the
+    /// announcement against the producer's look at it. Without the
+    /// announcement (or without the second look) the sleeper can sleep
+    /// through the only ring (loom: deadlock).
+    #[test]
+    fn loom_doorbell_never_loses_a_ring() {
+        loom::model(|| {
+            let bell = Arc::new(Doorbell::new());
+            let work = Arc::new(Mutex::new(false));
+            let (b, w) = (bell.clone(), work.clone());
+            let producer = thread::spawn(move || {
+                *lock(&w) = true;
+                b.ring_if_sleeping();
+            });
+            while !*lock(&work) {
+                bell.announce();
+                if *lock(&work) {
+                    bell.cancel();
+                    break;
+                }
+                bell.sleep();
+            }
+            producer.join().unwrap();
+        });
+    }
+}

@@ -26,12 +26,12 @@
 //! left, so an idle process without pools has no monitor.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use super::core::Core;
 use super::job::Task;
+use crate::sync::Doorbell;
 
 const TICK_MIN: Duration = Duration::from_micros(100);
 /// Ticks at `TICK_MIN` that find nothing before the monitor backs off
@@ -45,10 +45,10 @@ const BACKSTOP: Duration = Duration::from_millis(100);
 
 struct Monitor {
     state: Mutex<State>,
-    cv: Condvar,
-    /// The monitor waits for a poke (no pool saturated): pokes only lock
-    /// and notify then, so a saturated pool's submits cost one load.
-    sleeping: AtomicBool,
+    /// How pools wake the monitor (`sync::Doorbell`: announce, look again,
+    /// sleep; a loom model pins it): while it ticks, a saturated pool's
+    /// submits cost one load.
+    bell: Doorbell,
 }
 
 #[derive(Default)]
@@ -57,15 +57,13 @@ struct State {
     /// exiting may hold the core a little longer).
     pools: Vec<(Weak<()>, Weak<Core<Task>>)>,
     running: bool,
-    poked: bool,
 }
 
 fn monitor() -> &'static Monitor {
     static M: std::sync::OnceLock<Monitor> = std::sync::OnceLock::new();
     M.get_or_init(|| Monitor {
         state: Mutex::new(State::default()),
-        cv: Condvar::new(),
-        sleeping: AtomicBool::new(true),
+        bell: Doorbell::new(),
     })
 }
 
@@ -96,17 +94,12 @@ pub(crate) fn watch(alive: &Arc<()>, core: &Arc<Core<Task>>) {
 /// A watched pool is gone: the monitor re-checks, and exits if it was the
 /// last one.
 pub(crate) fn forget() {
-    lock().poked = true;
-    monitor().cv.notify_one();
+    monitor().bell.ring();
 }
 
 /// A pool has work waiting for room: make sure the monitor ticks.
 pub(crate) fn poke() {
-    let m = monitor();
-    if m.sleeping.load(Ordering::SeqCst) {
-        lock().poked = true;
-        m.cv.notify_one();
-    }
+    monitor().bell.ring_if_sleeping();
 }
 
 /// The last sample of one worker's job.
@@ -167,19 +160,14 @@ fn run() {
             // Announce the sleep first, then look again: a submit that
             // saturated a pool before the announcement is seen by this
             // second look; one after it sees `sleeping` and pokes.
-            m.sleeping.store(true, Ordering::SeqCst);
+            m.bell.announce();
             if pools.iter().any(|c| c.saturated(&c.lock())) {
-                m.sleeping.store(false, Ordering::SeqCst);
+                m.bell.cancel();
                 continue;
             }
             drop(saturated);
             drop(pools);
-            let mut st = lock();
-            if !st.poked {
-                st = m.cv.wait(st).unwrap_or_else(|e| e.into_inner());
-            }
-            st.poked = false;
-            m.sleeping.store(false, Ordering::SeqCst);
+            m.bell.sleep();
             continue;
         }
         let mut acted = false;
@@ -244,7 +232,6 @@ fn run() {
                 tick = (tick * 2).min(TICK_MAX);
             }
         }
-        let st = lock();
-        let _ = m.cv.wait_timeout(st, tick);
+        m.bell.nap(tick);
     }
 }
