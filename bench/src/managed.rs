@@ -169,7 +169,11 @@ fn block_replacement(how: Block, reps: usize) -> Latency {
             );
         }
         let go = Arc::new(AtomicBool::new(false));
-        let (t0_tx, t0_rx) = bounded::<Instant>(1);
+        // The blocker notes when it blocks without waking anyone: a channel
+        // send here would wake this thread inside the measured window, to
+        // compete with the woken worker for a CPU.
+        let t0_slot = Arc::new(std::sync::Mutex::new(None::<Instant>));
+        let t0_w = t0_slot.clone();
         let (g, r) = (go.clone(), running.clone());
         // The blocker is an ordinary (unhinted) job; the spinners are
         // `Cpu` jobs so that the monitor never gives the queued job a
@@ -180,7 +184,7 @@ fn block_replacement(how: Block, reps: usize) -> Latency {
                 while !g.load(Ordering::Acquire) {
                     std::hint::spin_loop();
                 }
-                t0_tx.send(Instant::now()).expect("t0");
+                *t0_w.lock().expect("t0") = Some(Instant::now());
                 how.run(cx);
             })
             .expect("spawn");
@@ -192,10 +196,10 @@ fn block_replacement(how: Block, reps: usize) -> Latency {
             .spawn(move |_| s_tx.send(Instant::now()).expect("start"))
             .expect("spawn");
         go.store(true, Ordering::Release);
-        let t0 = t0_rx.recv().expect("t0");
         let started = s_rx.recv_timeout(Duration::from_secs(10));
         stop.store(true, Ordering::Relaxed);
-        if let Ok(s) = started {
+        let t0 = *t0_slot.lock().expect("t0");
+        if let (Ok(s), Some(t0)) = (started, t0) {
             out.push(s.saturating_duration_since(t0).as_nanos() as u64);
         }
         let _ = queued.join();

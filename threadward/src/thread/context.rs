@@ -220,9 +220,10 @@ impl Context {
         if d.is_zero() {
             return Ok(()); // nothing to wait for: no blocking to report
         }
-        self.waiting(WaitKind::Sleep, || {
-            self.stop_channel().sleep(&self.token, d)
-        })
+        // Set up (the first time) before telling a pool we block: the room
+        // we leave goes to another job only once this thread really waits.
+        let chan = self.stop_channel();
+        self.waiting(WaitKind::Sleep, || chan.sleep(&self.token, d))
     }
 
     /// Receives a message from a crossbeam channel, or returns on disconnect
@@ -262,9 +263,8 @@ impl Context {
             }
             Err(crossbeam_channel::TryRecvError::Empty) => {}
         }
-        self.waiting(WaitKind::Channel, || {
-            self.stop_channel().recv(&self.token, rx)
-        })
+        let chan = self.stop_channel();
+        self.waiting(WaitKind::Channel, || chan.recv(&self.token, rx))
     }
 
     /// Blocks while `cond` holds, like [`Condvar::wait_while`], or until stopped.
