@@ -12,10 +12,12 @@
 //! the last one is gone.
 
 use std::io;
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::core::ManagerStep;
+use super::service::Service;
 use super::worker::{start_worker, PoolRef};
 
 /// First and last back-off after the OS refused a thread.
@@ -23,44 +25,21 @@ const BACKOFF_MIN: Duration = Duration::from_millis(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 struct Entry {
-    /// Dies with the `Pool`.
-    alive: Weak<()>,
     pool: PoolRef,
     /// Current back-off and when the next creation may be tried.
     retry: Mutex<(Duration, Option<Instant>)>,
     /// The pool is shut down: drop the entry.
-    done: std::sync::atomic::AtomicBool,
+    done: AtomicBool,
 }
 
-#[derive(Default)]
-struct State {
-    pools: Vec<Arc<Entry>>,
-    /// A pool asked for the manager since its last pass started.
-    pending: bool,
-    running: bool,
-}
-
-struct Manager {
-    st: Mutex<State>,
-    cv: Condvar,
-}
-
-fn manager() -> &'static Manager {
-    static M: std::sync::OnceLock<Manager> = std::sync::OnceLock::new();
-    M.get_or_init(|| Manager {
-        st: Mutex::new(State::default()),
-        cv: Condvar::new(),
-    })
-}
-
-fn lock() -> std::sync::MutexGuard<'static, State> {
-    manager().st.lock().unwrap_or_else(|e| e.into_inner())
+fn service() -> &'static Service<Arc<Entry>> {
+    static S: OnceLock<Service<Arc<Entry>>> = OnceLock::new();
+    S.get_or_init(|| Service::new("threadward-mgr"))
 }
 
 /// Wakes the manager (a pool's notifier; also when a pool is dropped).
 pub(crate) fn notify() {
-    lock().pending = true;
-    manager().cv.notify_one();
+    service().bell.ring();
 }
 
 /// Manages `pool` for as long as `alive` (owned by the `Pool`) lives.
@@ -69,56 +48,21 @@ pub(crate) fn notify() {
 ///
 /// The OS error if the manager thread had to be started and could not be.
 pub(crate) fn register(alive: &Arc<()>, pool: PoolRef) -> io::Result<()> {
-    let mut st = lock();
-    st.pools.retain(|e| e.alive.strong_count() > 0);
-    st.pools.push(Arc::new(Entry {
-        alive: Arc::downgrade(alive),
+    let entry = Arc::new(Entry {
         pool,
         retry: Mutex::new((BACKOFF_MIN, None)),
-        done: std::sync::atomic::AtomicBool::new(false),
-    }));
-    st.pending = true;
-    if !st.running {
-        std::thread::Builder::new()
-            .name("threadward-mgr".into())
-            .stack_size(128 * 1024)
-            .spawn(run)?;
-        st.running = true;
-    }
-    drop(st);
-    manager().cv.notify_one();
-    Ok(())
-}
-
-/// Marks the thread gone however it ends, so the next pool starts a new
-/// one (the loop runs no user code, but an unwinding thread must not leave
-/// the pools without it).
-struct Gone;
-
-impl Drop for Gone {
-    fn drop(&mut self) {
-        lock().running = false;
-    }
+        done: AtomicBool::new(false),
+    });
+    service().register(alive, entry, run)
 }
 
 fn run() {
-    let gone = Gone;
-    use std::sync::atomic::Ordering::SeqCst;
-    let m = manager();
+    let svc = service();
+    let guard = svc.guard();
     loop {
-        let list = {
-            let mut st = lock();
-            st.pools
-                .retain(|e| e.alive.strong_count() > 0 && !e.done.load(SeqCst));
-            if st.pools.is_empty() {
-                st.running = false;
-                // A normal exit, under the lock: a pool registered after
-                // this starts a new thread, which `Gone` must not undo.
-                std::mem::forget(gone);
-                return;
-            }
-            st.pending = false;
-            st.pools.clone()
+        let Some(list) = svc.live(|e| !e.done.load(SeqCst)) else {
+            std::mem::forget(guard); // `live` marked the thread gone
+            return;
         };
         let now = Instant::now();
         let mut wake_at: Option<Instant> = None;
@@ -157,19 +101,11 @@ fn run() {
         if again {
             continue;
         }
-        let st = lock();
-        if st.pending {
-            continue;
-        }
+        // A ring during the pass (a pool wants more) makes this return at
+        // once: another pass.
         match wake_at {
-            None => drop(m.cv.wait(st).unwrap_or_else(|e| e.into_inner())),
-            Some(t) => {
-                let left = t.saturating_duration_since(Instant::now());
-                drop(
-                    m.cv.wait_timeout(st, left)
-                        .unwrap_or_else(|e| e.into_inner()),
-                );
-            }
+            None => svc.bell.sleep(),
+            Some(t) => svc.bell.nap(t.saturating_duration_since(Instant::now())),
         }
     }
 }

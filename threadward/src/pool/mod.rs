@@ -24,6 +24,7 @@ mod core;
 mod job;
 mod manager;
 mod monitor;
+mod service;
 mod shutdown;
 #[cfg(all(test, shuttle))]
 mod shuttle_tests;

@@ -26,12 +26,12 @@
 //! left, so an idle process without pools has no monitor.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use super::core::Core;
 use super::job::Task;
-use crate::sync::Doorbell;
+use super::service::Service;
 
 const TICK_MIN: Duration = Duration::from_micros(100);
 /// Ticks at `TICK_MIN` that find nothing before the monitor backs off
@@ -43,63 +43,30 @@ const HOG_AFTER: Duration = Duration::from_millis(10);
 /// Queued work that has not started for this long gets a thread anyway.
 const BACKSTOP: Duration = Duration::from_millis(100);
 
-struct Monitor {
-    state: Mutex<State>,
-    /// How pools wake the monitor (`sync::Doorbell`: announce, look again,
-    /// sleep; a loom model pins it): while it ticks, a saturated pool's
-    /// submits cost one load.
-    bell: Doorbell,
-}
-
-#[derive(Default)]
-struct State {
-    /// The watched pools: each entry dies with its `Pool` (workers still
-    /// exiting may hold the core a little longer).
-    pools: Vec<(Weak<()>, Weak<Core<Task>>)>,
-    running: bool,
-}
-
-fn monitor() -> &'static Monitor {
-    static M: std::sync::OnceLock<Monitor> = std::sync::OnceLock::new();
-    M.get_or_init(|| Monitor {
-        state: Mutex::new(State::default()),
-        bell: Doorbell::new(),
-    })
-}
-
-fn lock() -> std::sync::MutexGuard<'static, State> {
-    monitor().state.lock().unwrap_or_else(|e| e.into_inner())
+fn service() -> &'static Service<Weak<Core<Task>>> {
+    static S: OnceLock<Service<Weak<Core<Task>>>> = OnceLock::new();
+    S.get_or_init(|| Service::new("threadward-mon"))
 }
 
 /// Watches `core` (a pool with a concurrency target) for as long as
 /// `alive` (owned by the `Pool`) lives; drop it, then call [`forget`].
 pub(crate) fn watch(alive: &Arc<()>, core: &Arc<Core<Task>>) {
-    let mut st = lock();
-    st.pools.retain(|(a, _)| a.strong_count() > 0);
-    st.pools.push((Arc::downgrade(alive), Arc::downgrade(core)));
-    if !st.running {
-        let spawned = std::thread::Builder::new()
-            .name("threadward-mon".into())
-            .stack_size(128 * 1024)
-            .spawn(run);
-        match spawned {
-            Ok(_) => st.running = true,
-            // Without a monitor, only the library's waits, `blocking` and
-            // hints compensate; the next pool tries again.
-            Err(e) => tracing::warn!(error = %e, "no monitor thread for concurrency-managed pools"),
-        }
+    if let Err(e) = service().register(alive, Arc::downgrade(core), run) {
+        // Without a monitor, only the library's waits, `blocking` and
+        // hints compensate; the next pool tries again.
+        tracing::warn!(error = %e, "no monitor thread for concurrency-managed pools");
     }
 }
 
-/// A watched pool is gone: the monitor re-checks, and exits if it was the
+/// A watched pool is gone: the monitor re-checks, and ends if it was the
 /// last one.
 pub(crate) fn forget() {
-    monitor().bell.ring();
+    service().bell.ring();
 }
 
 /// A pool has work waiting for room: make sure the monitor ticks.
 pub(crate) fn poke() {
-    monitor().bell.ring_if_sleeping();
+    service().bell.ring_if_sleeping();
 }
 
 /// The last sample of one worker's job.
@@ -121,36 +88,18 @@ fn sample(tid: i32) -> Option<(u8, u64)> {
     Some((state, cpu))
 }
 
-/// Marks the thread gone however it ends, so the next pool starts a new
-/// one (the loop runs no user code, but an unwinding thread must not leave
-/// the pools without it).
-struct Gone;
-
-impl Drop for Gone {
-    fn drop(&mut self) {
-        lock().running = false;
-    }
-}
-
 fn run() {
-    let gone = Gone;
-    let m = monitor();
+    let svc = service();
+    let guard = svc.guard();
     let mut tick = TICK_MIN;
     let mut quiet = 0u32;
     let mut samples: HashMap<(usize, u64), Sample> = HashMap::new();
     loop {
-        let pools: Vec<Arc<Core<Task>>> = {
-            let mut st = lock();
-            st.pools.retain(|(a, _)| a.strong_count() > 0);
-            if st.pools.is_empty() {
-                st.running = false;
-                // A normal exit, under the lock: a pool registered after
-                // this starts a new thread, which `Gone` must not undo.
-                std::mem::forget(gone);
-                return;
-            }
-            st.pools.iter().filter_map(|(_, c)| c.upgrade()).collect()
+        let Some(list) = svc.live(|_| true) else {
+            std::mem::forget(guard); // `live` marked the thread gone
+            return;
         };
+        let pools: Vec<Arc<Core<Task>>> = list.iter().filter_map(Weak::upgrade).collect();
         let saturated: Vec<&Arc<Core<Task>>> =
             pools.iter().filter(|c| c.saturated(&c.lock())).collect();
         if saturated.is_empty() {
@@ -160,14 +109,14 @@ fn run() {
             // Announce the sleep first, then look again: a submit that
             // saturated a pool before the announcement is seen by this
             // second look; one after it sees `sleeping` and pokes.
-            m.bell.announce();
+            svc.bell.announce();
             if pools.iter().any(|c| c.saturated(&c.lock())) {
-                m.bell.cancel();
+                svc.bell.cancel();
                 continue;
             }
             drop(saturated);
             drop(pools);
-            m.bell.sleep();
+            svc.bell.sleep();
             continue;
         }
         let mut acted = false;
@@ -232,6 +181,6 @@ fn run() {
                 tick = (tick * 2).min(TICK_MAX);
             }
         }
-        m.bell.nap(tick);
+        svc.bell.nap(tick);
     }
 }
