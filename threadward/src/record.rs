@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicU64, AtomicU8};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::stop::{StopSource, StopToken};
+use crate::stop::StopSource;
 use std::sync::Arc;
 
-use crate::sync::{self, Condvar, Latch, Mutex};
+use crate::sync::{Condvar, Latch, Mutex};
 
 /// Identity of a managed thread: a registry slot plus its generation.
 ///
@@ -217,9 +217,6 @@ pub(crate) struct ThreadRecord {
     /// The kernel's id of the thread (for `/proc/self/task/TID`), set as it
     /// starts.
     pub(crate) tid: OnceLock<i32>,
-    /// The stop of the job this worker runs, while it runs one: a worker's
-    /// state follows its job (`Stopping` once the job's stop is requested).
-    job_stop: Mutex<Option<StopToken>>,
     state: AtomicU8,
     since: AtomicU64,
     /// Current pool job id, 0 when none.
@@ -236,29 +233,19 @@ impl ThreadRecord {
     pub(crate) fn state(&self) -> (ThreadState, Duration) {
         use std::sync::atomic::Ordering::Relaxed;
         let mut s = ThreadState::decode(self.state.load(Relaxed));
-        if s == ThreadState::Running && self.stop_requested() {
+        if s == ThreadState::Running && self.stop.stop_requested() {
             s = ThreadState::Stopping;
         }
         let since = self.since.load(Relaxed);
         (s, Duration::from_nanos(now_nanos().saturating_sub(since)))
     }
 
-    /// Records the job this worker starts (`Some`) or finished (`None`).
-    pub(crate) fn set_job(&self, job: Option<(u64, StopToken)>) {
-        let (id, stop) = match job {
-            Some((id, stop)) => (id, Some(stop)),
-            None => (0, None),
-        };
-        self.job.store(id, std::sync::atomic::Ordering::Relaxed);
-        *sync::lock(&self.job_stop) = stop;
-    }
-
-    /// Whether this thread's stop, or that of the job it runs, was requested.
-    fn stop_requested(&self) -> bool {
-        self.stop.stop_requested()
-            || sync::lock(&self.job_stop)
-                .as_ref()
-                .is_some_and(StopToken::stop_requested)
+    /// Records the pool job this worker runs (0: none). A worker's
+    /// `Stopping` state follows its job's stop, which the pool knows; the
+    /// registry asks it (`pool::live_pools`) instead of this record
+    /// keeping a copy per job.
+    pub(crate) fn set_job(&self, job: u64) {
+        self.job.store(job, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn job(&self) -> Option<u64> {
@@ -356,7 +343,6 @@ pub(crate) fn register(name: Arc<str>, kind: ThreadKind, pool_key: u64) -> Arc<T
         pause_cv: Condvar::new(),
         pool_key,
         tid: OnceLock::new(),
-        job_stop: Mutex::new(None),
         state: AtomicU8::new(ThreadState::Starting.encode()),
         since: AtomicU64::new(now_nanos()),
         job: AtomicU64::new(0),

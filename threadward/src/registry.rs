@@ -141,10 +141,16 @@ impl fmt::Display for Snapshot {
 /// t.stop().unwrap().unwrap_err();
 /// ```
 pub fn snapshot() -> Snapshot {
+    let pools = crate::pool::live_pools();
+    let stopping: std::collections::HashSet<ThreadId> =
+        pools.iter().flat_map(|p| p.2.iter().copied()).collect();
     let threads = live_records()
         .into_iter()
         .map(|r| {
-            let (state, in_state) = r.state();
+            let (mut state, in_state) = r.state();
+            if state == ThreadState::Running && stopping.contains(&r.id) {
+                state = ThreadState::Stopping; // a worker follows its job
+            }
             ThreadInfo {
                 id: r.id,
                 name: r.name.clone(),
@@ -155,9 +161,9 @@ pub fn snapshot() -> Snapshot {
             }
         })
         .collect();
-    let pools = crate::pool::live_pools()
+    let pools = pools
         .into_iter()
-        .map(|(name, stats)| PoolInfo { name, stats })
+        .map(|(name, stats, _)| PoolInfo { name, stats })
         .collect();
     Snapshot { threads, pools }
 }

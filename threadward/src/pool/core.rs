@@ -73,6 +73,21 @@ pub(crate) struct Config {
     pub(crate) target: Option<usize>,
 }
 
+impl Config {
+    /// The models' pool (loom, shuttle): an unbounded queue, no idle cap.
+    #[cfg(all(test, any(loom, shuttle)))]
+    pub(crate) fn for_models(min_idle: usize, max_threads: usize, target: Option<usize>) -> Config {
+        Config {
+            min_idle,
+            max_threads,
+            idle_timeout: Duration::from_secs(1),
+            queue: Queue::Unbounded,
+            max_idle: usize::MAX,
+            target,
+        }
+    }
+}
+
 /// The job a worker runs right now.
 pub(crate) struct Current {
     pub(crate) job: u64,
@@ -324,7 +339,7 @@ pub(crate) struct Core<J> {
 
 impl<J: QueuedJob> Core<J> {
     /// A core whose manager waits on the core's own condvar (the models).
-    #[cfg(any(loom, shuttle))]
+    #[cfg(all(test, any(loom, shuttle)))]
     pub(crate) fn new(cfg: Config) -> Core<J> {
         Core::with_notifier(cfg, None)
     }

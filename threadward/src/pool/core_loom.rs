@@ -15,14 +15,7 @@ impl QueuedJob for u64 {
 }
 
 fn config(min_idle: usize, max_threads: usize, target: Option<usize>) -> Config {
-    Config {
-        min_idle,
-        max_threads,
-        idle_timeout: Duration::from_secs(1),
-        queue: Queue::Unbounded,
-        max_idle: usize::MAX,
-        target,
-    }
+    Config::for_models(min_idle, max_threads, target)
 }
 
 fn core(min_idle: usize, max_threads: usize) -> Arc<Core<u64>> {

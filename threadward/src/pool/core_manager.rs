@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::{Core, ManagerStep, QueuedJob, State, Ticket, Wakes};
-#[cfg(any(loom, shuttle))]
+#[cfg(all(test, any(loom, shuttle)))]
 use crate::sync;
 use crate::sync::MutexGuard;
 
@@ -52,7 +52,7 @@ impl<J: QueuedJob> Core<J> {
     /// of a worker to create, or `None` once the pool is shut down. Under
     /// loom and shuttle a timed wait "times out" at once, which ends the
     /// idle window then: reaping races everything.
-    #[cfg(any(loom, shuttle))]
+    #[cfg(all(test, any(loom, shuttle)))]
     pub(crate) fn manager_next(&self) -> Option<u64> {
         loop {
             let now = Instant::now();

@@ -80,4 +80,20 @@ impl<J: QueuedJob> Core<J> {
         self.dispatch(&mut st, &mut wakes);
         self.wake(st, wakes);
     }
+
+    /// The workers running a job whose stop was requested (a worker's
+    /// state follows its job: `stopping`).
+    pub(crate) fn stopping_workers(&self) -> Vec<crate::record::ThreadId> {
+        let st = self.lock();
+        st.workers
+            .values()
+            .filter(|w| {
+                w.current
+                    .as_ref()
+                    .and_then(|c| c.stop.as_ref())
+                    .is_some_and(|s| s.stop_requested())
+            })
+            .filter_map(|w| Some(w.rec.as_ref()?.id))
+            .collect()
+    }
 }

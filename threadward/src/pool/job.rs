@@ -257,11 +257,11 @@ where
             sync::contain("the drop of a cancelled job's closure", move || drop(f));
             return;
         }
-        rec.set_job(Some((job.id, job.stop.token())));
+        rec.set_job(job.id);
         rec.set_state(ThreadState::Running);
         let cx = Context::with_hook(rec.clone(), job.stop.token(), hook.cloned());
         let out = catch_unwind(AssertUnwindSafe(move || f(&cx)));
-        rec.set_job(None);
+        rec.set_job(0);
         let out = out.map_err(|payload| {
             let message = panic_message(&*payload);
             tracing::warn!(worker = %rec.name, job = job.id, %message, "pool job panicked");

@@ -397,15 +397,22 @@ fn register(shared: &Arc<Shared>) {
     pools.push(Arc::downgrade(shared));
 }
 
-/// The name and counts of every live pool.
-pub(crate) fn live_pools() -> Vec<(Arc<str>, PoolStats)> {
+/// A live pool as the registry sees it: name, counts, and the workers
+/// whose job's stop was requested.
+pub(crate) type PoolView = (Arc<str>, PoolStats, Vec<crate::record::ThreadId>);
+
+/// Every live pool (for `registry::snapshot`).
+pub(crate) fn live_pools() -> Vec<PoolView> {
     let live: Vec<Arc<Shared>> = {
         let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
         pools.retain(|w| w.strong_count() > 0);
         pools.iter().filter_map(Weak::upgrade).collect()
     };
     live.iter()
-        .map(|s| (s.pool.name.clone(), s.stats()))
+        .map(|s| {
+            let core = &s.pool.core;
+            (s.pool.name.clone(), s.stats(), core.stopping_workers())
+        })
         .collect()
 }
 

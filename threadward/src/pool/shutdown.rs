@@ -195,7 +195,12 @@ impl Pool {
             if rec.finished.is_set() {
                 continue;
             }
-            let (state, _) = rec.state();
+            let (mut state, _) = rec.state();
+            if state == ThreadState::Running
+                && current.stop.as_ref().is_some_and(|s| s.stop_requested())
+            {
+                state = ThreadState::Stopping; // a worker follows its job
+            }
             stragglers.push(Straggler {
                 id: rec.id,
                 name: rec.name.clone(),

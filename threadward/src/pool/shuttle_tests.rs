@@ -3,12 +3,11 @@
 //! Run with `RUSTFLAGS="--cfg shuttle" cargo test -p threadward --lib shuttle`.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
 
-use super::core::{Config, Core, Next, Outcome, Queue, QueuedJob, Refusal, Submitted};
+use super::core::{Config, Core, Next, Outcome, QueuedJob, Refusal, Submitted};
 use crate::stop::StopSource;
 
 impl QueuedJob for u64 {
@@ -27,12 +26,12 @@ fn worker(core: Arc<Core<u64>>, no: u64, ran: Ran) {
     loop {
         match core.next(no, first, |_| {}) {
             Next::Run(id) => {
-                drop(core.report(
+                let _ = core.report(
                     no,
                     Outcome::Completed,
                     &mut || ran.lock().unwrap().push(id),
                     false,
-                ));
+                );
             }
             Next::Exit => break,
         }
@@ -48,14 +47,11 @@ fn worker(core: Arc<Core<u64>>, no: u64, ran: Ran) {
 /// job shows up as a deadlock in `wait_until`, which shuttle reports);
 /// without it, the shutdown races the submitters.
 fn scenario(min_idle: usize, max_threads: usize, drain_first: bool, target: Option<usize>) {
-    let core = Arc::new(Core::<u64>::new(Config {
+    let core = Arc::new(Core::<u64>::new(Config::for_models(
         min_idle,
         max_threads,
-        idle_timeout: Duration::from_secs(1),
-        queue: Queue::Unbounded,
-        max_idle: usize::MAX,
         target,
-    }));
+    )));
     let ran: Ran = Arc::new(Mutex::new(Vec::new()));
     let handles = Arc::new(Mutex::new(Vec::new()));
     let first = core.reserve();

@@ -64,9 +64,9 @@ pub enum ThreadError {
 /// ```
 #[must_use = "dropping a Thread stops it and waits for it; call detach() to let it run on"]
 pub struct Thread<T> {
-    /// The thread's non-owning handle; `Thread` adds the value and the join.
+    /// The thread's non-owning handle (and its record); `Thread` adds the
+    /// value and the join.
     stopper: Stopper,
-    rec: Arc<ThreadRecord>,
     /// The body's outcome, stored by the thread before it is marked
     /// finished (so it can be taken without joining the OS thread, whose
     /// thread-local destructors may still run).
@@ -80,18 +80,21 @@ pub(crate) type Packet<T> = Arc<Mutex<Option<Result<T, ThreadError>>>>;
 impl<T> Thread<T> {
     pub(crate) fn new(rec: Arc<ThreadRecord>, packet: Packet<T>, handle: JoinHandle<()>) -> Self {
         Thread {
-            stopper: Stopper::from_record(rec.clone()),
-            rec,
+            stopper: Stopper::from_record(rec),
             packet,
             handle: Some(handle),
         }
+    }
+
+    fn rec(&self) -> &ThreadRecord {
+        self.stopper.record()
     }
 
     /// Takes the outcome the finished body left.
     fn take_outcome(&self) -> Result<T, ThreadError> {
         sync::lock(&self.packet).take().unwrap_or_else(|| {
             Err(ThreadError::Panicked {
-                name: self.rec.name.to_string(),
+                name: self.rec().name.to_string(),
                 message: "the thread ended without leaving a result".to_owned(),
             })
         })
@@ -99,7 +102,7 @@ impl<T> Thread<T> {
 
     fn self_join(&self) -> ThreadError {
         ThreadError::SelfJoin {
-            name: self.rec.name.to_string(),
+            name: self.rec().name.to_string(),
         }
     }
 
@@ -190,10 +193,10 @@ impl<T> Thread<T> {
     /// assert_eq!(t.join().unwrap(), "value");
     /// ```
     pub fn join(mut self) -> Result<T, ThreadError> {
-        if self.rec.is_current() {
+        if self.rec().is_current() {
             return Err(self.self_join());
         }
-        self.rec.finished.wait();
+        self.rec().finished.wait();
         if let Some(handle) = self.handle.take() {
             // Thread-local destructors run after the body; a panic there
             // aborts the process, so there is nothing to report here.
@@ -232,10 +235,10 @@ impl<T> Thread<T> {
         mut self,
         deadline: Option<Instant>,
     ) -> Result<Result<T, ThreadError>, Thread<T>> {
-        if self.rec.is_current() {
+        if self.rec().is_current() {
             return Ok(Err(self.self_join()));
         }
-        if !self.rec.finished.wait_deadline(deadline) {
+        if !self.rec().finished.wait_deadline(deadline) {
             return Err(self);
         }
         // Detached, not joined: the OS thread may still run its
@@ -285,7 +288,7 @@ impl<T> Thread<T> {
     /// ```
     pub fn stop_timeout(self, timeout: Duration) -> Result<Result<T, ThreadError>, Thread<T>> {
         let deadline = sync::deadline_after(timeout);
-        super::request_stops_by(vec![self.rec.stop.clone()], deadline);
+        super::request_stops_by(vec![self.rec().stop.clone()], deadline);
         self.join_deadline(deadline)
     }
 
@@ -313,13 +316,13 @@ impl<T> Drop for Thread<T> {
         let Some(handle) = self.handle.take() else {
             return;
         };
-        self.rec.request_stop();
-        if self.rec.is_current() {
+        self.rec().request_stop();
+        if self.rec().is_current() {
             return;
         }
         let _ = handle.join();
         if let Some(Err(e)) = sync::lock(&self.packet).take() {
-            tracing::warn!(thread = %self.rec.name, id = %self.rec.id, error = %e, "dropped thread ended with an error");
+            tracing::warn!(thread = %self.rec().name, id = %self.rec().id, error = %e, "dropped thread ended with an error");
         }
     }
 }
@@ -327,8 +330,8 @@ impl<T> Drop for Thread<T> {
 impl<T> fmt::Debug for Thread<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Thread")
-            .field("id", &self.rec.id)
-            .field("name", &self.rec.name)
+            .field("id", &self.rec().id)
+            .field("name", &self.rec().name)
             .field("finished", &self.is_finished())
             .finish()
     }

@@ -48,6 +48,11 @@ impl Stopper {
         Stopper { rec }
     }
 
+    /// The record this handle shares.
+    pub(crate) fn record(&self) -> &ThreadRecord {
+        &self.rec
+    }
+
     /// The thread's id.
     ///
     /// # Examples
