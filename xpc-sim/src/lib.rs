@@ -17,13 +17,16 @@
 //! a delivery [`threadward::Pool`] whose `max_threads` is XPC's
 //! `assigned_limit`. Each message is one pool job that takes the channel's
 //! next message in order and hands it to the user callback, which may block
-//! (XPNET-like).
+//! (XPNET-like). Channels have XPC's bounded message queues; the receiving
+//! end records every message, and the verdict is computed from that record
+//! against each sender's log (protocol and proof: `xpc-sim/README.md`).
 
 mod channel;
 mod config;
 mod report;
 mod sim;
 
-pub use config::{Config, KillAt};
+pub use channel::ChannelReport;
+pub use config::{parse_duration, thread_limit, Config, Fault, FaultKind, KillAt, MAX_DURATION};
 pub use report::Report;
 pub use sim::run;

@@ -1,105 +1,208 @@
 //! `xpc-sim`: run the XPC-style simulation and print its report.
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use xpc_sim::{Config, KillAt};
+use xpc_sim::{parse_duration, Config, Fault, KillAt};
+
+/// A count flag: a non-negative integer, with a message that says so.
+fn count<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    if s.trim().starts_with('-') {
+        return Err(format!("{s:?} is negative; give a whole number, 0 or more"));
+    }
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number in range"))
+}
 
 /// An XPC-style partition/channel message system built on threadward.
 ///
 /// Loads the module (stages), discovers partitions, sends messages over
 /// per-channel delivery pools whose callbacks block, then drains and
-/// unloads, and proves exactly-once in-order delivery with no thread left
-/// behind. Exits 1 if that proof fails, 2 on bad flags.
+/// unloads, and proves from each channel's receiving end that every message
+/// arrived exactly once and in order, with no thread left behind.
+///
+/// Durations take a unit: 10s, 500ms, 250us (also m, h).
+///
+/// Exit codes: 0 proof holds; 1 proof failed (the channel is named);
+/// 2 bad flags; 3 could not run or write the report; 130/143 interrupted by
+/// SIGINT/SIGTERM after a clean unload (a second signal exits at once).
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     /// Partitions, including the local one.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value = "8", value_parser = count::<usize>, allow_hyphen_values = true)]
     partitions: usize,
     /// Channels per partition pair.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value = "2", value_parser = count::<usize>, allow_hyphen_values = true)]
     channels: usize,
     /// Messages each channel sends.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value = "10000", value_parser = count::<u64>, allow_hyphen_values = true)]
     messages: u64,
-    /// Seconds the senders spread their messages over.
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
-    /// Mean microseconds a user callback blocks (exponential; 1 in 500
-    /// blocks 300 ms).
-    #[arg(long, default_value_t = 20_000)]
-    callback_block_us: u64,
-    /// Stop partition P's heartbeat MS milliseconds in (repeatable).
-    #[arg(long, value_name = "P@MS")]
+    /// How long the senders spread their messages over.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
+    duration: Duration,
+    /// Mean time a user callback blocks (exponential).
+    #[arg(long, default_value = "20ms", value_parser = parse_duration, allow_hyphen_values = true)]
+    callback_block: Duration,
+    /// One callback in this many blocks --long-block instead.
+    #[arg(long, default_value = "500", value_parser = count::<u64>, allow_hyphen_values = true)]
+    long_block_every: u64,
+    /// The occasional long block.
+    #[arg(long, default_value = "300ms", value_parser = parse_duration, allow_hyphen_values = true)]
+    long_block: Duration,
+    /// XPC assigned_limit: delivery threads per channel at most.
+    #[arg(long, default_value = "64", value_parser = count::<usize>, allow_hyphen_values = true)]
+    assigned_limit: usize,
+    /// XPC idle_limit: idle delivery threads a channel keeps; one beyond it
+    /// exits at once.
+    #[arg(long, default_value = "16", value_parser = count::<usize>, allow_hyphen_values = true)]
+    idle_limit: usize,
+    /// XPC message-queue entries per channel: messages queued or in a
+    /// callback; the sender waits (stop-aware) while all are taken.
+    #[arg(long, default_value = "128", value_parser = count::<usize>, allow_hyphen_values = true)]
+    msg_entries: usize,
+    /// XPC heartbeat interval (scaled down from XPC's seconds).
+    #[arg(long, default_value = "10ms", value_parser = parse_duration, allow_hyphen_values = true)]
+    hb_interval: Duration,
+    /// A partition whose heartbeat has not moved for this long is dead.
+    #[arg(long, default_value = "150ms", value_parser = parse_duration, allow_hyphen_values = true)]
+    hb_stale_after: Duration,
+    /// Stop partition P's heartbeat TIME into the run (repeatable).
+    #[arg(long, value_name = "P@TIME")]
     kill_partition: Vec<KillAt>,
-    /// Unload the module MS milliseconds in, whatever is still running.
-    #[arg(long, value_name = "MS")]
-    unload_at: Option<u64>,
+    /// Unload the module TIME into the run, whatever is still running
+    /// (0s unloads before discovery finds anything: nothing is tested).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, allow_hyphen_values = true)]
+    unload_at: Option<Duration>,
     /// Make the reboot and die notifier stages fail (the run continues degraded).
     #[arg(long)]
     fail_notifiers: bool,
     /// Load, run and unload this many times.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value = "1", value_parser = count::<usize>, allow_hyphen_values = true)]
     cycles: usize,
-    /// Write the report as JSON here.
+    /// Write the report as JSON here (checked before the run).
     #[arg(long, value_name = "PATH")]
     json: Option<std::path::PathBuf>,
     /// PRNG seed.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value = "1", value_parser = count::<u64>, allow_hyphen_values = true)]
     seed: u64,
-    /// Live view of the thread registry instead of the progress bar.
+    /// Live view of the thread registry instead of the progress bar (needs
+    /// stdout to be a terminal).
     #[arg(long)]
     top: bool,
+    /// Debug: make channel P.C misbehave once (drop, repeat, reorder,
+    /// lose-job, double-job); the verdict must fail.
+    #[arg(long, value_name = "KIND@P.C", hide = true)]
+    inject_fault: Vec<Fault>,
+    /// Debug: a stage whose undo takes this long.
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, hide = true)]
+    debug_slow_unload: Option<Duration>,
+}
+
+fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+/// SIGINT/SIGTERM set `any` (and `term`); a second one exits at once.
+fn handle_signals() -> std::io::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let (any, term) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first, so it sees `any` as the previous signal left it.
+        flag::register_conditional_shutdown(sig, 128 + sig, any.clone())?;
+        flag::register(sig, any.clone())?;
+    }
+    flag::register(SIGTERM, term.clone())?;
+    Ok((any, term))
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if !(args.duration > 0.0 && args.duration.is_finite()) {
-        eprintln!("error: --duration must be a positive number of seconds");
-        return ExitCode::from(2);
+    if args.top && !std::io::stdout().is_terminal() {
+        return usage_error("--top draws a live view and needs stdout to be a terminal");
     }
+    let (interrupt, term) = match handle_signals() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot install the SIGINT/SIGTERM handlers: {e}");
+            return ExitCode::from(3);
+        }
+    };
     let cfg = Config {
         partitions: args.partitions,
         channels: args.channels,
         messages: args.messages,
-        duration: Duration::from_secs_f64(args.duration),
-        callback_block: Duration::from_micros(args.callback_block_us),
+        duration: args.duration,
+        callback_block: args.callback_block,
+        long_block_every: args.long_block_every,
+        long_block: args.long_block,
+        assigned_limit: args.assigned_limit,
+        idle_limit: args.idle_limit,
+        msg_entries: args.msg_entries,
+        hb_interval: args.hb_interval,
+        hb_stale_after: args.hb_stale_after,
         kills: args.kill_partition,
-        unload_at: args.unload_at.map(Duration::from_millis),
+        unload_at: args.unload_at,
         fail_notifiers: args.fail_notifiers,
         cycles: args.cycles,
         seed: args.seed,
         display: if args.top { 2 } else { 1 },
+        faults: args.inject_fault,
+        interrupt: Some(interrupt),
+        slow_unload: args.debug_slow_unload,
         ..Config::default()
     };
     if let Err(e) = cfg.validate() {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
+        return usage_error(e);
     }
+    // Open the JSON file now: a bad path is a usage error before the run,
+    // not a failed proof after it.
+    let mut json = match &args.json {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some((path.clone(), f)),
+            Err(e) => return usage_error(format!("--json {}: {e}", path.display())),
+        },
+        None => None,
+    };
     eprintln!(
-        "xpc-sim: {} partitions, {} channels each, {} messages per channel over {:.1} s, {} cycle(s)",
-        cfg.partitions, cfg.channels, cfg.messages, args.duration, cfg.cycles
+        "xpc-sim: {} partitions, {} channels each, {} messages per channel over {:?}, {} cycle(s)",
+        cfg.partitions, cfg.channels, cfg.messages, cfg.duration, cfg.cycles
     );
     let report = match xpc_sim::run(&cfg) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
+            eprintln!("error: the run could not start: {e}");
+            return ExitCode::from(3);
         }
     };
     println!("{report}");
-    if let Some(path) = args.json {
+    if let Some((path, file)) = json.as_mut() {
         let text = serde_json::to_string_pretty(&report).expect("report serializes");
-        if let Err(e) = std::fs::write(&path, text) {
+        if let Err(e) = file.write_all(text.as_bytes()).and_then(|()| file.flush()) {
             eprintln!("error: cannot write {}: {e}", path.display());
-            return ExitCode::from(1);
+            return ExitCode::from(3);
         }
     }
-    if report.ok() {
-        ExitCode::SUCCESS
-    } else {
+    if !report.ok() {
         ExitCode::from(1)
+    } else if report.interrupted {
+        eprintln!("xpc-sim: interrupted; unloaded cleanly");
+        ExitCode::from(if term.load(Ordering::Relaxed) {
+            143
+        } else {
+            130
+        })
+    } else {
+        ExitCode::SUCCESS
     }
 }

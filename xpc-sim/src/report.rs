@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::channel::ChannelReport;
+
 /// Timing of one stage of one load.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageTiming {
@@ -30,6 +32,10 @@ pub struct CycleReport {
     pub partitions_discovered: usize,
     /// OS threads above the baseline after the unload.
     pub leaked_threads: i64,
+    /// How long the unload (every stage's undo) took.
+    pub unload_micros: u64,
+    /// Ended early by SIGINT/SIGTERM.
+    pub interrupted: bool,
 }
 
 /// Everything a run proves.
@@ -41,9 +47,11 @@ pub struct Report {
     pub delivered: u64,
     /// Messages still queued when their channel disconnected.
     pub dropped_on_disconnect: u64,
-    /// Hand-offs of a sequence number already handed off.
+    /// Sent, never received, not dropped on disconnect.
+    pub lost: u64,
+    /// Messages received a second time.
     pub duplicates: u64,
-    /// Hand-offs that skipped a sequence number.
+    /// Messages received after a later one of their channel.
     pub out_of_order: u64,
     /// OS threads above the baseline after the last unload.
     pub leaked_threads: i64,
@@ -63,33 +71,38 @@ pub struct Report {
     pub peak_threads: usize,
     /// Most delivery threads busy at once, over all channels (sampled).
     pub peak_busy_delivery: usize,
+    /// Most message-queue entries taken at once on one channel.
+    pub peak_entries: usize,
+    /// The bound on them (`--msg-entries`).
+    pub msg_entries: usize,
+    /// Peak resident memory of the process, MiB.
+    pub peak_rss_mib: u64,
+    /// Ended early by SIGINT/SIGTERM (after a clean unload).
+    pub interrupted: bool,
     /// Seconds the whole run took.
     pub seconds: f64,
     /// Per cycle.
     pub cycles: Vec<CycleReport>,
+    /// Per channel (and cycle), in name order.
+    pub channels: Vec<ChannelReport>,
 }
 
 impl Report {
-    /// The run's verdict: every message delivered or dropped on disconnect,
-    /// exactly once and in order, and no thread left behind.
+    /// The run's verdict: on every channel, every message its sender logged
+    /// was received exactly once and in order or dropped on disconnect, the
+    /// pool's counts agree, and no thread is left behind.
     pub fn ok(&self) -> bool {
         self.problems().is_empty()
     }
 
     /// What went wrong, if anything.
     pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if self.sent != self.delivered + self.dropped_on_disconnect {
+        let mut p: Vec<String> = self.channels.iter().flat_map(|c| c.problems()).collect();
+        if self.peak_entries > self.msg_entries {
             p.push(format!(
-                "lost messages: sent {} != delivered {} + dropped {}",
-                self.sent, self.delivered, self.dropped_on_disconnect
+                "a channel held {} entries, over its bound of {}",
+                self.peak_entries, self.msg_entries
             ));
-        }
-        if self.duplicates > 0 {
-            p.push(format!("{} duplicate deliveries", self.duplicates));
-        }
-        if self.out_of_order > 0 {
-            p.push(format!("{} out-of-order deliveries", self.out_of_order));
         }
         if self.leaked_threads > 0 {
             p.push(format!("{} threads leaked", self.leaked_threads));
@@ -101,8 +114,8 @@ impl Report {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "xpc-sim report ({:.1} s)", self.seconds)?;
-        writeln!(f, "  messages   sent {}  delivered {}  dropped on disconnect {}  duplicates {}  out of order {}",
-            self.sent, self.delivered, self.dropped_on_disconnect, self.duplicates, self.out_of_order)?;
+        writeln!(f, "  messages   sent {}  received {}  dropped on disconnect {}  lost {}  duplicates {}  out of order {}",
+            self.sent, self.delivered, self.dropped_on_disconnect, self.lost, self.duplicates, self.out_of_order)?;
         writeln!(
             f,
             "  latency    p50 {} us  p99 {} us  max {} us  (send -> callback)",
@@ -113,12 +126,13 @@ impl fmt::Display for Report {
             self.threads_created, self.jobs_run, reused, self.peak_threads, self.peak_busy_delivery)?;
         writeln!(
             f,
-            "  stragglers {}  leaked threads {}",
-            self.stragglers, self.leaked_threads
+            "  bounds     peak queue entries {} of {}  peak memory {} MiB  stragglers {}  leaked threads {}",
+            self.peak_entries, self.msg_entries, self.peak_rss_mib, self.stragglers, self.leaked_threads
         )?;
         for (i, c) in self.cycles.iter().enumerate() {
-            writeln!(f, "  cycle {}: {} partitions discovered, died: {:?}, degraded: {:?}, leaked threads {}",
-                i + 1, c.partitions_discovered, c.partitions_died, c.degraded, c.leaked_threads)?;
+            writeln!(f, "  cycle {}: {} partitions discovered, died: {:?}, degraded: {:?}, unload {:.1} ms{}, leaked threads {}",
+                i + 1, c.partitions_discovered, c.partitions_died, c.degraded, c.unload_micros as f64 / 1000.0,
+                if c.interrupted { " (interrupted)" } else { "" }, c.leaked_threads)?;
             let init: Vec<String> = c
                 .init
                 .iter()
@@ -133,8 +147,10 @@ impl fmt::Display for Report {
             writeln!(f, "    exit  {}", exit.join(", "))?;
         }
         let problems = self.problems();
-        if problems.is_empty() {
-            write!(f, "  verdict    OK: exactly-once in-order hand-off on every channel, no thread left behind")
+        if problems.is_empty() && self.cycles.iter().all(|c| c.partitions_discovered == 0) {
+            write!(f, "  verdict    OK, but nothing was tested: the module unloaded before discovery found a partition (no channel opened, nothing sent)")
+        } else if problems.is_empty() {
+            write!(f, "  verdict    OK: every channel's receiver got each message its sender logged exactly once and in order (or it was dropped on disconnect), pool counts agree, no thread left behind")
         } else {
             write!(f, "  verdict    FAILED: {}", problems.join("; "))
         }

@@ -9,14 +9,26 @@ use std::time::{Duration, Instant};
 use threadward::registry::{self, ThreadKind};
 use threadward::{Stages, Stopper, Thread};
 
-use crate::channel::{Channel, Totals};
+use crate::channel::{Channel, ChannelReport, Totals};
 use crate::config::Config;
 use crate::report::{CycleReport, Report, StageTiming};
 
-const HEARTBEAT: Duration = Duration::from_millis(10);
-const CHECK_EVERY: Duration = Duration::from_millis(25);
-const STALE_AFTER: Duration = Duration::from_millis(150);
 const CHANNEL_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Peak resident memory of this process so far (`VmHWM`), in MiB.
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+fn interrupted(cfg: &Config) -> bool {
+    cfg.interrupt.as_ref().is_some_and(|f| f.load(Relaxed))
+}
 
 fn task_count() -> i64 {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count() as i64)
@@ -84,7 +96,9 @@ impl Contacts {
                 let target = (per as f64 * frac) as u64;
                 for (ch, n) in chans.iter().zip(sent.iter_mut()) {
                     while *n < target {
-                        if !ch.send() {
+                        // Waits stop-aware while the channel's entries are
+                        // all taken: a stop ends the sender at once.
+                        if ch.send(cx).is_err() {
                             return;
                         }
                         *n += 1;
@@ -174,6 +188,16 @@ impl Contacts {
             .values()
             .all(|c| c.channels.iter().all(|ch| ch.drained()))
     }
+
+    /// Whether any open channel has stalled (see `Channel::check_stall`).
+    fn stalled(&self, bound: Duration) -> bool {
+        let open = self.open.lock().unwrap();
+        let mut any = false;
+        for ch in open.1.values().flat_map(|c| &c.channels) {
+            any |= ch.check_stall(bound);
+        }
+        any
+    }
 }
 
 fn timed<T>(timings: &mut Vec<StageTiming>, stage: &str, f: impl FnOnce() -> T) -> T {
@@ -203,11 +227,19 @@ fn run_cycle(cfg: &Config, totals: &Arc<Totals>, baseline: i64) -> Result<CycleR
         })
     })?;
 
-    let (tb, kills) = (table.clone(), cfg.kills.clone());
+    if let Some(d) = cfg.slow_unload {
+        timed(&mut init, "debug-slow-unload", || {
+            stages.start("debug-slow-unload", move || {
+                Ok::<_, SimError>(((), move || std::thread::sleep(d)))
+            })
+        })?;
+    }
+
+    let (tb, kills, hb_interval) = (table.clone(), cfg.kills.clone(), cfg.hb_interval);
     timed(&mut init, "heartbeat", || {
         stages.thread("heartbeat", Duration::from_secs(1), move || {
             threadward::spawn("xpc-heartbeat", move |cx| {
-                while cx.sleep(HEARTBEAT).is_ok() {
+                while cx.sleep(hb_interval).is_ok() {
                     for k in &kills {
                         if t0.elapsed() >= k.at && !tb.killed[k.partition].swap(true, Relaxed) {
                             tracing::warn!(
@@ -235,6 +267,8 @@ fn run_cycle(cfg: &Config, totals: &Arc<Totals>, baseline: i64) -> Result<CycleR
     });
 
     let (tb, cts) = (table.clone(), contacts.clone());
+    let stale_after = cfg.hb_stale_after;
+    let check_every = stale_after / 6;
     timed(&mut init, "hb-checker", || {
         stages.thread("hb-checker", Duration::from_secs(5), move || {
             threadward::spawn("xpc-hb-checker", move |cx| {
@@ -243,12 +277,12 @@ fn run_cycle(cfg: &Config, totals: &Arc<Totals>, baseline: i64) -> Result<CycleR
                     .iter()
                     .map(|b| (b.load(Relaxed), Instant::now()))
                     .collect();
-                while cx.sleep(CHECK_EVERY).is_ok() {
+                while cx.sleep(check_every).is_ok() {
                     for p in cts.partitions() {
                         let now = tb.beats[p].load(Relaxed);
                         if now != last[p].0 {
                             last[p] = (now, Instant::now());
-                        } else if last[p].1.elapsed() > STALE_AFTER {
+                        } else if last[p].1.elapsed() > stale_after {
                             cts.partition_died(p);
                         }
                     }
@@ -295,10 +329,21 @@ fn run_cycle(cfg: &Config, totals: &Arc<Totals>, baseline: i64) -> Result<CycleR
     rep.init = init;
     rep.degraded = stages.degraded().iter().map(|d| d.stage.clone()).collect();
 
-    // Run until everything is sent and delivered, or until --unload-at.
+    // Run until everything is sent and delivered, or until --unload-at or
+    // a signal; a channel whose queued messages are not taken for the
+    // stall bound (a lost delivery job) ends the wait too, so the drain is
+    // bounded and the loss reported.
+    let stall_bound = Duration::from_secs(2) + cfg.long_block * 2 + cfg.callback_block * 20;
     loop {
         std::thread::sleep(Duration::from_millis(5));
+        if interrupted(cfg) {
+            rep.interrupted = true;
+            break;
+        }
         if cfg.unload_at.is_some_and(|u| t0.elapsed() >= u) {
+            break;
+        }
+        if contacts.stalled(stall_bound) {
             break;
         }
         if discovery.is_finished() && contacts.all_sent() && contacts.drained() {
@@ -306,7 +351,9 @@ fn run_cycle(cfg: &Config, totals: &Arc<Totals>, baseline: i64) -> Result<CycleR
         }
     }
 
+    let unload = Instant::now();
     let report = stages.shutdown(Duration::from_secs(10));
+    rep.unload_micros = unload.elapsed().as_micros() as u64;
     rep.exit = report
         .undone
         .iter()
@@ -328,13 +375,59 @@ fn run_cycle(cfg: &Config, totals: &Arc<Totals>, baseline: i64) -> Result<CycleR
     Ok(rep)
 }
 
-/// Samples peaks and draws the live display.
+/// The terminal's size (columns, rows), if stdout is a terminal.
+fn terminal_size() -> Option<(usize, usize)> {
+    let ws = rustix::termios::tcgetwinsize(std::io::stdout()).ok()?;
+    (ws.ws_col > 0 && ws.ws_row > 0).then(|| (usize::from(ws.ws_col), usize::from(ws.ws_row)))
+}
+
+/// The `--top` view's lines: managed threads one per line, pool workers
+/// one line per pool (counts by state), so every thread is accounted for.
+fn top_lines(snap: &registry::Snapshot) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut pools: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
+    for t in &snap.threads {
+        match &t.kind {
+            ThreadKind::PoolWorker { pool } => {
+                *pools
+                    .entry(pool)
+                    .or_default()
+                    .entry(t.state.to_string())
+                    .or_default() += 1;
+            }
+            _ => lines.push(format!(
+                "  {:<16} {:<20} {:>8.1?}",
+                t.name,
+                t.state.to_string(),
+                t.in_state
+            )),
+        }
+    }
+    for (pool, states) in pools {
+        let total: usize = states.values().sum();
+        let by: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        lines.push(format!(
+            "  pool {pool:<11} {total:>4} workers: {}",
+            by.join(", ")
+        ));
+    }
+    lines
+}
+
+/// Samples peaks and draws the live display: a progress bar on stderr
+/// (only when stderr is a terminal), or with `display == 2` the `--top`
+/// view on stdout (the caller checks stdout is a terminal), fitted to its
+/// width and paged through its height so every thread is reachable.
 fn monitor(cfg: &Config, totals: Arc<Totals>) -> std::io::Result<Thread<(usize, usize)>> {
+    use std::io::IsTerminal;
     let display = cfg.display;
-    let expected =
-        (cfg.partitions as u64 - 1) * cfg.channels as u64 * cfg.messages * cfg.cycles as u64;
+    let expected = (cfg.partitions as u64 - 1)
+        .saturating_mul(cfg.channels as u64)
+        .saturating_mul(cfg.messages)
+        .saturating_mul(cfg.cycles as u64);
+    let bar_wanted = display == 1 && std::io::stderr().is_terminal();
     threadward::spawn("xpc-monitor", move |cx| {
-        let bar = (display == 1).then(|| {
+        let bar = bar_wanted.then(|| {
             let b = indicatif::ProgressBar::new(expected);
             b.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -347,7 +440,7 @@ fn monitor(cfg: &Config, totals: Arc<Totals>) -> std::io::Result<Thread<(usize, 
         });
         let (mut peak_threads, mut peak_busy) = (0, 0);
         let mut last = (Instant::now(), 0u64);
-        let mut tick = 0u64;
+        let (mut tick, mut page) = (0u64, 0usize);
         while cx.sleep(Duration::from_millis(100)).is_ok() {
             let snap = registry::snapshot();
             let workers = snap
@@ -372,15 +465,24 @@ fn monitor(cfg: &Config, totals: Arc<Totals>) -> std::io::Result<Thread<(usize, 
             }
             tick += 1;
             if display == 2 && tick.is_multiple_of(5) {
-                let mut text = snap.to_string();
-                if let Some(cut) = text.match_indices('\n').nth(30) {
-                    text.truncate(cut.0);
-                    text.push_str("\n  ...");
-                }
-                eprintln!(
-                    "\x1b[2J\x1b[H{delivered} delivered, {rate:.0}/s, {} threads\n{text}",
-                    snap.threads.len()
+                let (cols, rows) = terminal_size().unwrap_or((80, 24));
+                let lines = top_lines(&snap);
+                let per_page = rows.saturating_sub(2).max(1);
+                let pages = lines.len().div_ceil(per_page).max(1);
+                page = (page + 1) % pages;
+                let mut out = format!(
+                    "\x1b[2J\x1b[H{delivered} delivered, {rate:.0}/s, {} threads (page {}/{pages})\n",
+                    snap.threads.len(),
+                    page + 1
                 );
+                for l in lines.iter().skip(page * per_page).take(per_page) {
+                    out.extend(l.chars().take(cols));
+                    out.push('\n');
+                }
+                use std::io::Write;
+                let mut so = std::io::stdout().lock();
+                let _ = so.write_all(out.as_bytes());
+                let _ = so.flush();
             }
         }
         if let Some(b) = bar {
@@ -405,25 +507,37 @@ pub fn run(cfg: &Config) -> Result<Report, Box<dyn std::error::Error + Send + Sy
     let mut cycles = Vec::new();
     for _ in 0..cfg.cycles {
         cycles.push(run_cycle(cfg, &totals, baseline)?);
+        if interrupted(cfg) {
+            break;
+        }
     }
     let (peak_threads, peak_busy_delivery) = mon.stop().unwrap_or_default();
     let hist = totals.latency_us.lock().unwrap().clone();
+    let mut channels = std::mem::take(&mut *totals.channels.lock().unwrap());
+    channels.sort_by(|a, b| a.name.cmp(&b.name));
+    let sum = |f: fn(&ChannelReport) -> u64| channels.iter().map(f).sum::<u64>();
     Ok(Report {
-        sent: totals.sent.load(Relaxed),
-        delivered: totals.delivered.load(Relaxed),
-        dropped_on_disconnect: totals.dropped.load(Relaxed),
-        duplicates: totals.duplicates.load(Relaxed),
-        out_of_order: totals.out_of_order.load(Relaxed),
+        sent: sum(|c| c.sent),
+        delivered: sum(|c| c.received),
+        dropped_on_disconnect: sum(|c| c.dropped_on_disconnect),
+        lost: sum(|c| c.lost),
+        duplicates: sum(|c| c.duplicates),
+        out_of_order: sum(|c| c.reordered),
         leaked_threads: cycles.iter().map(|c| c.leaked_threads).max().unwrap_or(0),
-        stragglers: totals.stragglers.load(Relaxed),
+        stragglers: sum(|c| c.stragglers),
         latency_p50_us: hist.value_at_quantile(0.5),
         latency_p99_us: hist.value_at_quantile(0.99),
         latency_max_us: hist.max(),
-        threads_created: totals.threads_created.load(Relaxed),
-        jobs_run: totals.jobs_run.load(Relaxed),
+        threads_created: sum(|c| c.threads_created),
+        jobs_run: sum(|c| c.jobs_run),
         peak_threads,
         peak_busy_delivery,
+        peak_entries: channels.iter().map(|c| c.peak_entries).max().unwrap_or(0),
+        msg_entries: cfg.msg_entries,
+        peak_rss_mib: peak_rss_mib(),
+        interrupted: cycles.iter().any(|c| c.interrupted),
         seconds: start.elapsed().as_secs_f64(),
         cycles,
+        channels,
     })
 }
