@@ -71,6 +71,10 @@ pub struct Report {
     pub peak_threads: usize,
     /// Most delivery threads busy at once, over all channels (sampled).
     pub peak_busy_delivery: usize,
+    /// Most idle delivery threads one channel kept (sampled every 100 ms).
+    pub peak_idle_per_channel: usize,
+    /// The bound on them (`--idle-limit`, the pools' `max_idle`).
+    pub idle_limit: usize,
     /// Most message-queue entries taken at once on one channel.
     pub peak_entries: usize,
     /// The bound on them (`--msg-entries`).
@@ -104,6 +108,12 @@ impl Report {
                 self.peak_entries, self.msg_entries
             ));
         }
+        if self.peak_idle_per_channel > self.idle_limit {
+            p.push(format!(
+                "a channel kept {} idle delivery threads, over its idle limit of {}",
+                self.peak_idle_per_channel, self.idle_limit
+            ));
+        }
         if self.leaked_threads > 0 {
             p.push(format!("{} threads leaked", self.leaked_threads));
         }
@@ -126,8 +136,8 @@ impl fmt::Display for Report {
             self.threads_created, self.jobs_run, reused, self.peak_threads, self.peak_busy_delivery)?;
         writeln!(
             f,
-            "  bounds     peak queue entries {} of {}  peak memory {} MiB  stragglers {}  leaked threads {}",
-            self.peak_entries, self.msg_entries, self.peak_rss_mib, self.stragglers, self.leaked_threads
+            "  bounds     peak queue entries {} of {}  peak idle threads {} of {}  peak memory {} MiB  stragglers {}  leaked threads {}",
+            self.peak_entries, self.msg_entries, self.peak_idle_per_channel, self.idle_limit, self.peak_rss_mib, self.stragglers, self.leaked_threads
         )?;
         for (i, c) in self.cycles.iter().enumerate() {
             writeln!(f, "  cycle {}: {} partitions discovered, died: {:?}, degraded: {:?}, unload {:.1} ms{}, leaked threads {}",

@@ -414,11 +414,29 @@ fn top_lines(snap: &registry::Snapshot) -> Vec<String> {
     lines
 }
 
+/// One screen of the `--top` view: the header and page `page` (wrapping)
+/// of `lines`, every line cut to `cols` columns, `rows` lines in all.
+fn top_page(header: &str, lines: &[String], cols: usize, rows: usize, page: usize) -> String {
+    let per_page = rows.saturating_sub(1).max(1);
+    let pages = lines.len().div_ceil(per_page).max(1);
+    let page = page % pages;
+    let mut out: String = format!("{header} (page {}/{pages})", page + 1)
+        .chars()
+        .take(cols)
+        .collect();
+    out.push('\n');
+    for l in lines.iter().skip(page * per_page).take(per_page) {
+        out.extend(l.chars().take(cols));
+        out.push('\n');
+    }
+    out
+}
+
 /// Samples peaks and draws the live display: a progress bar on stderr
 /// (only when stderr is a terminal), or with `display == 2` the `--top`
 /// view on stdout (the caller checks stdout is a terminal), fitted to its
 /// width and paged through its height so every thread is reachable.
-fn monitor(cfg: &Config, totals: Arc<Totals>) -> std::io::Result<Thread<(usize, usize)>> {
+fn monitor(cfg: &Config, totals: Arc<Totals>) -> std::io::Result<Thread<(usize, usize, usize)>> {
     use std::io::IsTerminal;
     let display = cfg.display;
     let expected = (cfg.partitions as u64 - 1)
@@ -438,7 +456,7 @@ fn monitor(cfg: &Config, totals: Arc<Totals>) -> std::io::Result<Thread<(usize, 
             );
             b
         });
-        let (mut peak_threads, mut peak_busy) = (0, 0);
+        let (mut peak_threads, mut peak_busy, mut peak_idle) = (0, 0, 0);
         let mut last = (Instant::now(), 0u64);
         let (mut tick, mut page) = (0u64, 0usize);
         while cx.sleep(Duration::from_millis(100)).is_ok() {
@@ -451,6 +469,10 @@ fn monitor(cfg: &Config, totals: Arc<Totals>) -> std::io::Result<Thread<(usize, 
             let busy = snap.threads.iter().filter(|t| t.job.is_some()).count();
             peak_threads = peak_threads.max(snap.threads.len());
             peak_busy = peak_busy.max(busy);
+            // Idle delivery threads of any one channel (XPC's idle_limit).
+            for p in snap.pools.iter().filter(|p| p.name.starts_with("xpc")) {
+                peak_idle = peak_idle.max(p.stats.idle);
+            }
             let delivered = totals.delivered.load(Relaxed);
             let rate = (delivered - last.1) as f64 / last.0.elapsed().as_secs_f64();
             last = (Instant::now(), delivered);
@@ -467,18 +489,15 @@ fn monitor(cfg: &Config, totals: Arc<Totals>) -> std::io::Result<Thread<(usize, 
             if display == 2 && tick.is_multiple_of(5) {
                 let (cols, rows) = terminal_size().unwrap_or((80, 24));
                 let lines = top_lines(&snap);
-                let per_page = rows.saturating_sub(2).max(1);
-                let pages = lines.len().div_ceil(per_page).max(1);
-                page = (page + 1) % pages;
-                let mut out = format!(
-                    "\x1b[2J\x1b[H{delivered} delivered, {rate:.0}/s, {} threads (page {}/{pages})\n",
-                    snap.threads.len(),
-                    page + 1
+                let header = format!(
+                    "{delivered} delivered, {rate:.0}/s, {} threads",
+                    snap.threads.len()
                 );
-                for l in lines.iter().skip(page * per_page).take(per_page) {
-                    out.extend(l.chars().take(cols));
-                    out.push('\n');
-                }
+                let out = format!(
+                    "\x1b[2J\x1b[H{}",
+                    top_page(&header, &lines, cols, rows, page)
+                );
+                page += 1;
                 use std::io::Write;
                 let mut so = std::io::stdout().lock();
                 let _ = so.write_all(out.as_bytes());
@@ -488,7 +507,7 @@ fn monitor(cfg: &Config, totals: Arc<Totals>) -> std::io::Result<Thread<(usize, 
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        (peak_threads, peak_busy)
+        (peak_threads, peak_busy, peak_idle)
     })
 }
 
@@ -511,7 +530,7 @@ pub fn run(cfg: &Config) -> Result<Report, Box<dyn std::error::Error + Send + Sy
             break;
         }
     }
-    let (peak_threads, peak_busy_delivery) = mon.stop().unwrap_or_default();
+    let (peak_threads, peak_busy_delivery, peak_idle_per_channel) = mon.stop().unwrap_or_default();
     let hist = totals.latency_us.lock().unwrap().clone();
     let mut channels = std::mem::take(&mut *totals.channels.lock().unwrap());
     channels.sort_by(|a, b| a.name.cmp(&b.name));
@@ -532,6 +551,8 @@ pub fn run(cfg: &Config) -> Result<Report, Box<dyn std::error::Error + Send + Sy
         jobs_run: sum(|c| c.jobs_run),
         peak_threads,
         peak_busy_delivery,
+        peak_idle_per_channel,
+        idle_limit: cfg.idle_limit,
         peak_entries: channels.iter().map(|c| c.peak_entries).max().unwrap_or(0),
         msg_entries: cfg.msg_entries,
         peak_rss_mib: peak_rss_mib(),
@@ -540,4 +561,48 @@ pub fn run(cfg: &Config) -> Result<Report, Box<dyn std::error::Error + Send + Sy
         cycles,
         channels,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every thread is reachable in the `--top` view: workers are counted
+    /// per pool, the rest listed, and paging through the terminal's height
+    /// shows every line, each cut to its width.
+    #[test]
+    fn top_view_fits_the_terminal_and_reaches_every_thread() {
+        let pool = threadward::Pool::builder()
+            .name("toptest")
+            .min_idle(3)
+            .build()
+            .unwrap();
+        let t = threadward::spawn("top-managed", |cx| {
+            while cx.sleep(Duration::from_secs(1)).is_ok() {}
+        })
+        .unwrap();
+        let snap = registry::snapshot();
+        let lines = top_lines(&snap);
+        let workers: usize = snap
+            .threads
+            .iter()
+            .filter(|t| matches!(&t.kind, ThreadKind::PoolWorker { pool } if &**pool == "toptest"))
+            .count();
+        assert!(workers >= 3);
+        assert!(lines.iter().any(|l| l.contains("pool toptest") && l.contains(&format!("{workers:>4} workers"))), "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("top-managed")), "{lines:?}");
+        let many: Vec<String> = (0..50)
+            .map(|i| format!("line {i:02} {}", "x".repeat(200)))
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for page in 0..6 {
+            let screen = top_page("head", &many, 40, 12, page);
+            assert!(screen.lines().count() <= 12, "{screen}");
+            assert!(screen.lines().all(|l| l.chars().count() <= 40), "{screen}");
+            seen.extend(screen.lines().skip(1).map(|l| l[..7].to_owned()));
+        }
+        assert_eq!(seen.len(), 50, "every line on some page");
+        drop(t);
+        pool.shutdown(Duration::from_secs(5));
+    }
 }

@@ -116,4 +116,3 @@ fn scenarios() {
     failing_notifiers_degrade_but_the_run_works();
     several_load_unload_cycles_do_not_grow_threads();
 }
-
