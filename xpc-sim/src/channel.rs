@@ -24,6 +24,8 @@ pub(crate) struct Totals {
     pub(crate) latency_us: Mutex<Histogram<u64>>,
     /// One report per channel, added when it disconnects.
     pub(crate) channels: Mutex<Vec<ChannelReport>>,
+    /// Channels or contact threads that could not start.
+    pub(crate) failures: Mutex<Vec<String>>,
 }
 
 impl Totals {
@@ -33,6 +35,7 @@ impl Totals {
             delivered: AtomicU64::new(0),
             latency_us: Mutex::new(Histogram::new(3).expect("valid sigfig")),
             channels: Mutex::default(),
+            failures: Mutex::default(),
         }
     }
 }

@@ -219,6 +219,9 @@ impl Default for Config {
     }
 }
 
+/// The most threads a threadward pool takes (`PoolBuilder::max_threads`).
+const MAX_POOL_THREADS: usize = 1 << 22;
+
 /// Threads the load itself runs besides the partitions' (heartbeat,
 /// checker, discovery, monitor, the pool manager and pool monitor, main).
 const FIXED_THREADS: usize = 8;
@@ -268,12 +271,18 @@ impl Config {
         if self.duration.is_zero() {
             return Err("--duration must be more than 0s".into());
         }
-        if self.hb_interval.is_zero() {
-            return Err("--hb-interval must be more than 0s".into());
-        }
-        if self.hb_stale_after <= self.hb_interval {
+        if self.assigned_limit > MAX_POOL_THREADS {
             return Err(format!(
-                "the heartbeat staleness bound ({:?}) must exceed --hb-interval ({:?})",
+                "--assigned-limit {} is over the pool limit of {MAX_POOL_THREADS}",
+                self.assigned_limit
+            ));
+        }
+        if self.hb_interval < Duration::from_millis(1) {
+            return Err("--hb-interval must be at least 1ms".into());
+        }
+        if self.hb_stale_after < self.hb_interval * 3 {
+            return Err(format!(
+                "--hb-stale-after ({:?}) must be at least 3 x --hb-interval ({:?}), or live partitions look dead",
                 self.hb_stale_after, self.hb_interval
             ));
         }

@@ -185,7 +185,12 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    println!("{report}");
+    // Not println!: a closed stdout (`xpc-sim | head`) is an error to
+    // report, not a panic.
+    if let Err(e) = writeln!(std::io::stdout(), "{report}") {
+        eprintln!("error: cannot write the report to stdout: {e}");
+        return ExitCode::from(3);
+    }
     if let Some((path, file)) = json.as_mut() {
         let text = serde_json::to_string_pretty(&report).expect("report serializes");
         if let Err(e) = file.write_all(text.as_bytes()).and_then(|()| file.flush()) {

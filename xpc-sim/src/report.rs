@@ -32,6 +32,8 @@ pub struct CycleReport {
     pub partitions_discovered: usize,
     /// OS threads above the baseline after the unload.
     pub leaked_threads: i64,
+    /// Their names, if any.
+    pub leaked_names: Vec<String>,
     /// How long the unload (every stage's undo) took.
     pub unload_micros: u64,
     /// Ended early by SIGINT/SIGTERM.
@@ -71,6 +73,8 @@ pub struct Report {
     pub peak_threads: usize,
     /// Most delivery threads busy at once, over all channels (sampled).
     pub peak_busy_delivery: usize,
+    /// Channels or contact threads that could not start.
+    pub failures: Vec<String>,
     /// Most idle delivery threads one channel kept (sampled every 100 ms).
     pub peak_idle_per_channel: usize,
     /// The bound on them (`--idle-limit`, the pools' `max_idle`).
@@ -102,6 +106,7 @@ impl Report {
     /// What went wrong, if anything.
     pub fn problems(&self) -> Vec<String> {
         let mut p: Vec<String> = self.channels.iter().flat_map(|c| c.problems()).collect();
+        p.extend(self.failures.iter().cloned());
         if self.peak_entries > self.msg_entries {
             p.push(format!(
                 "a channel held {} entries, over its bound of {}",
@@ -115,7 +120,8 @@ impl Report {
             ));
         }
         if self.leaked_threads > 0 {
-            p.push(format!("{} threads leaked", self.leaked_threads));
+            let names: Vec<&String> = self.cycles.iter().flat_map(|c| &c.leaked_names).collect();
+            p.push(format!("{} threads leaked: {names:?}", self.leaked_threads));
         }
         p
     }
@@ -159,6 +165,8 @@ impl fmt::Display for Report {
         let problems = self.problems();
         if problems.is_empty() && self.cycles.iter().all(|c| c.partitions_discovered == 0) {
             write!(f, "  verdict    OK, but nothing was tested: the module unloaded before discovery found a partition (no channel opened, nothing sent)")
+        } else if problems.is_empty() && self.sent == 0 {
+            write!(f, "  verdict    OK, but nothing was tested: no message was sent before the unload (partitions died or the senders had not started)")
         } else if problems.is_empty() {
             write!(f, "  verdict    OK: every channel's receiver got each message its sender logged exactly once and in order (or it was dropped on disconnect), pool counts agree, no thread left behind")
         } else {

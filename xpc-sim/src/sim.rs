@@ -34,6 +34,20 @@ fn task_count() -> i64 {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count() as i64)
 }
 
+/// This process's threads: (tid, name).
+fn tasks() -> Vec<(String, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .map(|e| {
+            let tid = e.file_name().to_string_lossy().into_owned();
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            (tid, comm.trim().to_owned())
+        })
+        .collect()
+}
+
 /// The reserved page: SAL hands XPC the same page on every load, so it is
 /// created once per process and reused, never freed (not a leak).
 struct Table {
@@ -84,7 +98,10 @@ impl Contacts {
             let seed = self.cfg.seed ^ ((p as u64) << 32) ^ c as u64;
             match Channel::open(p, c, &self.cfg, seed, self.totals.clone()) {
                 Ok(ch) => channels.push(ch),
-                Err(e) => tracing::warn!(partition = p, error = %e, "cannot open channel"),
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "cannot open channel");
+                    self.failed(format!("p{p}c{c}: could not open: {e}"));
+                }
             }
         }
         let (chans, per, duration) = (channels.clone(), self.cfg.messages, self.cfg.duration);
@@ -112,6 +129,9 @@ impl Contacts {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(partition = p, error = %e, "cannot start contact thread");
+                self.failed(format!(
+                    "partition {p}: contact thread could not start: {e}"
+                ));
                 self.close_channels(&channels);
                 return;
             }
@@ -125,6 +145,11 @@ impl Contacts {
             drop(open);
             self.teardown(contact);
         }
+    }
+
+    /// Something the run needed failed: the verdict reports it.
+    fn failed(&self, what: String) {
+        self.totals.failures.lock().unwrap().push(what);
     }
 
     fn close_channels(&self, channels: &[Arc<Channel>]) {
@@ -214,7 +239,11 @@ fn timed<T>(timings: &mut Vec<StageTiming>, stage: &str, f: impl FnOnce() -> T) 
 type SimError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One insmod / run / rmmod.
-fn run_cycle(cfg: &Config, totals: &Arc<Totals>, baseline: i64) -> Result<CycleReport, SimError> {
+fn run_cycle(
+    cfg: &Config,
+    totals: &Arc<Totals>,
+    baseline: &[(String, String)],
+) -> Result<CycleReport, SimError> {
     let mut rep = CycleReport::default();
     let mut init = Vec::new();
     let t0 = Instant::now();
@@ -365,13 +394,31 @@ fn run_cycle(cfg: &Config, totals: &Arc<Totals>, baseline: i64) -> Result<CycleR
         .collect();
     rep.partitions_died = contacts.died.lock().unwrap().clone();
     rep.partitions_discovered = contacts.discovered.load(Relaxed);
-    // Threads are joined by their stops; the kernel may take a moment to
-    // drop an exited thread from /proc.
+    // Threads are joined by their stops, but a detached helper (a deadline
+    // stop request's) may still be exiting, and one listing of
+    // /proc/self/task can miss a thread that is being created or reaped
+    // meanwhile (seen: the count read back at baseline, the next one
+    // above). So the count must stay at the baseline for three reads in a
+    // row; a thread still there after 2 s is a leak.
     let end = Instant::now() + Duration::from_secs(2);
-    while task_count() > baseline && Instant::now() < end {
+    let (mut count, mut settled) = (task_count(), 0);
+    while settled < 3 && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(2));
+        count = task_count();
+        settled = if count <= baseline.len() as i64 {
+            settled + 1
+        } else {
+            0
+        };
     }
-    rep.leaked_threads = (task_count() - baseline).max(0);
+    rep.leaked_threads = (count - baseline.len() as i64).max(0);
+    if rep.leaked_threads > 0 {
+        rep.leaked_names = tasks()
+            .into_iter()
+            .filter(|t| !baseline.iter().any(|b| b.0 == t.0))
+            .map(|(tid, name)| format!("{name} (tid {tid})"))
+            .collect();
+    }
     Ok(rep)
 }
 
@@ -522,16 +569,17 @@ pub fn run(cfg: &Config) -> Result<Report, Box<dyn std::error::Error + Send + Sy
     let start = Instant::now();
     let totals = Arc::new(Totals::new());
     let mon = monitor(cfg, totals.clone())?;
-    let baseline = task_count();
+    let baseline = tasks();
     let mut cycles = Vec::new();
     for _ in 0..cfg.cycles {
-        cycles.push(run_cycle(cfg, &totals, baseline)?);
+        cycles.push(run_cycle(cfg, &totals, &baseline)?);
         if interrupted(cfg) {
             break;
         }
     }
     let (peak_threads, peak_busy_delivery, peak_idle_per_channel) = mon.stop().unwrap_or_default();
     let hist = totals.latency_us.lock().unwrap().clone();
+    let failures = std::mem::take(&mut *totals.failures.lock().unwrap());
     let mut channels = std::mem::take(&mut *totals.channels.lock().unwrap());
     channels.sort_by(|a, b| a.name.cmp(&b.name));
     let sum = |f: fn(&ChannelReport) -> u64| channels.iter().map(f).sum::<u64>();
@@ -551,6 +599,7 @@ pub fn run(cfg: &Config) -> Result<Report, Box<dyn std::error::Error + Send + Sy
         jobs_run: sum(|c| c.jobs_run),
         peak_threads,
         peak_busy_delivery,
+        failures,
         peak_idle_per_channel,
         idle_limit: cfg.idle_limit,
         peak_entries: channels.iter().map(|c| c.peak_entries).max().unwrap_or(0),

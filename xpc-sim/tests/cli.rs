@@ -97,7 +97,9 @@ fn bad_flags_are_a_clear_error_with_exit_code_2() {
         ),
         (&["--msg-entries", "0"], "at least 1"),
         (&["--assigned-limit", "0"], "at least 1"),
-        (&["--hb-interval", "200ms"], "must exceed --hb-interval"),
+        (&["--hb-interval", "200ms"], "at least 3 x --hb-interval"),
+        (&["--hb-interval", "1us"], "at least 1ms"),
+        (&["--assigned-limit", "99999999999"], "over the pool limit"),
         (
             &["--json", "/no/such/dir/report.json"],
             "--json /no/such/dir",
@@ -414,4 +416,43 @@ fn readme_sample_output_is_what_a_run_prints() {
         "README:\n{sample}\nrun:\n{}",
         r.stdout
     );
+}
+
+#[test]
+fn nothing_sent_is_explained_not_called_a_proof() {
+    let r = run_exe(&["--partitions", "3", "--messages", "0"], Duration::from_secs(30));
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("nothing was tested"), "{}", r.stdout);
+}
+
+/// `xpc-sim | head -1`: the report cannot be written; that is exit 3 with
+/// a message, not a panic (exit 101).
+#[test]
+fn a_closed_stdout_is_exit_3_not_a_panic() {
+    let mut args = SMALL.to_vec();
+    args.extend(["--unload-at", "100ms"]);
+    let mut child = Command::new(EXE)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "hung");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(err.contains("cannot write the report"), "{err}");
 }
