@@ -420,7 +420,10 @@ fn readme_sample_output_is_what_a_run_prints() {
 
 #[test]
 fn nothing_sent_is_explained_not_called_a_proof() {
-    let r = run_exe(&["--partitions", "3", "--messages", "0"], Duration::from_secs(30));
+    let r = run_exe(
+        &["--partitions", "3", "--messages", "0"],
+        Duration::from_secs(30),
+    );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stdout.contains("nothing was tested"), "{}", r.stdout);
 }
