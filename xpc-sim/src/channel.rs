@@ -21,6 +21,9 @@ use crate::config::{Config, FaultKind};
 pub(crate) struct Totals {
     pub(crate) sent: AtomicU64,
     pub(crate) delivered: AtomicU64,
+    /// Anything moving: deliveries here, acknowledgements from remote
+    /// partitions (the run's stall watchdog reads it).
+    pub(crate) progress: AtomicU64,
     pub(crate) latency_us: Mutex<Histogram<u64>>,
     /// One report per channel, added when it disconnects.
     pub(crate) channels: Mutex<Vec<ChannelReport>>,
@@ -33,6 +36,7 @@ impl Totals {
         Totals {
             sent: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            progress: AtomicU64::new(0),
             latency_us: Mutex::new(Histogram::new(3).expect("valid sigfig")),
             channels: Mutex::default(),
             failures: Mutex::default(),
@@ -111,12 +115,36 @@ impl ChannelReport {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Msg {
-    partition: usize,
-    channel: usize,
-    seq: u64,
-    sent_at: Instant,
+/// One message as its sender stamped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Msg {
+    pub(crate) partition: usize,
+    pub(crate) channel: usize,
+    pub(crate) seq: u64,
+    /// CLOCK_MONOTONIC, nanoseconds: comparable across processes.
+    pub(crate) sent_ns: u64,
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds (system-wide, unlike `Instant`'s
+/// opaque value, so a receiver in another process can use it).
+pub(crate) fn mono_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64
+}
+
+/// A receiver's record in numbers (what a remote partition acknowledges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct RecordSummary {
+    /// Seqs accounted for (received or dropped), counting from 0.
+    pub(crate) accounted: u64,
+    pub(crate) received: u64,
+    pub(crate) dropped: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) reordered: u64,
+    pub(crate) misrouted: u64,
+    pub(crate) empty_activations: u64,
+    /// Messages queued or in a callback now.
+    pub(crate) pending: u64,
 }
 
 /// The receiver's record of which seqs it accounted for: every seq below
@@ -165,10 +193,23 @@ impl Record {
         }
     }
 
+    /// A record whose seqs below `base` were settled by an earlier
+    /// incarnation of the channel (a restarted partition).
+    fn starting_at(base: u64) -> Record {
+        Record {
+            low: base,
+            ..Record::default()
+        }
+    }
+
     /// Seqs below `sent` never accounted for.
     fn lost(&self, sent: u64) -> u64 {
         let accounted = self.low.min(sent) + self.above.range(..sent).count() as u64;
         sent - accounted
+    }
+
+    fn accounted(&self) -> u64 {
+        self.low + self.above.len() as u64
     }
 }
 
@@ -187,6 +228,8 @@ struct State {
     stalled: Option<String>,
     /// A message held back by the reorder fault.
     held: Option<Msg>,
+    /// Set by `close`: the pool's counts and the shutdown's stragglers.
+    closed: Option<(threadward::PoolStats, u64, u64)>,
 }
 
 /// The sender gave up: its thread was stopped or the channel disconnected.
@@ -195,7 +238,13 @@ pub(crate) struct Closed;
 
 /// One open channel.
 pub(crate) struct Channel {
+    /// The remote partition (sender side, or receiver side for an
+    /// outgoing channel's report).
     partition: usize,
+    /// Name suffix for a restarted partition's channel (`r1`, ...).
+    suffix: String,
+    /// Seqs below this were settled by an earlier incarnation.
+    base: u64,
     index: usize,
     state: Mutex<State>,
     /// Notified when an entry is freed or the channel disconnects.
@@ -223,8 +272,22 @@ impl Channel {
         seed: u64,
         totals: Arc<Totals>,
     ) -> std::io::Result<Arc<Channel>> {
+        Channel::open_at(partition, index, 0, String::new(), cfg, seed, totals)
+    }
+
+    /// Opens a channel whose seqs below `base` an earlier incarnation
+    /// settled; `suffix` tells incarnations apart in reports.
+    pub(crate) fn open_at(
+        partition: usize,
+        index: usize,
+        base: u64,
+        suffix: String,
+        cfg: &Config,
+        seed: u64,
+        totals: Arc<Totals>,
+    ) -> std::io::Result<Arc<Channel>> {
         let pool = Pool::builder()
-            .name(format!("xpc{partition}c{index}"))
+            .name(format!("xpc{partition}c{index}{suffix}"))
             .min_idle(1.min(cfg.idle_limit))
             // XPC's idle_limit: a delivery thread beyond it exits at once.
             .max_idle(cfg.idle_limit)
@@ -240,6 +303,8 @@ impl Channel {
             .map(|f| f.kind);
         Ok(Arc::new(Channel {
             partition,
+            suffix,
+            base,
             index,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -247,16 +312,17 @@ impl Channel {
                 peak_taken: 0,
                 disconnected: false,
                 rng: seed | 1,
-                record: Record::default(),
+                record: Record::starting_at(base),
                 empty_pops: 0,
                 head_since: Instant::now(),
                 stalled: None,
                 held: None,
+                closed: None,
             }),
             entry_freed: Condvar::new(),
             pool,
             totals,
-            sent: AtomicU64::new(0),
+            sent: AtomicU64::new(base),
             activations: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             entries: cfg.msg_entries,
@@ -269,7 +335,7 @@ impl Channel {
     }
 
     pub(crate) fn name(&self) -> String {
-        format!("p{}c{}", self.partition, self.index)
+        format!("p{}c{}{}", self.partition, self.index, self.suffix)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -286,8 +352,59 @@ impl Channel {
     /// this. `Err(Closed)` once the sender is stopped or the channel
     /// disconnected.
     pub(crate) fn send(self: &Arc<Self>, cx: &Context) -> Result<(), Closed> {
+        let seq = self.sent.load(Relaxed);
+        let msg = Msg {
+            partition: self.partition,
+            channel: self.index,
+            seq,
+            sent_ns: mono_ns(),
+        };
+        let fault = self.fault.filter(|_| seq == self.fault_at);
+        self.enqueue(cx, msg, fault)?;
+        self.log_sent(seq);
+        Ok(())
+    }
+
+    /// A message that arrived from a remote partition, stamped there:
+    /// queued like a local send (waiting stop-aware for an entry). Only the
+    /// job faults (`lose-job`, `double-job`) apply here; the transport
+    /// faults are the remote sender's.
+    pub(crate) fn deliver_remote(self: &Arc<Self>, cx: &Context, msg: Msg) -> Result<(), Closed> {
+        let fault = self
+            .fault
+            .filter(|f| matches!(f, FaultKind::LoseJob | FaultKind::DoubleJob))
+            .filter(|_| msg.seq == self.fault_at);
+        self.enqueue(cx, msg, fault)
+    }
+
+    /// A message that arrived after the channel closed (in flight at an
+    /// unload or a partition's death): accounted as dropped.
+    pub(crate) fn drop_remote(&self, msg: Msg) {
+        let mut st = self.lock();
+        if msg.partition != self.partition || msg.channel != self.index {
+            st.record.misrouted += 1;
+        } else {
+            st.record.drop_on_disconnect(msg.seq);
+        }
+    }
+
+    /// Something moved on this channel (a remote acknowledgement).
+    pub(crate) fn note_progress(&self) {
+        self.totals.progress.fetch_add(1, Relaxed);
+    }
+
+    /// The remote sender's log, as its END frame (or the frames read from
+    /// a dead partition) says.
+    pub(crate) fn set_sender_log(&self, sent: u64) {
+        self.sent.store(sent, Relaxed);
+    }
+
+    /// Waits for an entry, applies `fault`, queues `msg` and submits its
+    /// delivery job(s); a refused job takes the message back out and is
+    /// retried a moment later.
+    fn enqueue(self: &Arc<Self>, cx: &Context, msg: Msg, fault: Option<FaultKind>) -> Result<(), Closed> {
+        let seq = msg.seq;
         loop {
-            let seq = self.sent.load(Relaxed);
             let st = self.lock();
             let mut st = cx
                 .wait_while(&self.entry_freed, st, |s| {
@@ -297,13 +414,6 @@ impl Channel {
             if st.disconnected {
                 return Err(Closed);
             }
-            let msg = Msg {
-                partition: self.partition,
-                channel: self.index,
-                seq,
-                sent_at: Instant::now(),
-            };
-            let fault = self.fault.filter(|_| seq == self.fault_at);
             let push = |st: &mut State, m: Msg| {
                 if st.queue.is_empty() {
                     st.head_since = Instant::now();
@@ -319,7 +429,7 @@ impl Channel {
                     0
                 }
                 Some(FaultKind::Repeat) => {
-                    push(&mut st, msg.clone());
+                    push(&mut st, msg);
                     push(&mut st, msg);
                     2
                 }
@@ -358,7 +468,6 @@ impl Channel {
                 }
             }
             let Some(e) = refusal else {
-                self.log_sent(seq);
                 return Ok(());
             };
             // Only a plain send gets here in practice: take the message
@@ -400,7 +509,8 @@ impl Channel {
             (msg, block)
         };
         self.totals.delivered.fetch_add(1, Relaxed);
-        let us = u64::try_from(msg.sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.totals.progress.fetch_add(1, Relaxed);
+        let us = mono_ns().saturating_sub(msg.sent_ns) / 1000;
         let _ = self
             .totals
             .latency_us
@@ -448,11 +558,32 @@ impl Channel {
         st.stalled.is_some()
     }
 
-    /// Disconnects: no more sends, the pool is shut down (running callbacks
-    /// are stopped), queued messages count as dropped; then checks the
-    /// receiver's record against the sender's log and the pool's counts and
-    /// adds the channel's report to the totals.
+    /// The receiver's record in numbers, for an acknowledgement.
+    pub(crate) fn summary(&self) -> RecordSummary {
+        let st = self.lock();
+        let busy = if st.closed.is_some() { 0 } else { self.pool.stats().busy };
+        RecordSummary {
+            accounted: st.record.accounted(),
+            received: st.record.received,
+            dropped: st.record.dropped,
+            duplicates: st.record.duplicates,
+            reordered: st.record.reordered,
+            misrouted: st.record.misrouted,
+            empty_activations: st.empty_pops,
+            pending: (st.queue.len() + busy) as u64,
+        }
+    }
+
+    /// Disconnects and adds the channel's report to the totals.
     pub(crate) fn disconnect(&self, deadline: Duration) {
+        self.close(deadline);
+        self.report();
+    }
+
+    /// Closes the channel: no more sends, the pool is shut down (running
+    /// callbacks are stopped), queued messages count as dropped. Messages
+    /// that still arrive (remote, in flight) go to `drop_remote`.
+    pub(crate) fn close(&self, deadline: Duration) {
         self.lock().disconnected = true;
         self.entry_freed.notify_all();
         let shutdown = self.pool.shutdown(deadline);
@@ -462,11 +593,24 @@ impl Channel {
             st.record.drop_on_disconnect(m.seq);
         }
         st.taken = 0;
+        st.closed = Some((
+            self.pool.stats(),
+            left.len() as u64,
+            shutdown.stragglers.len() as u64,
+        ));
+    }
+
+    /// Checks the receiver's record against the sender's log and the
+    /// pool's counts (after `close`) and adds the report to the totals.
+    pub(crate) fn report(&self) {
+        let st = self.lock();
+        let Some((s, left, stragglers)) = st.closed else {
+            return;
+        };
         let sent = self.sent.load(Relaxed);
-        let s = self.pool.stats();
         let activations = self.activations.load(Relaxed);
         let mut pool_mismatch = Vec::new();
-        if shutdown.stragglers.is_empty() {
+        if stragglers == 0 {
             if s.submitted != activations {
                 pool_mismatch.push(format!(
                     "pool accepted {} jobs, the channel submitted {activations}",
@@ -486,10 +630,9 @@ impl Channel {
                     s.completed + s.panicked
                 ));
             }
-            if s.cancelled != left.len() as u64 {
+            if s.cancelled != left {
                 pool_mismatch.push(format!(
-                    "{} message(s) left queued but {} job(s) cancelled",
-                    left.len(),
+                    "{left} message(s) left queued but {} job(s) cancelled",
                     s.cancelled
                 ));
             }
@@ -497,7 +640,7 @@ impl Channel {
         let rec = &st.record;
         let report = ChannelReport {
             name: self.name(),
-            sent,
+            sent: sent.saturating_sub(self.base),
             received: rec.received,
             dropped_on_disconnect: rec.dropped,
             lost: rec.lost(sent),
@@ -509,7 +652,7 @@ impl Channel {
             refused: self.refused.load(Relaxed),
             threads_created: s.threads_spawned,
             jobs_run: s.completed + s.panicked,
-            stragglers: shutdown.stragglers.len() as u64,
+            stragglers,
             stalled: st.stalled.clone(),
             pool_mismatch,
         };

@@ -135,6 +135,28 @@ impl FromStr for Fault {
     }
 }
 
+/// Where the remote partitions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// As threads inside this process (fast; for tests).
+    #[default]
+    Threads,
+    /// Each as its own OS process, re-executed from the `xpc-sim` binary,
+    /// talking over Unix-domain sockets (the program's default).
+    Processes,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "threads" => Ok(Mode::Threads),
+            "processes" => Ok(Mode::Processes),
+            _ => Err(format!("{s:?}: expected threads or processes")),
+        }
+    }
+}
+
 /// Everything one simulation run needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -166,8 +188,16 @@ pub struct Config {
     pub hb_stale_after: Duration,
     /// Delay between two discovered partitions.
     pub discovery_delay: Duration,
-    /// Partitions whose heartbeat stops.
+    /// Where the remote partitions run.
+    pub mode: Mode,
+    /// The `xpc-sim` binary to re-execute for [`Mode::Processes`] (default:
+    /// this executable).
+    pub exe: Option<std::path::PathBuf>,
+    /// Partitions killed: the heartbeat stops (threads) or SIGKILL
+    /// (processes).
     pub kills: Vec<KillAt>,
+    /// Killed partitions started again (processes only).
+    pub restarts: Vec<KillAt>,
     /// Unload the module at this time even if the run is not over.
     pub unload_at: Option<Duration>,
     /// Make the optional notifier stages fail.
@@ -206,7 +236,10 @@ impl Default for Config {
             hb_interval: Duration::from_millis(10),
             hb_stale_after: Duration::from_millis(150),
             discovery_delay: Duration::from_millis(30),
+            mode: Mode::Threads,
+            exe: None,
             kills: Vec::new(),
+            restarts: Vec::new(),
             unload_at: None,
             fail_notifiers: false,
             cycles: 1,
@@ -244,9 +277,16 @@ impl Config {
     /// Threads a load needs at least: per remote partition its contact
     /// thread and one delivery thread per channel, plus the fixed ones.
     pub fn threads_needed(&self) -> usize {
+        // Processes: per channel a reader and a writer on each side, and
+        // per partition a heartbeat reader (counted on this side; the
+        // limit is per user, so the remote processes' count too).
+        let per_channel = match self.mode {
+            Mode::Threads => 1,
+            Mode::Processes => 6,
+        };
         self.partitions
             .saturating_sub(1)
-            .saturating_mul(self.channels.saturating_add(1))
+            .saturating_mul(self.channels.saturating_mul(per_channel).saturating_add(2))
             .saturating_add(FIXED_THREADS)
     }
 
@@ -292,6 +332,17 @@ impl Config {
                     "--kill-partition {}: partitions are 1..{}",
                     k.partition,
                     self.partitions - 1
+                ));
+            }
+        }
+        for r in &self.restarts {
+            if self.mode != Mode::Processes {
+                return Err("--restart-partition needs --mode processes".into());
+            }
+            if !self.kills.iter().any(|k| k.partition == r.partition && k.at < r.at) {
+                return Err(format!(
+                    "--restart-partition {}@{:?}: that partition is not killed before then",
+                    r.partition, r.at
                 ));
             }
         }

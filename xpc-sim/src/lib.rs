@@ -25,8 +25,13 @@ mod channel;
 mod config;
 mod report;
 mod sim;
+mod child;
+mod link;
+mod procs;
+mod wire;
 
 pub use channel::ChannelReport;
-pub use config::{parse_duration, thread_limit, Config, Fault, FaultKind, KillAt, MAX_DURATION};
+pub use child::run_partition;
+pub use config::{parse_duration, thread_limit, Config, Fault, FaultKind, KillAt, Mode, MAX_DURATION};
 pub use report::Report;
 pub use sim::run;

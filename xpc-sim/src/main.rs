@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use xpc_sim::{parse_duration, Config, Fault, KillAt};
+use xpc_sim::{parse_duration, Config, Fault, KillAt, Mode};
 
 /// A count flag: a non-negative integer, with a message that says so.
 fn count<T: std::str::FromStr>(s: &str) -> Result<T, String> {
@@ -72,9 +72,19 @@ struct Args {
     /// A partition whose heartbeat has not moved for this long is dead.
     #[arg(long, default_value = "150ms", value_parser = parse_duration, allow_hyphen_values = true)]
     hb_stale_after: Duration,
-    /// Stop partition P's heartbeat TIME into the run (repeatable).
+    /// Where the remote partitions run: each its own OS process
+    /// (`processes`), or threads in this one (`threads`, faster).
+    #[arg(long, default_value = "processes")]
+    mode: Mode,
+    /// Kill partition P TIME into the run (repeatable): SIGKILL to its
+    /// process (processes) or its heartbeat stops (threads).
     #[arg(long, value_name = "P@TIME")]
     kill_partition: Vec<KillAt>,
+    /// Start a killed partition P again TIME into the run (processes
+    /// mode; repeatable): it is rediscovered and its channels reconnect,
+    /// their seqs continuing.
+    #[arg(long, value_name = "P@TIME")]
+    restart_partition: Vec<KillAt>,
     /// Unload the module TIME into the run, whatever is still running
     /// (0s unloads before discovery finds anything: nothing is tested).
     #[arg(long, value_name = "TIME", value_parser = parse_duration, allow_hyphen_values = true)]
@@ -99,6 +109,15 @@ struct Args {
     /// lose-job, double-job); the verdict must fail.
     #[arg(long, value_name = "KIND@P.C", hide = true)]
     inject_fault: Vec<Fault>,
+    /// Internal: run as remote partition P (started by the local one).
+    #[arg(long, value_name = "P", hide = true, requires_all = ["rendezvous", "parent_pid"])]
+    role_partition: Option<usize>,
+    /// Internal: the run's socket namespace.
+    #[arg(long, hide = true)]
+    rendezvous: Option<String>,
+    /// Internal: the local partition's pid.
+    #[arg(long, hide = true)]
+    parent_pid: Option<u32>,
     /// Debug: a stage whose undo takes this long.
     #[arg(long, value_name = "TIME", value_parser = parse_duration, hide = true)]
     debug_slow_unload: Option<Duration>,
@@ -128,6 +147,11 @@ fn handle_signals() -> std::io::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let (Some(p), Some(ns), Some(parent)) = (args.role_partition, &args.rendezvous, args.parent_pid) {
+        let cfg = config(&args, None);
+        let code = xpc_sim::run_partition(&cfg, p, ns, parent);
+        return ExitCode::from(u8::try_from(code).unwrap_or(3));
+    }
     if args.top && !std::io::stdout().is_terminal() {
         return usage_error("--top draws a live view and needs stdout to be a terminal");
     }
@@ -138,30 +162,9 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let cfg = Config {
-        partitions: args.partitions,
-        channels: args.channels,
-        messages: args.messages,
-        duration: args.duration,
-        callback_block: args.callback_block,
-        long_block_every: args.long_block_every,
-        long_block: args.long_block,
-        assigned_limit: args.assigned_limit,
-        idle_limit: args.idle_limit,
-        msg_entries: args.msg_entries,
-        hb_interval: args.hb_interval,
-        hb_stale_after: args.hb_stale_after,
-        kills: args.kill_partition,
-        unload_at: args.unload_at,
-        fail_notifiers: args.fail_notifiers,
-        cycles: args.cycles,
-        seed: args.seed,
-        display: if args.top { 2 } else { 1 },
-        faults: args.inject_fault,
-        interrupt: Some(interrupt),
-        slow_unload: args.debug_slow_unload,
-        ..Config::default()
-    };
+    let mut cfg = config(&args, Some(interrupt));
+    cfg.exe = std::env::current_exe().ok();
+    cfg.display = if args.top { 2 } else { 1 };
     if let Err(e) = cfg.validate() {
         return usage_error(e);
     }
@@ -175,10 +178,55 @@ fn main() -> ExitCode {
         None => None,
     };
     eprintln!(
-        "xpc-sim: {} partitions, {} channels each, {} messages per channel over {:?}, {} cycle(s)",
-        cfg.partitions, cfg.channels, cfg.messages, cfg.duration, cfg.cycles
+        "xpc-sim: {} partitions ({}), {} channels each, {} messages per channel over {:?}, {} cycle(s)",
+        cfg.partitions,
+        match cfg.mode {
+            Mode::Processes => "remote ones as processes",
+            Mode::Threads => "remote ones as threads",
+        },
+        cfg.channels,
+        cfg.messages,
+        cfg.duration,
+        cfg.cycles
     );
-    let report = match xpc_sim::run(&cfg) {
+    run(&cfg, &term, json.as_mut())
+}
+
+fn config(args: &Args, interrupt: Option<Arc<AtomicBool>>) -> Config {
+    Config {
+        partitions: args.partitions,
+        channels: args.channels,
+        messages: args.messages,
+        duration: args.duration,
+        callback_block: args.callback_block,
+        long_block_every: args.long_block_every,
+        long_block: args.long_block,
+        assigned_limit: args.assigned_limit,
+        idle_limit: args.idle_limit,
+        msg_entries: args.msg_entries,
+        hb_interval: args.hb_interval,
+        hb_stale_after: args.hb_stale_after,
+        kills: args.kill_partition.clone(),
+        unload_at: args.unload_at,
+        fail_notifiers: args.fail_notifiers,
+        cycles: args.cycles,
+        seed: args.seed,
+        display: if args.top { 2 } else { 1 },
+        faults: args.inject_fault.clone(),
+        interrupt,
+        slow_unload: args.debug_slow_unload,
+        mode: args.mode,
+        restarts: args.restart_partition.clone(),
+        ..Config::default()
+    }
+}
+
+fn run(
+    cfg: &Config,
+    term: &AtomicBool,
+    json: Option<&mut (std::path::PathBuf, std::fs::File)>,
+) -> ExitCode {
+    let report = match xpc_sim::run(cfg) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: the run could not start: {e}");
@@ -191,7 +239,7 @@ fn main() -> ExitCode {
         eprintln!("error: cannot write the report to stdout: {e}");
         return ExitCode::from(3);
     }
-    if let Some((path, file)) = json.as_mut() {
+    if let Some((path, file)) = json {
         let text = serde_json::to_string_pretty(&report).expect("report serializes");
         if let Err(e) = file.write_all(text.as_bytes()).and_then(|()| file.flush()) {
             eprintln!("error: cannot write {}: {e}", path.display());

@@ -17,6 +17,15 @@ pub struct StageTiming {
     pub outcome: String,
 }
 
+/// A killed partition found dead by the heartbeat checker.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detection {
+    /// The partition.
+    pub partition: usize,
+    /// From the SIGKILL to the declaration, microseconds.
+    pub micros: u64,
+}
+
 /// One load/run/unload cycle.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct CycleReport {
@@ -28,8 +37,12 @@ pub struct CycleReport {
     pub degraded: Vec<String>,
     /// Partitions declared dead by the heartbeat checker.
     pub partitions_died: Vec<usize>,
-    /// Partitions discovered before the unload.
+    /// Partitions discovered before the unload (restarts count again).
     pub partitions_discovered: usize,
+    /// Processes mode: how long each kill took to be detected.
+    pub detections: Vec<Detection>,
+    /// Processes mode: partition processes started (restarts included).
+    pub processes_started: u64,
     /// OS threads above the baseline after the unload.
     pub leaked_threads: i64,
     /// Their names, if any.
@@ -146,7 +159,8 @@ impl fmt::Display for Report {
             self.peak_entries, self.msg_entries, self.peak_idle_per_channel, self.idle_limit, self.peak_rss_mib, self.stragglers, self.leaked_threads
         )?;
         for (i, c) in self.cycles.iter().enumerate() {
-            writeln!(f, "  cycle {}: {} partitions discovered, died: {:?}, degraded: {:?}, unload {:.1} ms{}, leaked threads {}",
+            let procs = if c.processes_started > 0 { format!(" ({} processes started)", c.processes_started) } else { String::new() };
+            writeln!(f, "  cycle {}: {} partitions discovered{procs}, died: {:?}, degraded: {:?}, unload {:.1} ms{}, leaked threads {}",
                 i + 1, c.partitions_discovered, c.partitions_died, c.degraded, c.unload_micros as f64 / 1000.0,
                 if c.interrupted { " (interrupted)" } else { "" }, c.leaked_threads)?;
             let init: Vec<String> = c
@@ -161,6 +175,14 @@ impl fmt::Display for Report {
                 .map(|s| format!("{} {}us ({})", s.stage, s.micros, s.outcome))
                 .collect();
             writeln!(f, "    exit  {}", exit.join(", "))?;
+            if !c.detections.is_empty() {
+                let d: Vec<String> = c
+                    .detections
+                    .iter()
+                    .map(|d| format!("partition {} in {:.0} ms", d.partition, d.micros as f64 / 1000.0))
+                    .collect();
+                writeln!(f, "    kills detected: {}", d.join(", "))?;
+            }
         }
         let problems = self.problems();
         if problems.is_empty() && self.cycles.iter().all(|c| c.partitions_discovered == 0) {

@@ -10,8 +10,10 @@ use threadward::registry::{self, ThreadKind};
 use threadward::{Stages, Stopper, Thread};
 
 use crate::channel::{Channel, ChannelReport, Totals};
+use crate::config::Mode;
+use crate::procs::{Bases, Procs, Remote};
 use crate::config::Config;
-use crate::report::{CycleReport, Report, StageTiming};
+use crate::report::{CycleReport, Detection, Report, StageTiming};
 
 const CHANNEL_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -76,21 +78,77 @@ fn reserved_page(partitions: usize) -> Arc<Table> {
     }
 }
 
-struct Contact {
-    sender: Thread<()>,
-    channels: Vec<Arc<Channel>>,
+enum Contact {
+    /// A partition simulated by threads in this process.
+    Local {
+        sender: Thread<()>,
+        channels: Vec<Arc<Channel>>,
+    },
+    /// A partition process.
+    Remote(Remote),
 }
 
 /// The channel registry: open contacts by partition.
 struct Contacts {
     cfg: Config,
     totals: Arc<Totals>,
+    table: Arc<Table>,
     open: Mutex<(bool, BTreeMap<usize, Contact>)>,
     died: Mutex<Vec<usize>>,
     discovered: AtomicUsize,
+    /// Processes mode: the partition processes.
+    procs: Option<Arc<Procs>>,
+    /// Processes mode: per partition, incarnations so far and where each
+    /// channel's seqs continue.
+    bases: Mutex<BTreeMap<usize, (usize, Vec<Bases>)>>,
+    /// When each partition was killed, for the detection latency.
+    killed_at: Mutex<BTreeMap<usize, Instant>>,
+    detections: Mutex<Vec<Detection>>,
 }
 
 impl Contacts {
+    fn insert(&self, p: usize, contact: Contact) {
+        let mut open = self.open.lock().unwrap();
+        if open.0 {
+            open.1.insert(p, contact);
+            self.discovered.fetch_add(1, Relaxed);
+        } else {
+            drop(open);
+            self.teardown(p, contact);
+        }
+    }
+
+    /// Processes mode: discovers partition `p`'s process and opens its
+    /// channels, continuing each channel's seqs from its last incarnation.
+    fn connect_remote(&self, cx: &threadward::Context, p: usize) {
+        let (Some(procs), true) = (&self.procs, self.open.lock().unwrap().0) else {
+            return;
+        };
+        let (inc, bases) = self
+            .bases
+            .lock()
+            .unwrap()
+            .get(&p)
+            .cloned()
+            .unwrap_or((0, vec![Bases::default(); self.cfg.channels]));
+        let table = self.table.clone();
+        let beat: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            table.beats[p].fetch_add(1, Relaxed);
+        });
+        // A fresh contact starts its staleness clock now.
+        self.table.beats[p].fetch_add(1, Relaxed);
+        match Remote::connect(cx, &self.cfg, &procs.ns, p, inc, &bases, beat, &self.totals) {
+            Ok(r) => self.insert(p, Contact::Remote(r)),
+            Err(e) if cx.should_stop() => {
+                tracing::debug!(partition = p, error = %e, "discovery stopped");
+            }
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "cannot connect to the partition");
+                self.failed(format!("partition {p}: could not connect: {e}"));
+            }
+        }
+    }
+
     /// Opens the channels to `p` and starts its contact (sender) thread.
     fn connect(&self, p: usize) {
         let mut channels = Vec::new();
@@ -136,15 +194,7 @@ impl Contacts {
                 return;
             }
         };
-        let contact = Contact { sender, channels };
-        let mut open = self.open.lock().unwrap();
-        if open.0 {
-            open.1.insert(p, contact);
-            self.discovered.fetch_add(1, Relaxed);
-        } else {
-            drop(open);
-            self.teardown(contact);
-        }
+        self.insert(p, Contact::Local { sender, channels });
     }
 
     /// Something the run needed failed: the verdict reports it.
@@ -158,22 +208,57 @@ impl Contacts {
         }
     }
 
-    fn teardown(&self, c: Contact) {
-        let _ = c.sender.stop();
-        self.close_channels(&c.channels);
+    fn save_bases(&self, p: usize, next: Vec<Bases>) {
+        let mut b = self.bases.lock().unwrap();
+        let inc = b.get(&p).map_or(0, |e| e.0);
+        b.insert(p, (inc + 1, next));
+    }
+
+    fn teardown(&self, p: usize, c: Contact) {
+        match c {
+            Contact::Local { sender, channels } => {
+                let _ = sender.stop();
+                self.close_channels(&channels);
+            }
+            Contact::Remote(r) => {
+                let next = r.finish(&self.totals, Duration::from_secs(10));
+                self.save_bases(p, next);
+            }
+        }
     }
 
     /// The heartbeat checker found `p` stale.
     fn partition_died(&self, p: usize) {
         let contact = self.open.lock().unwrap().1.remove(&p);
-        if let Some(c) = contact {
-            tracing::warn!(
-                partition = p,
-                "heartbeat stale: partition declared dead, disconnecting"
-            );
-            self.died.lock().unwrap().push(p);
-            self.teardown(c);
+        let Some(c) = contact else {
+            return;
+        };
+        tracing::warn!(
+            partition = p,
+            "heartbeat stale: partition declared dead, disconnecting"
+        );
+        if let Some(at) = self.killed_at.lock().unwrap().remove(&p) {
+            self.detections.lock().unwrap().push(Detection {
+                partition: p,
+                micros: at.elapsed().as_micros() as u64,
+            });
         }
+        self.died.lock().unwrap().push(p);
+        match c {
+            Contact::Remote(r) => {
+                // Fence first: once it is reaped, nothing more can arrive.
+                if let Some(procs) = &self.procs {
+                    procs.kill_and_reap(p);
+                }
+                let next = r.died(&self.totals);
+                self.save_bases(p, next);
+            }
+            local => self.teardown(p, local),
+        }
+    }
+
+    fn is_open(&self, p: usize) -> bool {
+        self.open.lock().unwrap().1.contains_key(&p)
     }
 
     fn close_all(&self) {
@@ -185,10 +270,12 @@ impl Contacts {
         // Stop every sender first, then disconnect: teardown in parallel
         // would not buy much with channel pools already stopping jobs fast.
         for c in all.values() {
-            c.sender.request_stop();
+            if let Contact::Local { sender, .. } = c {
+                sender.request_stop();
+            }
         }
-        for (_, c) in all {
-            self.teardown(c);
+        for (p, c) in all {
+            self.teardown(p, c);
         }
     }
 
@@ -202,7 +289,10 @@ impl Contacts {
             .unwrap()
             .1
             .values()
-            .all(|c| c.sender.is_finished())
+            .all(|c| match c {
+                Contact::Local { sender, .. } => sender.is_finished(),
+                Contact::Remote(_) => true,
+            })
     }
 
     fn drained(&self) -> bool {
@@ -211,15 +301,25 @@ impl Contacts {
             .unwrap()
             .1
             .values()
-            .all(|c| c.channels.iter().all(|ch| ch.drained()))
+            .all(|c| match c {
+                Contact::Local { channels, .. } => channels.iter().all(|ch| ch.drained()),
+                Contact::Remote(r) => r.done(self.cfg.messages),
+            })
     }
 
     /// Whether any open channel has stalled (see `Channel::check_stall`).
     fn stalled(&self, bound: Duration) -> bool {
         let open = self.open.lock().unwrap();
         let mut any = false;
-        for ch in open.1.values().flat_map(|c| &c.channels) {
-            any |= ch.check_stall(bound);
+        for c in open.1.values() {
+            match c {
+                Contact::Local { channels, .. } => {
+                    for ch in channels {
+                        any |= ch.check_stall(bound);
+                    }
+                }
+                Contact::Remote(r) => any |= r.check_stall(bound),
+            }
         }
         any
     }
@@ -264,36 +364,108 @@ fn run_cycle(
         })?;
     }
 
-    let (tb, kills, hb_interval) = (table.clone(), cfg.kills.clone(), cfg.hb_interval);
-    timed(&mut init, "heartbeat", || {
-        stages.thread("heartbeat", Duration::from_secs(1), move || {
-            threadward::spawn("xpc-heartbeat", move |cx| {
-                while cx.sleep(hb_interval).is_ok() {
-                    for k in &kills {
-                        if t0.elapsed() >= k.at && !tb.killed[k.partition].swap(true, Relaxed) {
-                            tracing::warn!(
-                                partition = k.partition,
-                                "partition killed: heartbeat stops"
-                            );
-                        }
-                    }
-                    for (p, beat) in tb.beats.iter().enumerate().skip(1) {
-                        if !tb.killed[p].load(Relaxed) {
-                            beat.fetch_add(1, Relaxed);
-                        }
+    // Processes mode: the remote partitions are started now (they boot
+    // in parallel, as independent OS instances would); the undo reaps them
+    // after the channel registry's undo said BYE, killing any that hang.
+    let procs = match cfg.mode {
+        Mode::Threads => None,
+        Mode::Processes => Some(timed(&mut init, "partition-procs", || {
+            stages.start("partition-procs", || {
+                let procs = Arc::new(Procs::new(cfg)?);
+                for p in 1..n {
+                    if let Err(e) = procs.spawn(p) {
+                        procs.reap_all(Instant::now());
+                        return Err(format!("cannot start partition {p}'s process: {e}").into());
                     }
                 }
+                let (pr, tot) = (procs.clone(), totals.clone());
+                Ok::<_, SimError>((procs, move || {
+                    let problems = pr.reap_all(Instant::now() + Duration::from_secs(5));
+                    tot.failures.lock().unwrap().extend(problems);
+                }))
             })
-        })
-    })?;
+        })?),
+    };
 
     let contacts = Arc::new(Contacts {
         cfg: cfg.clone(),
         totals: totals.clone(),
+        table: table.clone(),
         open: Mutex::new((true, BTreeMap::new())),
         died: Mutex::default(),
         discovered: AtomicUsize::new(0),
+        procs: procs.clone(),
+        bases: Mutex::default(),
+        killed_at: Mutex::default(),
+        detections: Mutex::default(),
     });
+
+    let (tb, kills, hb_interval) = (table.clone(), cfg.kills.clone(), cfg.hb_interval);
+    match &procs {
+        None => {
+            timed(&mut init, "heartbeat", || {
+                stages.thread("heartbeat", Duration::from_secs(1), move || {
+                    threadward::spawn("xpc-heartbeat", move |cx| {
+                        while cx.sleep(hb_interval).is_ok() {
+                            for k in &kills {
+                                if t0.elapsed() >= k.at && !tb.killed[k.partition].swap(true, Relaxed) {
+                                    tracing::warn!(
+                                        partition = k.partition,
+                                        "partition killed: heartbeat stops"
+                                    );
+                                }
+                            }
+                            for (p, beat) in tb.beats.iter().enumerate().skip(1) {
+                                if !tb.killed[p].load(Relaxed) {
+                                    beat.fetch_add(1, Relaxed);
+                                }
+                            }
+                        }
+                    })
+                })
+            })?;
+        }
+        Some(procs) => {
+            // The partitions beat themselves; this thread carries out
+            // --kill-partition (SIGKILL) and --restart-partition.
+            let (pr, cts, restarts) = (procs.clone(), contacts.clone(), cfg.restarts.clone());
+            timed(&mut init, "partition-ctl", || {
+                stages.thread("partition-ctl", Duration::from_secs(5), move || {
+                    threadward::spawn("xpc-part-ctl", move |cx| {
+                        let mut killed = vec![false; kills.len()];
+                        let mut restarted = vec![false; restarts.len()];
+                        while cx.sleep(Duration::from_millis(1)).is_ok() {
+                            for (k, done) in kills.iter().zip(killed.iter_mut()) {
+                                if !*done && t0.elapsed() >= k.at {
+                                    *done = true;
+                                    if pr.kill(k.partition) {
+                                        tracing::warn!(partition = k.partition, "partition killed (SIGKILL)");
+                                        cts.killed_at.lock().unwrap().insert(k.partition, Instant::now());
+                                    }
+                                }
+                            }
+                            for (r, done) in restarts.iter().zip(restarted.iter_mut()) {
+                                // Once its death has been declared.
+                                let dead = cts.died.lock().unwrap().contains(&r.partition)
+                                    && !cts.is_open(r.partition);
+                                if !*done && t0.elapsed() >= r.at && dead {
+                                    *done = true;
+                                    tracing::warn!(partition = r.partition, "partition restarted");
+                                    match pr.spawn(r.partition) {
+                                        Ok(()) => cts.connect_remote(cx, r.partition),
+                                        Err(e) => cts.failed(format!(
+                                            "partition {}: could not restart: {e}",
+                                            r.partition
+                                        )),
+                                    }
+                                }
+                            }
+                        }
+                    })
+                })
+            })?;
+        }
+    }
 
     let (tb, cts) = (table.clone(), contacts.clone());
     let stale_after = cfg.hb_stale_after;
@@ -350,7 +522,10 @@ fn run_cycle(
                     if cx.sleep(delay).is_err() {
                         return;
                     }
-                    cts.connect(p);
+                    match cts.procs {
+                        None => cts.connect(p),
+                        Some(_) => cts.connect_remote(cx, p),
+                    }
                 }
             })
         })
@@ -363,6 +538,7 @@ fn run_cycle(
     // stall bound (a lost delivery job) ends the wait too, so the drain is
     // bounded and the loss reported.
     let stall_bound = Duration::from_secs(2) + cfg.long_block * 2 + cfg.callback_block * 20;
+    let mut last_progress = (totals.progress.load(Relaxed), Instant::now());
     loop {
         std::thread::sleep(Duration::from_millis(5));
         if interrupted(cfg) {
@@ -376,6 +552,20 @@ fn run_cycle(
             break;
         }
         if discovery.is_finished() && contacts.all_sent() && contacts.drained() {
+            break;
+        }
+        // Nothing moved for the stall bound while the run is not done: a
+        // message that will never come (the verdict then says which).
+        let now = totals.progress.load(Relaxed);
+        if now != last_progress.0 {
+            last_progress = (now, Instant::now());
+        } else if discovery.is_finished()
+            && contacts.all_sent()
+            && last_progress.1.elapsed() > stall_bound
+        {
+            totals.failures.lock().unwrap().push(format!(
+                "the run stopped progressing for {stall_bound:?} before every message was delivered"
+            ));
             break;
         }
     }
@@ -393,6 +583,8 @@ fn run_cycle(
         })
         .collect();
     rep.partitions_died = contacts.died.lock().unwrap().clone();
+    rep.detections = contacts.detections.lock().unwrap().clone();
+    rep.processes_started = procs.as_ref().map_or(0, |p| p.started.load(Relaxed));
     rep.partitions_discovered = contacts.discovered.load(Relaxed);
     // Threads are joined by their stops, but a detached helper (a deadline
     // stop request's) may still be exiting, and one listing of

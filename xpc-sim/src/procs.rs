@@ -1,0 +1,349 @@
+//! The local partition's side of the multi-process mode: the remote
+//! partitions' processes (spawn, SIGKILL, reap) and a [`Remote`] contact per
+//! live partition (its heartbeat reader and one [`Link`] per channel).
+
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use threadward::{Context, Thread};
+
+use crate::channel::{Channel, ChannelReport, RecordSummary, Totals};
+use crate::child::{addr, send_blocking};
+use crate::config::{Config, FaultKind};
+use crate::link::{Link, Plan};
+use crate::wire::{Frame, FrameReader, HEARTBEAT};
+
+/// A duration as a flag value the child parses back exactly.
+fn dur(d: Duration) -> String {
+    format!("{}us", d.as_micros())
+}
+
+/// The remote partitions' processes.
+pub(crate) struct Procs {
+    exe: PathBuf,
+    /// The run's socket namespace (abstract names: nothing on disk).
+    pub(crate) ns: String,
+    args: Vec<String>,
+    children: Mutex<BTreeMap<usize, Child>>,
+    /// Processes started, over the run.
+    pub(crate) started: AtomicU64,
+}
+
+impl Procs {
+    pub(crate) fn new(cfg: &Config) -> std::io::Result<Procs> {
+        let exe = match &cfg.exe {
+            Some(e) => e.clone(),
+            None => std::env::current_exe()?,
+        };
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut args: Vec<String> = [
+            ("--partitions", cfg.partitions.to_string()),
+            ("--channels", cfg.channels.to_string()),
+            ("--messages", cfg.messages.to_string()),
+            ("--duration", dur(cfg.duration)),
+            ("--callback-block", dur(cfg.callback_block)),
+            ("--long-block", dur(cfg.long_block)),
+            ("--long-block-every", cfg.long_block_every.to_string()),
+            ("--assigned-limit", cfg.assigned_limit.to_string()),
+            ("--idle-limit", cfg.idle_limit.to_string()),
+            ("--msg-entries", cfg.msg_entries.to_string()),
+            ("--hb-interval", dur(cfg.hb_interval)),
+            ("--hb-stale-after", dur(cfg.hb_stale_after)),
+            ("--seed", cfg.seed.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_owned(), v])
+        .collect();
+        for f in &cfg.faults {
+            let kind = match f.kind {
+                FaultKind::Drop => "drop",
+                FaultKind::Repeat => "repeat",
+                FaultKind::Reorder => "reorder",
+                FaultKind::LoseJob => "lose-job",
+                FaultKind::DoubleJob => "double-job",
+            };
+            args.extend(["--inject-fault".into(), format!("{kind}@{}.{}", f.partition, f.channel)]);
+        }
+        Ok(Procs {
+            exe,
+            ns: format!("{}.{nonce}", std::process::id()),
+            args,
+            children: Mutex::default(),
+            started: AtomicU64::new(0),
+        })
+    }
+
+    /// Starts partition `p`'s process.
+    pub(crate) fn spawn(&self, p: usize) -> std::io::Result<()> {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(&self.exe)
+            .args(&self.args)
+            .args(["--role-partition", &p.to_string(), "--rendezvous", &self.ns])
+            .args(["--parent-pid", &std::process::id().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // Its own process group: a terminal's Ctrl-C goes to the local
+            // partition, which unloads the remote ones in order (they die
+            // with it through the parent-death signal if it is killed).
+            .process_group(0)
+            .spawn()?;
+        self.started.fetch_add(1, Relaxed);
+        if let Some(mut old) = self.children.lock().unwrap().insert(p, child) {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        Ok(())
+    }
+
+    /// SIGKILL to partition `p` (not reaped: its death is for the
+    /// heartbeat checker to find). False if it is not running.
+    pub(crate) fn kill(&self, p: usize) -> bool {
+        self.children
+            .lock()
+            .unwrap()
+            .get_mut(&p)
+            .is_some_and(|c| c.kill().is_ok())
+    }
+
+    /// Fences partition `p`: SIGKILL and reap, so nothing it wrote can
+    /// still arrive after its channels are accounted.
+    pub(crate) fn kill_and_reap(&self, p: usize) {
+        let child = self.children.lock().unwrap().remove(&p);
+        if let Some(mut c) = child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Reaps every process by `deadline` (they exit after BYE); kills the
+    /// ones still running then. Returns problems (a partition that did not
+    /// exit, or exited with an error).
+    pub(crate) fn reap_all(&self, deadline: Instant) -> Vec<String> {
+        let mut problems = Vec::new();
+        let children = std::mem::take(&mut *self.children.lock().unwrap());
+        for (p, mut c) in children {
+            loop {
+                match c.try_wait() {
+                    Ok(Some(st)) if st.success() => break,
+                    Ok(Some(st)) => {
+                        problems.push(format!("partition {p}'s process exited with {st}"));
+                        break;
+                    }
+                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                    _ => {
+                        problems.push(format!("partition {p}'s process did not exit; killed"));
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// Where a channel's seqs continue after a partition restarts: the local
+/// side's next seq, and the remote side's.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Bases {
+    pub(crate) local: u64,
+    pub(crate) remote: u64,
+}
+
+/// A live remote partition, seen from the local one.
+pub(crate) struct Remote {
+    p: usize,
+    links: Vec<Link>,
+    hb: UnixStream,
+    hb_reader: Option<Thread<()>>,
+    /// Local-side seq bases this incarnation started from.
+    bases: Vec<Bases>,
+    suffix: String,
+}
+
+/// Connects to `ns`'s partition `p`, retrying while it starts (bounded by
+/// `within`; stop-aware through `cx`).
+fn connect(cx: &Context, ns: &str, p: usize, within: Duration) -> std::io::Result<UnixStream> {
+    let a = addr(ns, p)?;
+    let end = Instant::now() + within;
+    loop {
+        match UnixStream::connect_addr(&a) {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() >= end => return Err(e),
+            Err(_) => cx.sleep(Duration::from_millis(2))?,
+        }
+    }
+}
+
+impl Remote {
+    /// Discovers partition `p` (incarnation `inc`: 0 first, then one per
+    /// restart), opens its heartbeat and channels.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn connect(
+        cx: &Context,
+        cfg: &Config,
+        ns: &str,
+        p: usize,
+        inc: usize,
+        bases: &[Bases],
+        beat: Arc<dyn Fn() + Send + Sync>,
+        totals: &Arc<Totals>,
+    ) -> std::io::Result<Remote> {
+        let hb = connect(cx, ns, p, Duration::from_secs(5))?;
+        send_blocking(&hb, &Frame::Hello { channel: HEARTBEAT, local_base: 0, remote_base: 0 })?;
+        let mut r = FrameReader::new(hb.try_clone()?)?;
+        let hb_reader = threadward::spawn(format!("xpc-hb-p{p}"), move |cx| {
+            while let Ok(Some(f)) = r.next(cx) {
+                if matches!(f, Frame::Beat(_)) {
+                    beat();
+                }
+            }
+        })?;
+        let suffix = if inc == 0 { String::new() } else { format!("r{inc}") };
+        let mut remote = Remote {
+            p,
+            links: Vec::new(),
+            hb,
+            hb_reader: Some(hb_reader),
+            bases: bases.to_vec(),
+            suffix: suffix.clone(),
+        };
+        for (c, b) in bases.iter().enumerate() {
+            let s = connect(cx, ns, p, Duration::from_secs(5))?;
+            send_blocking(&s, &Frame::Hello { channel: c as u64, local_base: b.local, remote_base: b.remote })?;
+            let seed = cfg.seed ^ ((p as u64) << 32) ^ c as u64;
+            let rx = Channel::open_at(p, c, b.remote, suffix.clone(), cfg, seed, totals.clone())?;
+            let plan = Plan {
+                partition: p,
+                channel: c,
+                base: b.local,
+                total: cfg.messages,
+                duration: cfg.duration,
+                acks: false,
+                fault: None,
+                fault_at: 0,
+            };
+            remote.links.push(Link::start(s, rx, plan)?);
+        }
+        Ok(remote)
+    }
+
+    /// Whether every message both ways has been delivered: the remote
+    /// sent all and the local side delivered them; the local side sent all
+    /// and the remote acknowledged them with nothing pending.
+    pub(crate) fn done(&self, total: u64) -> bool {
+        self.links.iter().all(|l| {
+            let sh = &l.shared;
+            let rec = l.rx.summary();
+            let incoming = *sh.peer_end.lock().unwrap() == Some(total) && rec.accounted == total && rec.pending == 0;
+            let acked = sh.peer_ack.lock().unwrap().is_some_and(|(a, _)| a.accounted == total && a.pending == 0);
+            incoming && sh.sent.load(Relaxed) == total && acked
+        })
+    }
+
+    pub(crate) fn check_stall(&self, bound: Duration) -> bool {
+        let mut any = false;
+        for l in &self.links {
+            any |= l.rx.check_stall(bound);
+        }
+        any
+    }
+
+    /// Unload: END both ways, BYE, every frame read to the end, the
+    /// receiving sides accounted; returns where seqs would continue.
+    pub(crate) fn finish(mut self, totals: &Totals, deadline: Duration) -> Vec<Bases> {
+        for l in &self.links {
+            l.finish();
+            l.rx.close(Duration::from_secs(2));
+        }
+        let _ = send_blocking(&self.hb, &Frame::Bye);
+        let end = Instant::now() + deadline;
+        let mut problems = Vec::new();
+        for l in &mut self.links {
+            if !l.wait_ended(end) {
+                problems.push(format!("{}: the partition did not finish its side by the deadline", l.rx.name()));
+            }
+        }
+        totals.failures.lock().unwrap().extend(problems);
+        self.account(totals, false)
+    }
+
+    /// The partition died (already killed and reaped by the caller): what
+    /// it wrote before dying is read to the end and counted in flight.
+    pub(crate) fn died(mut self, totals: &Totals) -> Vec<Bases> {
+        for l in &mut self.links {
+            l.rx.close(Duration::from_secs(2));
+            l.peer_died();
+        }
+        self.account(totals, true)
+    }
+
+    fn account(mut self, totals: &Totals, died: bool) -> Vec<Bases> {
+        if let Some(t) = self.hb_reader.take() {
+            let _ = t.stop();
+        }
+        let mut next = Vec::new();
+        for (l, b) in self.links.iter().zip(&self.bases) {
+            let sh = &l.shared;
+            let read = b.remote + sh.msgs_read.load(Relaxed);
+            let remote_sent = sh.peer_end.lock().unwrap().unwrap_or(read);
+            l.rx.set_sender_log(remote_sent);
+            l.rx.report();
+            let sent = sh.sent.load(Relaxed);
+            let ack = *sh.peer_ack.lock().unwrap();
+            totals.channels.lock().unwrap().push(outgoing(&l.rx.name(), sent, b.local, ack, died, sh.torn.load(Relaxed)));
+            next.push(Bases { local: sent, remote: remote_sent.max(read) });
+        }
+        next
+    }
+
+    pub(crate) fn partition(&self) -> usize {
+        self.p
+    }
+
+    pub(crate) fn suffix(&self) -> &str {
+        &self.suffix
+    }
+}
+
+/// The report of the local→remote direction of a channel, from the
+/// remote's acknowledgements: a live partition's final one must account
+/// for every message sent; a dead one's messages past its last are in
+/// flight (dropped).
+fn outgoing(
+    name: &str,
+    sent: u64,
+    base: u64,
+    ack: Option<(RecordSummary, bool)>,
+    died: bool,
+    torn: u64,
+) -> ChannelReport {
+    let (rec, last) = ack.unwrap_or((RecordSummary { accounted: base, ..RecordSummary::default() }, false));
+    let unacked = sent.saturating_sub(rec.accounted);
+    ChannelReport {
+        name: format!("{name}-out"),
+        sent: sent - base.min(sent),
+        received: rec.received,
+        dropped_on_disconnect: rec.dropped + if died { unacked } else { 0 },
+        lost: if died { 0 } else { unacked },
+        duplicates: rec.duplicates,
+        reordered: rec.reordered,
+        misrouted: rec.misrouted,
+        empty_activations: rec.empty_activations,
+        stalled: (!died && !last).then(|| "no final acknowledgement from the partition".to_owned()),
+        pool_mismatch: if torn > 0 && !died {
+            vec![format!("{torn} torn frame(s) from a live partition")]
+        } else {
+            Vec::new()
+        },
+        ..ChannelReport::default()
+    }
+}
