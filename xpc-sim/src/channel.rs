@@ -402,7 +402,12 @@ impl Channel {
     /// Waits for an entry, applies `fault`, queues `msg` and submits its
     /// delivery job(s); a refused job takes the message back out and is
     /// retried a moment later.
-    fn enqueue(self: &Arc<Self>, cx: &Context, msg: Msg, fault: Option<FaultKind>) -> Result<(), Closed> {
+    fn enqueue(
+        self: &Arc<Self>,
+        cx: &Context,
+        msg: Msg,
+        fault: Option<FaultKind>,
+    ) -> Result<(), Closed> {
         let seq = msg.seq;
         loop {
             let st = self.lock();
@@ -561,7 +566,11 @@ impl Channel {
     /// The receiver's record in numbers, for an acknowledgement.
     pub(crate) fn summary(&self) -> RecordSummary {
         let st = self.lock();
-        let busy = if st.closed.is_some() { 0 } else { self.pool.stats().busy };
+        let busy = if st.closed.is_some() {
+            0
+        } else {
+            self.pool.stats().busy
+        };
         RecordSummary {
             accounted: st.record.accounted(),
             received: st.record.received,

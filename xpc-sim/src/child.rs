@@ -75,9 +75,15 @@ pub fn run_partition(cfg: &Config, p: usize, ns: &str, parent: u32) -> i32 {
         let (s, _) = match listener.accept() {
             Ok(c) => c,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let ts = rustix::time::Timespec { tv_sec: 0, tv_nsec: 20_000_000 };
+                let ts = rustix::time::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 20_000_000,
+                };
                 let _ = rustix::event::poll(
-                    &mut [rustix::event::PollFd::new(&listener, rustix::event::PollFlags::IN)],
+                    &mut [rustix::event::PollFd::new(
+                        &listener,
+                        rustix::event::PollFlags::IN,
+                    )],
                     Some(&ts),
                 );
                 continue;
@@ -87,7 +93,10 @@ pub fn run_partition(cfg: &Config, p: usize, ns: &str, parent: u32) -> i32 {
                 break;
             }
         };
-        let (hello, s) = match s.set_nonblocking(false).and_then(|()| read_hello(s, Duration::from_secs(5))) {
+        let (hello, s) = match s
+            .set_nonblocking(false)
+            .and_then(|()| read_hello(s, Duration::from_secs(5)))
+        {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(partition = p, error = %e, "a connection without a hello");
@@ -95,7 +104,9 @@ pub fn run_partition(cfg: &Config, p: usize, ns: &str, parent: u32) -> i32 {
             }
         };
         match hello {
-            Frame::Hello { channel: HEARTBEAT, .. } => match heartbeat(cfg, s, &finish) {
+            Frame::Hello {
+                channel: HEARTBEAT, ..
+            } => match heartbeat(cfg, s, &finish) {
                 Ok(t) => beats.extend(t),
                 Err(e) => {
                     eprintln!("xpc-sim partition {p}: heartbeat: {e}");
@@ -114,7 +125,9 @@ pub fn run_partition(cfg: &Config, p: usize, ns: &str, parent: u32) -> i32 {
                     .iter()
                     .find(|f| f.partition == p && f.channel == c)
                     .map(|f| f.kind)
-                    .filter(|k| matches!(k, FaultKind::Drop | FaultKind::Repeat | FaultKind::Reorder));
+                    .filter(|k| {
+                        matches!(k, FaultKind::Drop | FaultKind::Repeat | FaultKind::Reorder)
+                    });
                 let plan = Plan {
                     partition: p,
                     channel: c,
@@ -125,8 +138,16 @@ pub fn run_partition(cfg: &Config, p: usize, ns: &str, parent: u32) -> i32 {
                     fault,
                     fault_at: cfg.messages / 2,
                 };
-                let link = Channel::open_at(p, c, local_base, String::new(), &rx_cfg, seed, totals.clone())
-                    .and_then(|rx| Link::start(s, rx, plan));
+                let link = Channel::open_at(
+                    p,
+                    c,
+                    local_base,
+                    String::new(),
+                    &rx_cfg,
+                    seed,
+                    totals.clone(),
+                )
+                .and_then(|rx| Link::start(s, rx, plan));
                 match link {
                     Ok(l) => links.push(l),
                     Err(e) => {
@@ -141,9 +162,11 @@ pub fn run_partition(cfg: &Config, p: usize, ns: &str, parent: u32) -> i32 {
     // Finish: END on every channel, the receiving sides closed (what is
     // queued is dropped and acknowledged as such), the final
     // acknowledgements once the local partition's frames are all read.
+    // Close first: the writer's final acknowledgement must see the
+    // queue's messages counted as dropped.
     for l in &links {
-        l.finish();
         l.rx.close(Duration::from_secs(2));
+        l.finish();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     for l in &mut links {

@@ -339,7 +339,11 @@ impl Config {
             if self.mode != Mode::Processes {
                 return Err("--restart-partition needs --mode processes".into());
             }
-            if !self.kills.iter().any(|k| k.partition == r.partition && k.at < r.at) {
+            if !self
+                .kills
+                .iter()
+                .any(|k| k.partition == r.partition && k.at < r.at)
+            {
                 return Err(format!(
                     "--restart-partition {}@{:?}: that partition is not killed before then",
                     r.partition, r.at

@@ -22,16 +22,18 @@
 //! against each sender's log (protocol and proof: `xpc-sim/README.md`).
 
 mod channel;
-mod config;
-mod report;
-mod sim;
 mod child;
+mod config;
 mod link;
 mod procs;
+mod report;
+mod sim;
 mod wire;
 
 pub use channel::ChannelReport;
 pub use child::run_partition;
-pub use config::{parse_duration, thread_limit, Config, Fault, FaultKind, KillAt, Mode, MAX_DURATION};
+pub use config::{
+    parse_duration, thread_limit, Config, Fault, FaultKind, KillAt, Mode, MAX_DURATION,
+};
 pub use report::Report;
 pub use sim::run;

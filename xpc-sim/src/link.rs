@@ -272,7 +272,9 @@ fn write_loop(cx: &threadward::Context, out: &UnixStream, rx: &Channel, sh: &Sha
             };
             let r = match plan.fault.filter(|_| n == plan.fault_at) {
                 Some(FaultKind::Drop) => Ok(()),
-                Some(FaultKind::Repeat) => send(Frame::Msg(msg)).and_then(|()| send(Frame::Msg(msg))),
+                Some(FaultKind::Repeat) => {
+                    send(Frame::Msg(msg)).and_then(|()| send(Frame::Msg(msg)))
+                }
                 Some(FaultKind::Reorder) => {
                     held = Some(msg);
                     Ok(())

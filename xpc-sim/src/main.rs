@@ -147,7 +147,9 @@ fn handle_signals() -> std::io::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let (Some(p), Some(ns), Some(parent)) = (args.role_partition, &args.rendezvous, args.parent_pid) {
+    if let (Some(p), Some(ns), Some(parent)) =
+        (args.role_partition, &args.rendezvous, args.parent_pid)
+    {
         let cfg = config(&args, None);
         let code = xpc_sim::run_partition(&cfg, p, ns, parent);
         return ExitCode::from(u8::try_from(code).unwrap_or(3));

@@ -69,7 +69,10 @@ impl Procs {
                 FaultKind::LoseJob => "lose-job",
                 FaultKind::DoubleJob => "double-job",
             };
-            args.extend(["--inject-fault".into(), format!("{kind}@{}.{}", f.partition, f.channel)]);
+            args.extend([
+                "--inject-fault".into(),
+                format!("{kind}@{}.{}", f.partition, f.channel),
+            ]);
         }
         Ok(Procs {
             exe,
@@ -127,7 +130,14 @@ impl Procs {
     /// exit, or exited with an error).
     pub(crate) fn reap_all(&self, deadline: Instant) -> Vec<String> {
         let mut problems = Vec::new();
-        let children = std::mem::take(&mut *self.children.lock().unwrap());
+        let mut children = std::mem::take(&mut *self.children.lock().unwrap());
+        // A partition never contacted (unloaded before discovery reached
+        // it) waits for a BYE like any other: send it one.
+        for (p, c) in &mut children {
+            if matches!(c.try_wait(), Ok(None)) {
+                self.bye(*p, deadline);
+            }
+        }
         for (p, mut c) in children {
             loop {
                 match c.try_wait() {
@@ -136,7 +146,9 @@ impl Procs {
                         problems.push(format!("partition {p}'s process exited with {st}"));
                         break;
                     }
-                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
                     _ => {
                         problems.push(format!("partition {p}'s process did not exit; killed"));
                         let _ = c.kill();
@@ -147,6 +159,32 @@ impl Procs {
             }
         }
         problems
+    }
+}
+
+impl Procs {
+    /// Says BYE to partition `p` on a heartbeat connection of its own
+    /// (retrying while it may still be starting, until `deadline`).
+    fn bye(&self, p: usize, deadline: Instant) {
+        let Ok(a) = addr(&self.ns, p) else {
+            return;
+        };
+        let end = deadline.min(Instant::now() + Duration::from_secs(1));
+        loop {
+            if let Ok(s) = UnixStream::connect_addr(&a) {
+                let hello = Frame::Hello {
+                    channel: HEARTBEAT,
+                    local_base: 0,
+                    remote_base: 0,
+                };
+                let _ = send_blocking(&s, &hello).and_then(|()| send_blocking(&s, &Frame::Bye));
+                return;
+            }
+            if Instant::now() >= end {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
@@ -198,7 +236,14 @@ impl Remote {
         totals: &Arc<Totals>,
     ) -> std::io::Result<Remote> {
         let hb = connect(cx, ns, p, Duration::from_secs(5))?;
-        send_blocking(&hb, &Frame::Hello { channel: HEARTBEAT, local_base: 0, remote_base: 0 })?;
+        send_blocking(
+            &hb,
+            &Frame::Hello {
+                channel: HEARTBEAT,
+                local_base: 0,
+                remote_base: 0,
+            },
+        )?;
         let mut r = FrameReader::new(hb.try_clone()?)?;
         let hb_reader = threadward::spawn(format!("xpc-hb-p{p}"), move |cx| {
             while let Ok(Some(f)) = r.next(cx) {
@@ -207,7 +252,11 @@ impl Remote {
                 }
             }
         })?;
-        let suffix = if inc == 0 { String::new() } else { format!("r{inc}") };
+        let suffix = if inc == 0 {
+            String::new()
+        } else {
+            format!("r{inc}")
+        };
         let mut remote = Remote {
             p,
             links: Vec::new(),
@@ -218,7 +267,14 @@ impl Remote {
         };
         for (c, b) in bases.iter().enumerate() {
             let s = connect(cx, ns, p, Duration::from_secs(5))?;
-            send_blocking(&s, &Frame::Hello { channel: c as u64, local_base: b.local, remote_base: b.remote })?;
+            send_blocking(
+                &s,
+                &Frame::Hello {
+                    channel: c as u64,
+                    local_base: b.local,
+                    remote_base: b.remote,
+                },
+            )?;
             let seed = cfg.seed ^ ((p as u64) << 32) ^ c as u64;
             let rx = Channel::open_at(p, c, b.remote, suffix.clone(), cfg, seed, totals.clone())?;
             let plan = Plan {
@@ -243,8 +299,14 @@ impl Remote {
         self.links.iter().all(|l| {
             let sh = &l.shared;
             let rec = l.rx.summary();
-            let incoming = *sh.peer_end.lock().unwrap() == Some(total) && rec.accounted == total && rec.pending == 0;
-            let acked = sh.peer_ack.lock().unwrap().is_some_and(|(a, _)| a.accounted == total && a.pending == 0);
+            let incoming = *sh.peer_end.lock().unwrap() == Some(total)
+                && rec.accounted == total
+                && rec.pending == 0;
+            let acked = sh
+                .peer_ack
+                .lock()
+                .unwrap()
+                .is_some_and(|(a, _)| a.accounted == total && a.pending == 0);
             incoming && sh.sent.load(Relaxed) == total && acked
         })
     }
@@ -269,7 +331,10 @@ impl Remote {
         let mut problems = Vec::new();
         for l in &mut self.links {
             if !l.wait_ended(end) {
-                problems.push(format!("{}: the partition did not finish its side by the deadline", l.rx.name()));
+                problems.push(format!(
+                    "{}: the partition did not finish its side by the deadline",
+                    l.rx.name()
+                ));
             }
         }
         totals.failures.lock().unwrap().extend(problems);
@@ -299,8 +364,18 @@ impl Remote {
             l.rx.report();
             let sent = sh.sent.load(Relaxed);
             let ack = *sh.peer_ack.lock().unwrap();
-            totals.channels.lock().unwrap().push(outgoing(&l.rx.name(), sent, b.local, ack, died, sh.torn.load(Relaxed)));
-            next.push(Bases { local: sent, remote: remote_sent.max(read) });
+            totals.channels.lock().unwrap().push(outgoing(
+                &l.rx.name(),
+                sent,
+                b.local,
+                ack,
+                died,
+                sh.torn.load(Relaxed),
+            ));
+            next.push(Bases {
+                local: sent,
+                remote: remote_sent.max(read),
+            });
         }
         next
     }
@@ -326,7 +401,13 @@ fn outgoing(
     died: bool,
     torn: u64,
 ) -> ChannelReport {
-    let (rec, last) = ack.unwrap_or((RecordSummary { accounted: base, ..RecordSummary::default() }, false));
+    let (rec, last) = ack.unwrap_or((
+        RecordSummary {
+            accounted: base,
+            ..RecordSummary::default()
+        },
+        false,
+    ));
     let unacked = sent.saturating_sub(rec.accounted);
     ChannelReport {
         name: format!("{name}-out"),

@@ -159,7 +159,11 @@ impl fmt::Display for Report {
             self.peak_entries, self.msg_entries, self.peak_idle_per_channel, self.idle_limit, self.peak_rss_mib, self.stragglers, self.leaked_threads
         )?;
         for (i, c) in self.cycles.iter().enumerate() {
-            let procs = if c.processes_started > 0 { format!(" ({} processes started)", c.processes_started) } else { String::new() };
+            let procs = if c.processes_started > 0 {
+                format!(" ({} processes started)", c.processes_started)
+            } else {
+                String::new()
+            };
             writeln!(f, "  cycle {}: {} partitions discovered{procs}, died: {:?}, degraded: {:?}, unload {:.1} ms{}, leaked threads {}",
                 i + 1, c.partitions_discovered, c.partitions_died, c.degraded, c.unload_micros as f64 / 1000.0,
                 if c.interrupted { " (interrupted)" } else { "" }, c.leaked_threads)?;
@@ -179,7 +183,13 @@ impl fmt::Display for Report {
                 let d: Vec<String> = c
                     .detections
                     .iter()
-                    .map(|d| format!("partition {} in {:.0} ms", d.partition, d.micros as f64 / 1000.0))
+                    .map(|d| {
+                        format!(
+                            "partition {} in {:.0} ms",
+                            d.partition,
+                            d.micros as f64 / 1000.0
+                        )
+                    })
                     .collect();
                 writeln!(f, "    kills detected: {}", d.join(", "))?;
             }

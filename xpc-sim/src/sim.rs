@@ -10,9 +10,9 @@ use threadward::registry::{self, ThreadKind};
 use threadward::{Stages, Stopper, Thread};
 
 use crate::channel::{Channel, ChannelReport, Totals};
+use crate::config::Config;
 use crate::config::Mode;
 use crate::procs::{Bases, Procs, Remote};
-use crate::config::Config;
 use crate::report::{CycleReport, Detection, Report, StageTiming};
 
 const CHANNEL_DEADLINE: Duration = Duration::from_secs(2);
@@ -284,27 +284,17 @@ impl Contacts {
     }
 
     fn all_sent(&self) -> bool {
-        self.open
-            .lock()
-            .unwrap()
-            .1
-            .values()
-            .all(|c| match c {
-                Contact::Local { sender, .. } => sender.is_finished(),
-                Contact::Remote(_) => true,
-            })
+        self.open.lock().unwrap().1.values().all(|c| match c {
+            Contact::Local { sender, .. } => sender.is_finished(),
+            Contact::Remote(_) => true,
+        })
     }
 
     fn drained(&self) -> bool {
-        self.open
-            .lock()
-            .unwrap()
-            .1
-            .values()
-            .all(|c| match c {
-                Contact::Local { channels, .. } => channels.iter().all(|ch| ch.drained()),
-                Contact::Remote(r) => r.done(self.cfg.messages),
-            })
+        self.open.lock().unwrap().1.values().all(|c| match c {
+            Contact::Local { channels, .. } => channels.iter().all(|ch| ch.drained()),
+            Contact::Remote(r) => r.done(self.cfg.messages),
+        })
     }
 
     /// Whether any open channel has stalled (see `Channel::check_stall`).
@@ -408,7 +398,9 @@ fn run_cycle(
                     threadward::spawn("xpc-heartbeat", move |cx| {
                         while cx.sleep(hb_interval).is_ok() {
                             for k in &kills {
-                                if t0.elapsed() >= k.at && !tb.killed[k.partition].swap(true, Relaxed) {
+                                if t0.elapsed() >= k.at
+                                    && !tb.killed[k.partition].swap(true, Relaxed)
+                                {
                                     tracing::warn!(
                                         partition = k.partition,
                                         "partition killed: heartbeat stops"
@@ -439,8 +431,14 @@ fn run_cycle(
                                 if !*done && t0.elapsed() >= k.at {
                                     *done = true;
                                     if pr.kill(k.partition) {
-                                        tracing::warn!(partition = k.partition, "partition killed (SIGKILL)");
-                                        cts.killed_at.lock().unwrap().insert(k.partition, Instant::now());
+                                        tracing::warn!(
+                                            partition = k.partition,
+                                            "partition killed (SIGKILL)"
+                                        );
+                                        cts.killed_at
+                                            .lock()
+                                            .unwrap()
+                                            .insert(k.partition, Instant::now());
                                     }
                                 }
                             }

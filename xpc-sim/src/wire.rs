@@ -49,7 +49,18 @@ impl Frame {
                 remote_base,
             } => [1, channel, local_base, remote_base, 0, 0, 0, 0, 0, 0],
             Frame::Beat(n) => [2, n, 0, 0, 0, 0, 0, 0, 0, 0],
-            Frame::Msg(m) => [3, m.partition as u64, m.channel as u64, m.seq, m.sent_ns, 0, 0, 0, 0, 0],
+            Frame::Msg(m) => [
+                3,
+                m.partition as u64,
+                m.channel as u64,
+                m.seq,
+                m.sent_ns,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
             Frame::End { sent } => [4, sent, 0, 0, 0, 0, 0, 0, 0, 0],
             Frame::Ack { rec, last } => [
                 5,
@@ -151,9 +162,12 @@ impl FrameReader {
     /// be dead (its end is closed, so end of stream comes).
     pub(crate) fn next_blocking(&mut self) -> io::Result<Option<Frame>> {
         self.next_with(|s| {
-            rustix::event::poll(&mut [rustix::event::PollFd::new(s, rustix::event::PollFlags::IN)], None)
-                .map(|_| ())
-                .map_err(io::Error::from)
+            rustix::event::poll(
+                &mut [rustix::event::PollFd::new(s, rustix::event::PollFlags::IN)],
+                None,
+            )
+            .map(|_| ())
+            .map_err(io::Error::from)
         })
     }
 
@@ -238,9 +252,18 @@ mod tests {
             pending: 8,
         };
         for f in [
-            Frame::Hello { channel: HEARTBEAT, local_base: 5, remote_base: 9 },
+            Frame::Hello {
+                channel: HEARTBEAT,
+                local_base: 5,
+                remote_base: 9,
+            },
             Frame::Beat(42),
-            Frame::Msg(Msg { partition: 3, channel: 1, seq: u64::MAX, sent_ns: 7 }),
+            Frame::Msg(Msg {
+                partition: 3,
+                channel: 1,
+                seq: u64::MAX,
+                sent_ns: 7,
+            }),
             Frame::End { sent: 10 },
             Frame::Ack { rec, last: true },
             Frame::Bye,

@@ -356,11 +356,12 @@ fn sigint_and_sigterm_unload_cleanly_and_report() {
                 "die-notifier",
                 "reboot-notifier",
                 "hb-checker",
-                "heartbeat",
+                "partition-ctl",
+                "partition-procs",
                 "reserved-page"
             ]
         );
-        assert!(exit.matches("(undone)").count() == 7, "{exit}");
+        assert!(exit.matches("(undone)").count() == 8, "{exit}");
         assert!(r.took < Duration::from_secs(5), "unload took {:?}", r.took);
     }
 }
