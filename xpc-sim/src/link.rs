@@ -186,11 +186,6 @@ impl Link {
             _ => {}
         }
     }
-
-    /// Closes the writing side (the peer's reader then sees the end).
-    pub(crate) fn shutdown_write(&self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
-    }
 }
 
 impl Drop for Link {

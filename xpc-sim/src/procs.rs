@@ -105,6 +105,16 @@ impl Procs {
         Ok(())
     }
 
+    /// Whether partition `p`'s process is running (not exited, not
+    /// reaped).
+    pub(crate) fn alive(&self, p: usize) -> bool {
+        self.children
+            .lock()
+            .unwrap()
+            .get_mut(&p)
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// SIGKILL to partition `p` (not reaped: its death is for the
     /// heartbeat checker to find). False if it is not running.
     pub(crate) fn kill(&self, p: usize) -> bool {
@@ -202,24 +212,36 @@ pub(crate) struct Remote {
     links: Vec<Link>,
     hb: UnixStream,
     hb_reader: Option<Thread<()>>,
-    /// Local-side seq bases this incarnation started from.
+    /// Seq bases this incarnation started from, per opened link.
     bases: Vec<Bases>,
+    /// Seq bases for every channel (the unopened ones carry over).
+    planned: Vec<Bases>,
     suffix: String,
 }
 
 /// Connects to `ns`'s partition `p`, retrying while it starts (bounded by
 /// `within`; stop-aware through `cx`).
-fn connect(cx: &Context, ns: &str, p: usize, within: Duration) -> std::io::Result<UnixStream> {
+fn connect(
+    cx: &Context,
+    ns: &str,
+    p: usize,
+    within: Duration,
+    alive: &dyn Fn() -> bool,
+) -> std::io::Result<UnixStream> {
     let a = addr(ns, p)?;
     let end = Instant::now() + within;
     loop {
         match UnixStream::connect_addr(&a) {
             Ok(s) => return Ok(s),
-            Err(e) if Instant::now() >= end => return Err(e),
+            Err(e) if Instant::now() >= end || !alive() => return Err(e),
             Err(_) => cx.sleep(Duration::from_millis(2))?,
         }
     }
 }
+
+/// A failed discovery: the error, and the part that was connected (to be
+/// accounted as a dead partition's).
+pub(crate) type ConnectError = (std::io::Error, Option<Remote>);
 
 impl Remote {
     /// Discovers partition `p` (incarnation `inc`: 0 first, then one per
@@ -234,8 +256,10 @@ impl Remote {
         bases: &[Bases],
         beat: Arc<dyn Fn() + Send + Sync>,
         totals: &Arc<Totals>,
-    ) -> std::io::Result<Remote> {
-        let hb = connect(cx, ns, p, Duration::from_secs(5))?;
+        alive: &dyn Fn() -> bool,
+    ) -> Result<Remote, ConnectError> {
+        let no_part = |e: std::io::Error| (e, None);
+        let hb = connect(cx, ns, p, Duration::from_secs(5), alive).map_err(no_part)?;
         send_blocking(
             &hb,
             &Frame::Hello {
@@ -243,15 +267,17 @@ impl Remote {
                 local_base: 0,
                 remote_base: 0,
             },
-        )?;
-        let mut r = FrameReader::new(hb.try_clone()?)?;
+        )
+        .map_err(no_part)?;
+        let mut r = FrameReader::new(hb.try_clone().map_err(no_part)?).map_err(no_part)?;
         let hb_reader = threadward::spawn(format!("xpc-hb-p{p}"), move |cx| {
             while let Ok(Some(f)) = r.next(cx) {
                 if matches!(f, Frame::Beat(_)) {
                     beat();
                 }
             }
-        })?;
+        })
+        .map_err(no_part)?;
         let suffix = if inc == 0 {
             String::new()
         } else {
@@ -262,11 +288,34 @@ impl Remote {
             links: Vec::new(),
             hb,
             hb_reader: Some(hb_reader),
-            bases: bases.to_vec(),
-            suffix: suffix.clone(),
+            bases: Vec::new(),
+            planned: bases.to_vec(),
+            suffix,
         };
         for (c, b) in bases.iter().enumerate() {
-            let s = connect(cx, ns, p, Duration::from_secs(5))?;
+            if let Err(e) = remote.open(cx, cfg, ns, c, *b, totals, alive) {
+                return Err((e, Some(remote)));
+            }
+        }
+        Ok(remote)
+    }
+
+    /// Opens channel `c` of this partition.
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        cx: &Context,
+        cfg: &Config,
+        ns: &str,
+        c: usize,
+        b: Bases,
+        totals: &Arc<Totals>,
+        alive: &dyn Fn() -> bool,
+    ) -> std::io::Result<()> {
+        let p = self.p;
+        let suffix = self.suffix.clone();
+        {
+            let s = connect(cx, ns, p, Duration::from_secs(5), alive)?;
             send_blocking(
                 &s,
                 &Frame::Hello {
@@ -287,9 +336,18 @@ impl Remote {
                 fault: None,
                 fault_at: 0,
             };
-            remote.links.push(Link::start(s, rx, plan)?);
+            self.bases.push(b);
+            match Link::start(s, rx.clone(), plan) {
+                Ok(l) => self.links.push(l),
+                Err(e) => {
+                    // Nothing went through it: account it as closed.
+                    self.bases.pop();
+                    rx.disconnect(Duration::from_secs(2));
+                    return Err(e);
+                }
+            }
         }
-        Ok(remote)
+        Ok(())
     }
 
     /// Whether every message both ways has been delivered: the remote
@@ -355,8 +413,8 @@ impl Remote {
         if let Some(t) = self.hb_reader.take() {
             let _ = t.stop();
         }
-        let mut next = Vec::new();
-        for (l, b) in self.links.iter().zip(&self.bases) {
+        let mut next = self.planned.clone();
+        for ((l, b), n) in self.links.iter().zip(&self.bases).zip(next.iter_mut()) {
             let sh = &l.shared;
             let read = b.remote + sh.msgs_read.load(Relaxed);
             let remote_sent = sh.peer_end.lock().unwrap().unwrap_or(read);
@@ -372,20 +430,12 @@ impl Remote {
                 died,
                 sh.torn.load(Relaxed),
             ));
-            next.push(Bases {
+            *n = Bases {
                 local: sent,
                 remote: remote_sent.max(read),
-            });
+            };
         }
         next
-    }
-
-    pub(crate) fn partition(&self) -> usize {
-        self.p
-    }
-
-    pub(crate) fn suffix(&self) -> &str {
-        &self.suffix
     }
 }
 

@@ -137,14 +137,41 @@ impl Contacts {
         });
         // A fresh contact starts its staleness clock now.
         self.table.beats[p].fetch_add(1, Relaxed);
-        match Remote::connect(cx, &self.cfg, &procs.ns, p, inc, &bases, beat, &self.totals) {
+        let alive = || procs.alive(p);
+        match Remote::connect(
+            cx,
+            &self.cfg,
+            &procs.ns,
+            p,
+            inc,
+            &bases,
+            beat,
+            &self.totals,
+            &alive,
+        ) {
             Ok(r) => self.insert(p, Contact::Remote(r)),
-            Err(e) if cx.should_stop() => {
-                tracing::debug!(partition = p, error = %e, "discovery stopped");
-            }
-            Err(e) => {
-                tracing::warn!(partition = p, error = %e, "cannot connect to the partition");
-                self.failed(format!("partition {p}: could not connect: {e}"));
+            Err((e, partial)) => {
+                // Dead during discovery (killed), stopped by an unload, or
+                // refused: fence it and account what was connected.
+                let died = !procs.alive(p);
+                procs.kill_and_reap(p);
+                if let Some(r) = partial {
+                    let next = r.died(&self.totals);
+                    self.save_bases(p, next);
+                }
+                if died {
+                    tracing::warn!(partition = p, error = %e, "partition died during discovery");
+                    self.died.lock().unwrap().push(p);
+                    if let Some(at) = self.killed_at.lock().unwrap().remove(&p) {
+                        self.detections.lock().unwrap().push(Detection {
+                            partition: p,
+                            micros: at.elapsed().as_micros() as u64,
+                        });
+                    }
+                } else if !cx.should_stop() {
+                    tracing::warn!(partition = p, error = %e, "cannot connect to the partition");
+                    self.failed(format!("partition {p}: could not connect: {e}"));
+                }
             }
         }
     }

@@ -9,69 +9,8 @@ use std::time::{Duration, Instant};
 
 use xpc_sim::Config;
 
-const EXE: &str = env!("CARGO_BIN_EXE_xpc-sim");
-
-/// Small settings for runs of the binary.
-const SMALL: &[&str] = &[
-    "--partitions",
-    "3",
-    "--messages",
-    "400",
-    "--duration",
-    "600ms",
-    "--callback-block",
-    "2ms",
-    "--long-block",
-    "50ms",
-];
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-/// Runs the binary; a hang is killed after `bound` and fails the test.
-fn run_exe(args: &[&str], bound: Duration) -> Run {
-    let start = Instant::now();
-    let mut child = Command::new(EXE)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let read = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let (out, err) = (read(Box::new(out)), read(Box::new(err)));
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > bound {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("xpc-sim {args:?} hung for {bound:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        code: status.code(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-        took: start.elapsed(),
-    }
-}
-
-fn json_report(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+mod common;
+use common::{json_report, run_exe, Run, EXE, SMALL};
 
 #[test]
 fn bad_flags_are_a_clear_error_with_exit_code_2() {
