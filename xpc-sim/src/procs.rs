@@ -241,7 +241,7 @@ fn connect(
 
 /// A failed discovery: the error, and the part that was connected (to be
 /// accounted as a dead partition's).
-pub(crate) type ConnectError = (std::io::Error, Option<Remote>);
+pub(crate) type ConnectError = (std::io::Error, Option<Box<Remote>>);
 
 impl Remote {
     /// Discovers partition `p` (incarnation `inc`: 0 first, then one per
@@ -294,7 +294,7 @@ impl Remote {
         };
         for (c, b) in bases.iter().enumerate() {
             if let Err(e) = remote.open(cx, cfg, ns, c, *b, totals, alive) {
-                return Err((e, Some(remote)));
+                return Err((e, Some(Box::new(remote))));
             }
         }
         Ok(remote)
