@@ -20,6 +20,12 @@
 //! (XPNET-like). Channels have XPC's bounded message queues; the receiving
 //! end records every message, and the verdict is computed from that record
 //! against each sender's log (protocol and proof: `xpc-sim/README.md`).
+//!
+//! With [`Mode::Processes`] (the program's default) every remote partition
+//! is its own OS process ([`run_partition`]), reached over Unix-domain
+//! sockets, killable with SIGKILL at any instruction and restartable; the
+//! stages then include `partition-procs` and `partition-ctl` instead of the
+//! simulated `heartbeat`.
 
 mod channel;
 mod child;

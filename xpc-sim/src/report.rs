@@ -151,7 +151,7 @@ impl fmt::Display for Report {
             self.latency_p50_us, self.latency_p99_us, self.latency_max_us
         )?;
         let reused = self.jobs_run.saturating_sub(self.threads_created);
-        writeln!(f, "  threads    delivery threads created {}  for {} jobs ({} runs on reused threads)  peak managed threads {}  peak busy delivery threads {}",
+        writeln!(f, "  threads    delivery threads created {}  for {} jobs ({} runs on reused threads)  peak managed threads {}  peak busy delivery threads {}  (this process)",
             self.threads_created, self.jobs_run, reused, self.peak_threads, self.peak_busy_delivery)?;
         writeln!(
             f,
