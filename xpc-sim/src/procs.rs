@@ -115,6 +115,16 @@ impl Procs {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Whether partition `p`'s process was killed by a signal (it died,
+    /// rather than finished).
+    pub(crate) fn killed(&self, p: usize) -> bool {
+        self.children
+            .lock()
+            .unwrap()
+            .get_mut(&p)
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(st)) if st.code().is_none()))
+    }
+
     /// SIGKILL to partition `p` (not reaped: its death is for the
     /// heartbeat checker to find). False if it is not running.
     pub(crate) fn kill(&self, p: usize) -> bool {
@@ -145,7 +155,7 @@ impl Procs {
         // it) waits for a BYE like any other: send it one.
         for (p, c) in &mut children {
             if matches!(c.try_wait(), Ok(None)) {
-                self.bye(*p, deadline);
+                self.bye(*p, c, deadline);
             }
         }
         for (p, mut c) in children {
@@ -175,7 +185,7 @@ impl Procs {
 impl Procs {
     /// Says BYE to partition `p` on a heartbeat connection of its own
     /// (retrying while it may still be starting, until `deadline`).
-    fn bye(&self, p: usize, deadline: Instant) {
+    fn bye(&self, p: usize, child: &mut Child, deadline: Instant) {
         let Ok(a) = addr(&self.ns, p) else {
             return;
         };
@@ -190,7 +200,8 @@ impl Procs {
                 let _ = send_blocking(&s, &hello).and_then(|()| send_blocking(&s, &Frame::Bye));
                 return;
             }
-            if Instant::now() >= end {
+            // Gone meanwhile (it was finishing already), or out of time.
+            if Instant::now() >= end || !matches!(child.try_wait(), Ok(None)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -379,7 +390,12 @@ impl Remote {
 
     /// Unload: END both ways, BYE, every frame read to the end, the
     /// receiving sides accounted; returns where seqs would continue.
-    pub(crate) fn finish(mut self, totals: &Totals, deadline: Duration) -> Vec<Bases> {
+    pub(crate) fn finish(
+        mut self,
+        totals: &Totals,
+        deadline: Duration,
+        killed: &dyn Fn() -> bool,
+    ) -> (Vec<Bases>, bool) {
         for l in &self.links {
             l.finish();
             l.rx.close(Duration::from_secs(2));
@@ -395,8 +411,13 @@ impl Remote {
                 ));
             }
         }
-        totals.failures.lock().unwrap().extend(problems);
-        self.account(totals, false)
+        // Killed before its death was declared (e.g. just before an
+        // unload): it could not finish; account it as dead.
+        let died = killed();
+        if !died {
+            totals.failures.lock().unwrap().extend(problems);
+        }
+        (self.account(totals, died), died)
     }
 
     /// The partition died (already killed and reaped by the caller): what

@@ -17,7 +17,8 @@ pub struct StageTiming {
     pub outcome: String,
 }
 
-/// A killed partition found dead by the heartbeat checker.
+/// A killed partition found dead (by the heartbeat checker, by discovery,
+/// or at the unload when it was killed just before).
 #[derive(Debug, Clone, Serialize)]
 pub struct Detection {
     /// The partition.

@@ -161,13 +161,7 @@ impl Contacts {
                 }
                 if died {
                     tracing::warn!(partition = p, error = %e, "partition died during discovery");
-                    self.died.lock().unwrap().push(p);
-                    if let Some(at) = self.killed_at.lock().unwrap().remove(&p) {
-                        self.detections.lock().unwrap().push(Detection {
-                            partition: p,
-                            micros: at.elapsed().as_micros() as u64,
-                        });
-                    }
+                    self.record_death(p);
                 } else if !cx.should_stop() {
                     tracing::warn!(partition = p, error = %e, "cannot connect to the partition");
                     self.failed(format!("partition {p}: could not connect: {e}"));
@@ -248,7 +242,13 @@ impl Contacts {
                 self.close_channels(&channels);
             }
             Contact::Remote(r) => {
-                let next = r.finish(&self.totals, Duration::from_secs(10));
+                let procs = self.procs.as_ref().expect("remote contacts have processes");
+                let killed = || procs.killed(p);
+                let (next, died) = r.finish(&self.totals, Duration::from_secs(10), &killed);
+                if died {
+                    procs.kill_and_reap(p);
+                    self.record_death(p);
+                }
                 self.save_bases(p, next);
             }
         }
@@ -264,13 +264,7 @@ impl Contacts {
             partition = p,
             "heartbeat stale: partition declared dead, disconnecting"
         );
-        if let Some(at) = self.killed_at.lock().unwrap().remove(&p) {
-            self.detections.lock().unwrap().push(Detection {
-                partition: p,
-                micros: at.elapsed().as_micros() as u64,
-            });
-        }
-        self.died.lock().unwrap().push(p);
+        self.record_death(p);
         match c {
             Contact::Remote(r) => {
                 // Fence first: once it is reaped, nothing more can arrive.
@@ -282,6 +276,17 @@ impl Contacts {
             }
             local => self.teardown(p, local),
         }
+    }
+
+    /// `p` is dead: listed, and how long after its kill that was found.
+    fn record_death(&self, p: usize) {
+        if let Some(at) = self.killed_at.lock().unwrap().remove(&p) {
+            self.detections.lock().unwrap().push(Detection {
+                partition: p,
+                micros: at.elapsed().as_micros() as u64,
+            });
+        }
+        self.died.lock().unwrap().push(p);
     }
 
     fn is_open(&self, p: usize) -> bool {

@@ -33,7 +33,13 @@ fn json_path(tag: &str) -> std::path::PathBuf {
 /// returns the JSON report.
 fn run_ok(tag: &str, extra: &[&str]) -> serde_json::Value {
     let json = json_path(tag);
-    let mut args = BASE.to_vec();
+    // A flag given in `extra` replaces BASE's.
+    let mut args: Vec<&str> = Vec::new();
+    for kv in BASE.chunks(2) {
+        if !extra.contains(&kv[0]) {
+            args.extend(kv);
+        }
+    }
     args.extend(extra);
     args.extend(["--json", json.to_str().unwrap()]);
     let (r, pid) = run_exe_pid(&args, Duration::from_secs(50));
@@ -210,5 +216,33 @@ fn killing_the_local_partition_leaves_no_orphan() {
             sockets_of(pid)
         );
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A partition can die at any instruction: kills spread over discovery,
+/// load, the drain and just before the unload (the unload then finds it
+/// dead before the heartbeat checker does) keep the proof.
+#[test]
+fn kills_at_many_points_keep_the_proof() {
+    let cases: &[&[&str]] = &[
+        &["--kill-partition", "1@5ms"],
+        &["--kill-partition", "3@75ms"],
+        &["--kill-partition", "2@1s", "--kill-partition", "4@1010ms"],
+        &["--kill-partition", "2@1400ms"],
+        &["--unload-at", "300ms", "--kill-partition", "2@290ms"],
+        &[
+            "--unload-at",
+            "300ms",
+            "--kill-partition",
+            "2@299ms",
+            "--messages",
+            "1000000",
+        ],
+    ];
+    for (i, extra) in cases.iter().enumerate() {
+        let j = run_ok(&format!("many{i}"), extra);
+        assert!(!died(&j).is_empty(), "{extra:?}: nobody died?");
+        assert_eq!(j["lost"], 0, "{extra:?}");
+        assert_eq!(j["duplicates"], 0, "{extra:?}");
     }
 }
