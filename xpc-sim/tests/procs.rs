@@ -97,9 +97,10 @@ fn kill_under_load_detects_disconnects_only_its_channels_and_drops_in_flight() {
     assert_eq!(died(&j), vec![2]);
     let d = detections_ms(&j);
     assert_eq!(d.len(), 1);
-    // Stated bound: stale after 150 ms, checked every 25 ms; 1 s is the
-    // hang bound here (numbers are in the report and the README).
-    assert!(d[0] >= 150.0 && d[0] < 1000.0, "detected after {d:?} ms");
+    // Stated bound: stale 150 ms after the last beat seen (beats every
+    // 10 ms, checked every 25 ms), so not before ~140 ms; 1 s is the hang
+    // bound here (typical numbers are in the README).
+    assert!(d[0] >= 100.0 && d[0] < 1000.0, "detected after {d:?} ms");
     for c in j["channels"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
         let full = c["sent"] == 1500;
