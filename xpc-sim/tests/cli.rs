@@ -243,6 +243,19 @@ fn signalled(extra: &[&str], signals: &[(rustix::process::Signal, Duration)]) ->
         std::thread::sleep(Duration::from_millis(5));
     };
     let took = signalled_at.elapsed();
+    // Every partition process was unloaded with the module (or, after a
+    // second signal, dies with the local partition).
+    let gone = Instant::now();
+    while common::partition_processes(child.id())
+        .iter()
+        .any(|(_, state)| *state != 'Z')
+    {
+        assert!(
+            gone.elapsed() < Duration::from_secs(10),
+            "partition processes left"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut stdout = String::new();
     child
         .stdout
