@@ -84,13 +84,28 @@ mod sync;
 mod thread;
 mod wait;
 
-pub use io::is_stopped;
+pub use io::{is_stopped, Accept, Io};
+/// The channels [`Context::recv`] waits on, re-exported so a caller needs
+/// no separate dependency (crossbeam-channel, the field's standard MPMC
+/// channel).
+///
+/// # Examples
+///
+/// ```
+/// let (tx, rx) = threadward::channel::bounded::<u32>(1);
+/// tx.send(1).unwrap();
+/// let t = threadward::spawn("rx", move |cx| cx.recv(&rx)).unwrap();
+/// assert_eq!(t.join().unwrap(), Ok(1));
+/// ```
+pub mod channel {
+    pub use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+}
 pub use pool::{
-    Concurrency, Job, JobError, JobHint, JobId, Pool, PoolBuilder, PoolStats, Queue,
+    Concurrency, Job, JobError, JobGuard, JobHint, JobId, Pool, PoolBuilder, PoolStats, Queue,
     ShutdownReport, SpawnError, Straggler, DEFAULT_STACK_SIZE,
 };
 pub use registry::ThreadId;
 pub use stages::{Degraded, StageError, Stages, StagesReport, UndoOutcome, UndoneStage};
-pub use stop::{StopCallback, StopSource, StopToken, Stopped};
+pub use stop::{StopCallback, StopFuture, StopSource, StopToken, Stopped};
 pub use thread::{spawn, stop_all, Builder, Context, Stopper, Thread, ThreadError};
 pub use wait::RecvError;

@@ -106,6 +106,10 @@ impl Inner {
 #[derive(Clone)]
 pub struct StopSource {
     inner: Arc<Inner>,
+    /// A child's registration on its parent, shared by every handle of
+    /// the child: the last one dropped deregisters it (no leak on a
+    /// long-lived parent).
+    link: Option<Arc<StopCallback>>,
 }
 
 impl StopSource {
@@ -120,7 +124,27 @@ impl StopSource {
     pub fn new() -> StopSource {
         StopSource {
             inner: Inner::new(),
+            link: None,
         }
+    }
+
+    /// A new stop state that is also stopped when this one is (a stop of
+    /// the child leaves the parent alone): tokio-util's
+    /// `CancellationToken::child_token`. Same as `self.token().child()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let parent = threadward::StopSource::new();
+    /// let child = parent.child();
+    /// child.request_stop();
+    /// assert!(!parent.stop_requested());
+    /// let other = parent.child();
+    /// parent.request_stop();
+    /// assert!(other.stop_requested());
+    /// ```
+    pub fn child(&self) -> StopSource {
+        self.token().child()
     }
 
     /// Returns a token observing this stop state.
@@ -136,6 +160,7 @@ impl StopSource {
     pub fn token(&self) -> StopToken {
         StopToken {
             inner: self.inner.clone(),
+            link: self.link.clone(),
         }
     }
 
@@ -212,6 +237,10 @@ impl fmt::Debug for StopSource {
 #[derive(Clone)]
 pub struct StopToken {
     inner: Arc<Inner>,
+    /// As [`StopSource`]'s: keeps a child linked while any handle lives
+    /// (held for its drop).
+    #[allow(dead_code)]
+    link: Option<Arc<StopCallback>>,
 }
 
 impl StopToken {
@@ -269,12 +298,112 @@ impl StopToken {
             reg: Some((self.inner.clone(), id)),
         }
     }
+
+    /// A new stop state stopped when this one is (see
+    /// [`StopSource::child`]). The link lasts while any handle of the
+    /// child (source or token) lives; if this state is already stopped,
+    /// the child starts stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let service = threadward::StopSource::new();
+    /// // Per-connection stops that a service-wide stop also ends.
+    /// let conn = service.token().child();
+    /// let conn_token = conn.token();
+    /// drop(conn); // the token keeps the link
+    /// service.request_stop();
+    /// assert!(conn_token.stop_requested());
+    /// ```
+    pub fn child(&self) -> StopSource {
+        let inner = Inner::new();
+        let c = inner.clone();
+        let guard = self.on_stop(move || {
+            c.request_stop();
+        });
+        StopSource {
+            inner,
+            link: Some(Arc::new(guard)),
+        }
+    }
+
+    /// A future that completes when the stop is requested: await a stop
+    /// from async code without any runtime dependency (the waker is woken
+    /// from the stopping thread).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// use std::pin::pin;
+    /// use std::task::{Context, Poll, Waker};
+    ///
+    /// let source = threadward::StopSource::new();
+    /// let mut stopped = pin!(source.token().stopped());
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(stopped.as_mut().poll(&mut cx).is_pending());
+    /// source.request_stop();
+    /// assert!(stopped.as_mut().poll(&mut cx).is_ready());
+    /// ```
+    pub fn stopped(&self) -> StopFuture {
+        StopFuture {
+            token: self.clone(),
+            waker: Arc::new(Mutex::new(None)),
+            guard: None,
+        }
+    }
 }
 
 impl fmt::Debug for StopToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StopToken")
             .field("stop_requested", &self.stop_requested())
+            .finish()
+    }
+}
+
+/// Completes when its token's stop is requested; made by
+/// [`StopToken::stopped`].
+#[must_use = "futures do nothing unless polled"]
+pub struct StopFuture {
+    token: StopToken,
+    waker: Arc<Mutex<Option<std::task::Waker>>>,
+    guard: Option<StopCallback>,
+}
+
+impl std::future::Future for StopFuture {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.token.stop_requested() {
+            return std::task::Poll::Ready(());
+        }
+        *sync::lock(&self.waker) = Some(cx.waker().clone());
+        if self.guard.is_none() {
+            let slot = self.waker.clone();
+            // Runs at once if the stop came meanwhile: the wake below.
+            let guard = self.token.on_stop(move || {
+                if let Some(w) = sync::lock(&slot).take() {
+                    w.wake();
+                }
+            });
+            self.guard = Some(guard);
+        }
+        if self.token.stop_requested() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}
+
+impl fmt::Debug for StopFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopFuture")
+            .field("stop_requested", &self.token.stop_requested())
             .finish()
     }
 }

@@ -158,6 +158,23 @@ impl Latch {
     pub(crate) fn wait_timeout(&self, timeout: std::time::Duration) -> bool {
         self.wait_deadline(deadline_after(timeout))
     }
+
+    /// Wakes the waiters without setting the latch (they re-check their
+    /// own condition, see `wait_or`).
+    pub(crate) fn wake(&self) {
+        let _d = lock(&self.done);
+        self.cv.notify_all();
+    }
+
+    /// Waits until the latch is set or `also()` holds (checked on every
+    /// wake-up: whoever makes it true must call `wake`); returns whether
+    /// the latch is set.
+    pub(crate) fn wait_or(&self, mut also: impl FnMut() -> bool) -> bool {
+        let (d, _) = wait_until(&self.done, &self.cv, lock(&self.done), None, |d| {
+            *d || also()
+        });
+        *d
+    }
 }
 
 /// How a thread that sleeps until there is work is woken without a lost

@@ -58,6 +58,23 @@ impl StopChannel {
             recv(self.rx) -> _ => Err(RecvError::Stopped),
         }
     }
+
+    /// `recv` that gives up at `deadline` (`RecvError::Timeout`).
+    pub(crate) fn recv_deadline<M>(
+        &self,
+        token: &StopToken,
+        rx: &Receiver<M>,
+        deadline: std::time::Instant,
+    ) -> Result<M, RecvError> {
+        if token.stop_requested() {
+            return Err(RecvError::Stopped);
+        }
+        crossbeam_channel::select! {
+            recv(rx) -> msg => msg.map_err(|_| RecvError::Disconnected),
+            recv(self.rx) -> _ => Err(RecvError::Stopped),
+            default(deadline.saturating_duration_since(std::time::Instant::now())) => Err(RecvError::Timeout),
+        }
+    }
 }
 
 /// Why [`Context::recv`](crate::Context::recv) returned without a message.
@@ -84,6 +101,9 @@ pub enum RecvError {
     /// Every sender was dropped and the channel is empty.
     #[error("channel disconnected")]
     Disconnected,
+    /// The timeout of [`recv_timeout`](crate::Context::recv_timeout) passed.
+    #[error("timed out")]
+    Timeout,
 }
 
 impl From<Stopped> for RecvError {

@@ -454,6 +454,83 @@ impl<T> Job<T> {
         }
     }
 
+    /// Waits for the job's result like [`join`](Job::join), or until the
+    /// *caller's* stop (`cx`: the managed thread or pool job that waits) is
+    /// requested: a service thread waiting on a job never outlives its own
+    /// stop. In a pool job the wait counts as blocking (the pool runs
+    /// another job meanwhile).
+    ///
+    /// # Errors
+    ///
+    /// `Err(self)` gives the handle back if the caller was stopped first
+    /// (the job is untouched: cancel, join or drop it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// let slow = pool.spawn(|cx| cx.sleep(std::time::Duration::from_secs(60))).unwrap();
+    /// let waiter = threadward::spawn("waiter", move |cx| match slow.join_or_stop(cx) {
+    ///     Ok(_) => "finished",
+    ///     Err(job) => {
+    ///         job.cancel();
+    ///         "stopped while waiting"
+    ///     }
+    /// })
+    /// .unwrap();
+    /// assert_eq!(waiter.stop().unwrap(), "stopped while waiting");
+    /// ```
+    pub fn join_or_stop(self, cx: &crate::Context) -> Result<Result<T, JobError>, Job<T>>
+    where
+        T: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let _wake = cx.token().on_stop(move || {
+            let _s = inner.lock();
+            inner.cv.notify_all();
+        });
+        let token = cx.token().clone();
+        let done = cx.blocking(|| {
+            let mut s = self.inner.lock();
+            if self.is_self(&s.phase) {
+                return None;
+            }
+            s.joining = true;
+            let (mut s, _) = sync::wait_until(&self.inner.slot, &self.inner.cv, s, None, |s| {
+                matches!(s.phase, Phase::Done(_)) || token.stop_requested()
+            });
+            s.joining = false;
+            Some(matches!(s.phase, Phase::Done(_)))
+        });
+        match done {
+            None => Ok(Err(JobError::SelfJoin)),
+            Some(true) => Ok(self.join()),
+            Some(false) => Err(self),
+        }
+    }
+
+    /// A guard that cancels the job (or stops it, if running) when dropped,
+    /// where a plain `Job` detaches: for work that must not outlive its
+    /// caller's scope (an early return or a panic included).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// let job = pool.spawn(|cx| cx.sleep(std::time::Duration::from_secs(60))).unwrap();
+    /// let id = job.id();
+    /// {
+    ///     let _guard = job.cancel_on_drop();
+    ///     // ... an early return here ...
+    /// } // cancelled or stopped here
+    /// pool.wait_idle();
+    /// assert_eq!(pool.stats().busy, 0);
+    /// # let _ = id;
+    /// ```
+    pub fn cancel_on_drop(self) -> JobGuard<T> {
+        JobGuard { job: Some(self) }
+    }
+
     /// Cancels (not started) or stops (running) the job and waits for it.
     ///
     /// # Errors
@@ -526,6 +603,89 @@ impl<T> Drop for Job<T> {
         };
         if let Some(r) = done {
             sync::contain("the drop of a job's result", move || drop(r));
+        }
+    }
+}
+
+/// A [`Job`] that is cancelled (or stopped) when the guard drops; made by
+/// [`Job::cancel_on_drop`]. It is a future of the job's result too.
+#[must_use = "dropping the guard cancels the job at once"]
+pub struct JobGuard<T> {
+    job: Option<Job<T>>,
+}
+
+impl<T> JobGuard<T> {
+    fn job(&self) -> &Job<T> {
+        self.job
+            .as_ref()
+            .expect("only taken by value-consuming methods")
+    }
+
+    /// The job's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// let g = pool.spawn(|_| ()).unwrap().cancel_on_drop();
+    /// let _ = g.id();
+    /// ```
+    pub fn id(&self) -> JobId {
+        self.job().id()
+    }
+
+    /// Waits for the result (the guard is spent: nothing left to cancel).
+    ///
+    /// # Errors
+    ///
+    /// As [`Job::join`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// assert_eq!(pool.spawn(|_| 7).unwrap().cancel_on_drop().join(), Ok(7));
+    /// ```
+    pub fn join(mut self) -> Result<T, JobError> {
+        self.job.take().expect("not taken yet").join()
+    }
+
+    /// The plain handle back: dropping it then detaches, as a `Job` does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// let job = pool.spawn(|_| 1).unwrap().cancel_on_drop().into_job();
+    /// assert_eq!(job.join(), Ok(1));
+    /// ```
+    pub fn into_job(mut self) -> Job<T> {
+        self.job.take().expect("not taken yet")
+    }
+}
+
+impl<T> Drop for JobGuard<T> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            job.cancel();
+        }
+    }
+}
+
+impl<T> Future for JobGuard<T> {
+    type Output = Result<T, JobError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let job = self.job.as_mut().expect("polled after it returned Ready");
+        Pin::new(job).poll(cx)
+    }
+}
+
+impl<T> fmt::Debug for JobGuard<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.job {
+            Some(j) => f.debug_tuple("JobGuard").field(j).finish(),
+            None => f.write_str("JobGuard(spent)"),
         }
     }
 }

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 pub use self::builder::{Concurrency, PoolBuilder, DEFAULT_STACK_SIZE};
 pub use self::core::Queue;
-pub use self::job::{Job, JobError, JobId};
+pub use self::job::{Job, JobError, JobGuard, JobId};
 pub use self::shutdown::{ShutdownReport, Straggler};
 pub use self::stats::PoolStats;
 

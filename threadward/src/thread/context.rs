@@ -2,7 +2,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::{Arc, Condvar, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use rustix::event::PollFlags;
@@ -226,6 +226,78 @@ impl Context {
         self.waiting(WaitKind::Sleep, || chan.sleep(&self.token, d))
     }
 
+    /// Sleeps until `deadline`, or until stopped: for periodic work that
+    /// must not drift (`deadline += period`). A deadline already past
+    /// returns at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Stopped`] if the stop was requested before or during the sleep.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let t = threadward::spawn("tick", |cx| {
+    ///     let mut next = Instant::now();
+    ///     let mut ticks = 0;
+    ///     loop {
+    ///         next += Duration::from_millis(2);
+    ///         if cx.sleep_until(next).is_err() {
+    ///             return ticks;
+    ///         }
+    ///         ticks += 1;
+    ///     }
+    /// })
+    /// .unwrap();
+    /// std::thread::sleep(Duration::from_millis(20));
+    /// assert!(t.stop().unwrap() > 0);
+    /// ```
+    pub fn sleep_until(&self, deadline: Instant) -> Result<(), Stopped> {
+        self.sleep(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// [`recv`](Context::recv) for at most `timeout` (any `Duration`;
+    /// `Duration::MAX` never passes).
+    ///
+    /// # Errors
+    ///
+    /// As `recv`, and [`RecvError::Timeout`] when `timeout` passes first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use threadward::RecvError;
+    ///
+    /// let (_tx, rx) = threadward::channel::unbounded::<u32>();
+    /// let t = threadward::spawn("idle", move |cx| cx.recv_timeout(&rx, Duration::from_millis(5))).unwrap();
+    /// assert_eq!(t.join().unwrap(), Err(RecvError::Timeout));
+    /// ```
+    pub fn recv_timeout<M>(&self, rx: &Receiver<M>, timeout: Duration) -> Result<M, RecvError> {
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            return self.recv(rx);
+        };
+        if self.should_stop() {
+            return Err(RecvError::Stopped);
+        }
+        match rx.try_recv() {
+            Ok(m) => return Ok(m),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                return Err(RecvError::Disconnected)
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+        if timeout.is_zero() {
+            return Err(RecvError::Timeout);
+        }
+        let chan = self.stop_channel();
+        self.waiting(WaitKind::Channel, || {
+            chan.recv_deadline(&self.token, rx, deadline)
+        })
+    }
+
     /// Receives a message from a crossbeam channel, or returns on disconnect
     /// or stop.
     ///
@@ -317,6 +389,15 @@ impl Context {
     }
 
     fn wait_fd(&self, fd: impl AsFd, flags: PollFlags) -> io::Result<()> {
+        self.wait_fd_until(fd, flags, None)
+    }
+
+    pub(crate) fn wait_fd_until(
+        &self,
+        fd: impl AsFd,
+        flags: PollFlags,
+        deadline: Option<Instant>,
+    ) -> io::Result<()> {
         if self.should_stop() {
             return Err(Stopped.into());
         }
@@ -327,7 +408,127 @@ impl Context {
                 self.efd.get_or_init(|| e)
             }
         };
-        self.waiting(WaitKind::Fd, || efd.wait(&self.token, fd, flags))
+        self.waiting(WaitKind::Fd, || efd.wait(&self.token, fd, flags, deadline))
+    }
+
+    /// [`wait_readable`](Context::wait_readable) for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As `wait_readable`, and [`io::ErrorKind::TimedOut`] when `timeout`
+    /// passes first (any `Duration`; `Duration::MAX` never passes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use std::time::Duration;
+    ///
+    /// let (a, _b) = UnixStream::pair().unwrap();
+    /// let t = threadward::spawn("idle", move |cx| {
+    ///     cx.wait_readable_timeout(&a, Duration::from_millis(5)).unwrap_err().kind()
+    /// })
+    /// .unwrap();
+    /// assert_eq!(t.join().unwrap(), std::io::ErrorKind::TimedOut);
+    /// ```
+    pub fn wait_readable_timeout(&self, fd: impl AsFd, timeout: Duration) -> io::Result<()> {
+        self.wait_fd_until(fd, PollFlags::IN, Instant::now().checked_add(timeout))
+    }
+
+    /// [`wait_writable`](Context::wait_writable) for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_readable_timeout`](Context::wait_readable_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    /// use std::time::Duration;
+    ///
+    /// let (a, _b) = UnixStream::pair().unwrap();
+    /// let t = threadward::spawn("w", move |cx| cx.wait_writable_timeout(&a, Duration::from_secs(1)).is_ok())
+    ///     .unwrap();
+    /// assert!(t.join().unwrap());
+    /// ```
+    pub fn wait_writable_timeout(&self, fd: impl AsFd, timeout: Duration) -> io::Result<()> {
+        self.wait_fd_until(fd, PollFlags::OUT, Instant::now().checked_add(timeout))
+    }
+
+    /// Wraps `fd` (a socket, pipe, terminal...) so that its reads and
+    /// writes wait stop-aware; see [`Io`](crate::Io). The descriptor is
+    /// switched to non-blocking.
+    ///
+    /// # Errors
+    ///
+    /// If the descriptor cannot be made non-blocking.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// let (a, b) = UnixStream::pair().unwrap();
+    /// let t = threadward::spawn("echo", move |cx| -> std::io::Result<()> {
+    ///     let mut io = cx.io(b)?;
+    ///     let mut buf = [0; 5];
+    ///     io.read_exact(&mut buf)?;
+    ///     io.write_all(&buf)
+    /// })
+    /// .unwrap();
+    /// (&a).write_all(b"hello").unwrap();
+    /// let mut back = [0; 5];
+    /// (&a).read_exact(&mut back).unwrap();
+    /// assert_eq!(&back, b"hello");
+    /// t.join().unwrap().unwrap();
+    /// ```
+    pub fn io<T: AsFd>(&self, fd: T) -> io::Result<crate::Io<'_, T>> {
+        crate::Io::new(self, fd)
+    }
+
+    /// Accepts a connection on `listener`, waiting stop-aware (the
+    /// listener is switched to non-blocking). The accepted stream is
+    /// blocking, as std returns it; wrap it with [`io`](Context::io).
+    ///
+    /// # Errors
+    ///
+    /// The stop error (see [`is_stopped`](crate::is_stopped)), or the
+    /// listener's own error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::{TcpListener, TcpStream};
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let addr = listener.local_addr().unwrap();
+    /// let t = threadward::spawn("acceptor", move |cx| {
+    ///     let mut served = 0;
+    ///     while cx.accept(&listener).is_ok() {
+    ///         served += 1;
+    ///     }
+    ///     served
+    /// })
+    /// .unwrap();
+    /// let _c = TcpStream::connect(addr).unwrap();
+    /// while threadward::registry::snapshot().threads.is_empty() {}
+    /// std::thread::sleep(std::time::Duration::from_millis(20));
+    /// assert_eq!(t.stop().unwrap(), 1); // stopped in accept
+    /// ```
+    pub fn accept<L: crate::Accept>(&self, listener: &L) -> io::Result<(L::Stream, L::Addr)> {
+        rustix::io::ioctl_fionbio(listener, true)?;
+        loop {
+            if self.should_stop() {
+                return Err(Stopped.into());
+            }
+            match listener.accept_now() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_readable(listener)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
     }
 
     /// Blocks until `fd` is readable (or reports an error or hang-up), or

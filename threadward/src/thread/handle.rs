@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::record::{ThreadId, ThreadRecord};
 use crate::sync::{self, Mutex};
 use crate::thread::Stopper;
+use crate::Context;
 
 /// Why [`Thread::join`] or [`Thread::stop`] returned no value.
 ///
@@ -229,6 +230,38 @@ impl<T> Thread<T> {
     /// ```
     pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, ThreadError>, Thread<T>> {
         self.join_deadline(sync::deadline_after(timeout))
+    }
+
+    /// Waits for the thread's outcome like [`join`](Thread::join), or until
+    /// the *caller's* stop (`cx`) is requested; in a pool job the wait
+    /// counts as blocking.
+    ///
+    /// # Errors
+    ///
+    /// `Err(self)` gives the handle back if the caller was stopped first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let worker = threadward::spawn("worker", |cx| cx.sleep(std::time::Duration::from_secs(60))).unwrap();
+    /// let boss = threadward::spawn("boss", move |cx| match worker.join_or_stop(cx) {
+    ///     Ok(_) => "worker done",
+    ///     Err(worker) => {
+    ///         worker.request_stop();
+    ///         "stopped first"
+    ///     }
+    /// })
+    /// .unwrap();
+    /// assert_eq!(boss.stop().unwrap(), "stopped first");
+    /// ```
+    pub fn join_or_stop(self, cx: &Context) -> Result<Result<T, ThreadError>, Thread<T>> {
+        if self.rec().is_current() {
+            return Ok(Err(self.self_join()));
+        }
+        if !self.stopper.finished_or_stop(cx) {
+            return Err(self);
+        }
+        self.join_deadline(None)
     }
 
     fn join_deadline(

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use crate::record::{ThreadId, ThreadRecord};
 use crate::sync;
 use crate::thread::ThreadError;
+use crate::Context;
 
 /// A cloneable handle that stops, pauses and waits on one managed thread.
 ///
@@ -49,6 +50,39 @@ impl Stopper {
     }
 
     /// The record this handle shares.
+    /// Waits until the thread finished (true) or `cx`'s stop is requested
+    /// (false).
+    pub(crate) fn finished_or_stop(&self, cx: &Context) -> bool {
+        let rec = self.rec.clone();
+        let _wake = cx.token().on_stop(move || rec.finished.wake());
+        let token = cx.token().clone();
+        cx.blocking(|| self.rec.finished.wait_or(|| token.stop_requested()))
+    }
+
+    /// Waits until the thread has finished its body, or until the
+    /// *caller's* stop (`cx`) is requested.
+    ///
+    /// # Errors
+    ///
+    /// [`Stopped`](crate::Stopped) if the caller was stopped first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t = threadward::spawn("short", |_| ()).unwrap();
+    /// let st = t.stopper();
+    /// let watcher = threadward::spawn("watch", move |cx| st.wait_finished(cx)).unwrap();
+    /// assert_eq!(watcher.join().unwrap(), Ok(()));
+    /// t.join().unwrap();
+    /// ```
+    pub fn wait_finished(&self, cx: &Context) -> Result<(), crate::Stopped> {
+        if self.finished_or_stop(cx) {
+            Ok(())
+        } else {
+            Err(crate::Stopped)
+        }
+    }
+
     pub(crate) fn record(&self) -> &ThreadRecord {
         &self.rec
     }
