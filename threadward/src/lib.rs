@@ -78,6 +78,9 @@ mod io;
 mod pool;
 mod record;
 pub mod registry;
+#[cfg(feature = "signal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
+pub mod signal;
 mod stages;
 mod stop;
 mod sync;

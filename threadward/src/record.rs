@@ -314,7 +314,12 @@ fn table() -> std::sync::MutexGuard<'static, Table> {
 }
 
 /// Takes a slot and records a new thread in it.
-pub(crate) fn register(name: Arc<str>, kind: ThreadKind, pool_key: u64) -> Arc<ThreadRecord> {
+pub(crate) fn register(
+    name: Arc<str>,
+    kind: ThreadKind,
+    pool_key: u64,
+    stop: StopSource,
+) -> Arc<ThreadRecord> {
     let mut t = table();
     let slot = match t.free.pop() {
         Some(s) => s,
@@ -337,7 +342,7 @@ pub(crate) fn register(name: Arc<str>, kind: ThreadKind, pool_key: u64) -> Arc<T
         },
         name,
         kind,
-        stop: StopSource::new(),
+        stop,
         finished: Latch::new(),
         pause: Mutex::new(PauseState::default()),
         pause_cv: Condvar::new(),
@@ -428,7 +433,7 @@ mod tests {
     /// again, so no later thread can ever carry an old id.
     #[test]
     fn an_exhausted_slot_is_retired_not_wrapped() {
-        let first = register(Arc::from("gen-a"), ThreadKind::Thread, 0);
+        let first = register(Arc::from("gen-a"), ThreadKind::Thread, 0, StopSource::new());
         let slot = first.id.slot;
         release(first.id);
         // Pretend the slot was reused 2^32 - 2 times: the next thread in it
@@ -438,7 +443,7 @@ mod tests {
         let mut others = Vec::new();
         // Take free slots until ours comes back (other tests may hold some).
         for _ in 0..10_000 {
-            let r = register(Arc::from("gen-b"), ThreadKind::Thread, 0);
+            let r = register(Arc::from("gen-b"), ThreadKind::Thread, 0, StopSource::new());
             if r.id.slot == slot {
                 last = Some(r);
                 break;
@@ -449,7 +454,7 @@ mod tests {
         assert_eq!(last.id.generation, u32::MAX);
         release(last.id);
         for _ in 0..1000 {
-            let r = register(Arc::from("gen-c"), ThreadKind::Thread, 0);
+            let r = register(Arc::from("gen-c"), ThreadKind::Thread, 0, StopSource::new());
             assert_ne!(r.id.slot, slot, "an exhausted slot was handed out again");
             others.push(r);
         }

@@ -45,8 +45,9 @@ pub(crate) struct Shared {
     pub(crate) finish: AtomicBool,
     /// The writer's log: seqs below this were sent.
     pub(crate) sent: AtomicU64,
-    /// Messages read from the peer.
-    pub(crate) msgs_read: AtomicU64,
+    /// One past the highest seq read from the peer (where its next
+    /// incarnation continues).
+    pub(crate) next_seq: AtomicU64,
     /// Frames that ended mid-way (the peer died writing).
     pub(crate) torn: AtomicU64,
     /// The peer's END, once seen.
@@ -176,7 +177,7 @@ impl Link {
     fn absorb(&self, f: Frame) {
         match f {
             Frame::Msg(m) => {
-                self.shared.msgs_read.fetch_add(1, Relaxed);
+                self.shared.next_seq.fetch_max(m.seq + 1, Relaxed);
                 self.rx.drop_remote(m);
             }
             Frame::End { sent } => {
@@ -212,7 +213,7 @@ fn read_loop(
     loop {
         match r.next(cx) {
             Ok(Some(Frame::Msg(m))) => {
-                sh.msgs_read.fetch_add(1, Relaxed);
+                sh.next_seq.fetch_max(m.seq + 1, Relaxed);
                 if rx.deliver_remote(cx, m).is_err() {
                     rx.drop_remote(m);
                     if cx.should_stop() {

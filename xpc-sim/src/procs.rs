@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -23,15 +22,25 @@ fn dur(d: Duration) -> String {
     format!("{}us", d.as_micros())
 }
 
+/// A request to the spawner thread: start partition `p`, reply with it.
+type SpawnRequest = (usize, threadward::channel::Sender<std::io::Result<Child>>);
+
 /// The remote partitions' processes.
 pub(crate) struct Procs {
-    exe: PathBuf,
     /// The run's socket namespace (abstract names: nothing on disk).
     pub(crate) ns: String,
-    args: Vec<String>,
     children: Mutex<BTreeMap<usize, Child>>,
+    /// Partitions killed on purpose (`--kill-partition`): their SIGKILL
+    /// exit is expected.
+    killed: Mutex<std::collections::BTreeSet<usize>>,
     /// Processes started, over the run.
     pub(crate) started: AtomicU64,
+    /// Every process is started by one thread that outlives them all: the
+    /// parent-death signal fires when the *thread* that forked a process
+    /// exits, so a restart forked from a short-lived thread would die with
+    /// it.
+    spawner: Mutex<Option<threadward::channel::Sender<SpawnRequest>>>,
+    spawner_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Procs {
@@ -74,30 +83,66 @@ impl Procs {
                 format!("{kind}@{}.{}", f.partition, f.channel),
             ]);
         }
+        let ns = format!("{}.{nonce}", std::process::id());
+        let (tx, rx) = threadward::channel::unbounded::<SpawnRequest>();
+        let spawner_ns = ns.clone();
+        let thread = std::thread::Builder::new()
+            .name("xpc-spawner".into())
+            .spawn(move || {
+                use std::os::unix::process::CommandExt;
+                for (p, reply) in rx {
+                    let child = Command::new(&exe)
+                        .args(&args)
+                        .args([
+                            "--role-partition",
+                            &p.to_string(),
+                            "--rendezvous",
+                            &spawner_ns,
+                        ])
+                        .args(["--parent-pid", &std::process::id().to_string()])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        // Its own process group: a terminal's Ctrl-C goes to
+                        // the local partition, which unloads the remote
+                        // ones in order (they die with it through the
+                        // parent-death signal if it is killed).
+                        .process_group(0)
+                        .spawn();
+                    let _ = reply.send(child);
+                }
+            })?;
         Ok(Procs {
-            exe,
-            ns: format!("{}.{nonce}", std::process::id()),
-            args,
+            ns,
             children: Mutex::default(),
+            killed: Mutex::default(),
             started: AtomicU64::new(0),
+            spawner: Mutex::new(Some(tx)),
+            spawner_thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Ends the spawner thread (after every process was reaped).
+    pub(crate) fn close(&self) {
+        drop(self.spawner.lock().unwrap().take());
+        if let Some(t) = self.spawner_thread.lock().unwrap().take() {
+            let _ = t.join();
+        }
     }
 
     /// Starts partition `p`'s process.
     pub(crate) fn spawn(&self, p: usize) -> std::io::Result<()> {
-        use std::os::unix::process::CommandExt;
-        let child = Command::new(&self.exe)
-            .args(&self.args)
-            .args(["--role-partition", &p.to_string(), "--rendezvous", &self.ns])
-            .args(["--parent-pid", &std::process::id().to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            // Its own process group: a terminal's Ctrl-C goes to the local
-            // partition, which unloads the remote ones in order (they die
-            // with it through the parent-death signal if it is killed).
-            .process_group(0)
-            .spawn()?;
+        let (reply, answer) = threadward::channel::bounded(1);
+        let closed = || std::io::Error::other("the spawner has ended");
+        self.spawner
+            .lock()
+            .unwrap()
+            .as_ref()
+            .ok_or_else(closed)?
+            .send((p, reply))
+            .map_err(|_| closed())?;
+        let child = answer.recv().map_err(|_| closed())??;
         self.started.fetch_add(1, Relaxed);
+        self.killed.lock().unwrap().remove(&p);
         if let Some(mut old) = self.children.lock().unwrap().insert(p, child) {
             let _ = old.kill();
             let _ = old.wait();
@@ -118,16 +163,26 @@ impl Procs {
     /// Whether partition `p`'s process was killed by a signal (it died,
     /// rather than finished).
     pub(crate) fn killed(&self, p: usize) -> bool {
-        self.children
-            .lock()
-            .unwrap()
-            .get_mut(&p)
-            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(st)) if st.code().is_none()))
+        // Its connections end when the dying process closes its files, a
+        // moment before it can be reaped: wait for the exit (briefly).
+        let end = Instant::now() + Duration::from_secs(1);
+        loop {
+            let status = match self.children.lock().unwrap().get_mut(&p) {
+                None => return false,
+                Some(c) => c.try_wait(),
+            };
+            match status {
+                Ok(Some(st)) => return st.code().is_none(),
+                Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(1)),
+                _ => return false,
+            }
+        }
     }
 
     /// SIGKILL to partition `p` (not reaped: its death is for the
     /// heartbeat checker to find). False if it is not running.
     pub(crate) fn kill(&self, p: usize) -> bool {
+        self.killed.lock().unwrap().insert(p);
         self.children
             .lock()
             .unwrap()
@@ -162,6 +217,13 @@ impl Procs {
             loop {
                 match c.try_wait() {
                     Ok(Some(st)) if st.success() => break,
+                    // Killed on purpose (a kill that landed around the
+                    // unload, or before discovery reached it).
+                    Ok(Some(st))
+                        if st.code().is_none() && self.killed.lock().unwrap().contains(&p) =>
+                    {
+                        break
+                    }
                     Ok(Some(st)) => {
                         problems.push(format!("partition {p}'s process exited with {st}"));
                         break;
@@ -413,7 +475,14 @@ impl Remote {
         }
         // Killed before its death was declared (e.g. just before an
         // unload): it could not finish; account it as dead.
-        let died = killed();
+        let complete = self.links.iter().all(|l| {
+            l.shared
+                .peer_ack
+                .lock()
+                .unwrap()
+                .is_some_and(|(_, last)| last)
+        });
+        let died = !complete && killed();
         if !died {
             totals.failures.lock().unwrap().extend(problems);
         }
@@ -437,7 +506,7 @@ impl Remote {
         let mut next = self.planned.clone();
         for ((l, b), n) in self.links.iter().zip(&self.bases).zip(next.iter_mut()) {
             let sh = &l.shared;
-            let read = b.remote + sh.msgs_read.load(Relaxed);
+            let read = b.remote.max(sh.next_seq.load(Relaxed));
             let remote_sent = sh.peer_end.lock().unwrap().unwrap_or(read);
             l.rx.set_sender_log(remote_sent);
             l.rx.report();

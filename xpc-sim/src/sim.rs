@@ -247,9 +247,11 @@ impl Contacts {
                 let (next, died) = r.finish(&self.totals, Duration::from_secs(10), &killed);
                 if died {
                     procs.kill_and_reap(p);
-                    self.record_death(p);
                 }
                 self.save_bases(p, next);
+                if died {
+                    self.record_death(p);
+                }
             }
         }
     }
@@ -264,7 +266,6 @@ impl Contacts {
             partition = p,
             "heartbeat stale: partition declared dead, disconnecting"
         );
-        self.record_death(p);
         match c {
             Contact::Remote(r) => {
                 // Fence first: once it is reaped, nothing more can arrive.
@@ -276,6 +277,9 @@ impl Contacts {
             }
             local => self.teardown(p, local),
         }
+        // Last: a restart waits for the death to be listed, and must find
+        // the bases its seqs continue from.
+        self.record_death(p);
     }
 
     /// `p` is dead: listed, and how long after its kill that was found.
@@ -397,6 +401,7 @@ fn run_cycle(
                 for p in 1..n {
                     if let Err(e) = procs.spawn(p) {
                         procs.reap_all(Instant::now());
+                        procs.close();
                         return Err(format!("cannot start partition {p}'s process: {e}").into());
                     }
                 }
@@ -404,6 +409,7 @@ fn run_cycle(
                 Ok::<_, SimError>((procs, move || {
                     let problems = pr.reap_all(Instant::now() + Duration::from_secs(5));
                     tot.failures.lock().unwrap().extend(problems);
+                    pr.close();
                 }))
             })
         })?),

@@ -173,6 +173,32 @@ fn a_restarted_partition_reconnects_and_its_seqs_continue() {
     assert_eq!(j["lost"], 0);
 }
 
+/// A restart due before the death is even detected waits for it, and its
+/// seqs still continue (review finding: the restart used to read the bases
+/// before the dead incarnation had saved them).
+#[test]
+fn a_restart_due_before_detection_still_continues_the_seqs() {
+    let j = run_ok(
+        "early-restart",
+        &[
+            "--kill-partition",
+            "2@500ms",
+            "--restart-partition",
+            "2@510ms",
+        ],
+    );
+    assert_eq!(died(&j), vec![2]);
+    let names: Vec<&str> = j["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"p2c0r1"), "{names:?}");
+    assert_eq!(j["sent"], 4 * 2 * 1500 * 2);
+    assert_eq!(j["duplicates"], 0);
+}
+
 /// SIGKILL to the local partition: the parent-death signal takes every
 /// partition process with it (no orphan), and their sockets go with them.
 #[test]

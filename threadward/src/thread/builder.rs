@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::record::{self, ThreadKind, ThreadRecord, ThreadState};
+use crate::stop::StopSource;
 use crate::sync::{self, Mutex};
 use crate::thread::handle::Packet;
 use crate::thread::{budget, panic_message, Context, Thread, ThreadError};
@@ -28,6 +29,7 @@ const OS_NAME_MAX: usize = 15;
 pub struct Builder {
     name: Option<String>,
     stack_size: Option<usize>,
+    stop_on: Option<crate::StopToken>,
 }
 
 impl Builder {
@@ -44,7 +46,30 @@ impl Builder {
         Builder {
             name: None,
             stack_size: None,
+            stop_on: None,
         }
+    }
+
+    /// Also stops the thread when `token`'s stop is requested (a
+    /// service-wide token, say), in addition to its own handles' stops:
+    /// the thread's stop state is a [child](crate::StopToken::child) of
+    /// `token`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let service = threadward::StopSource::new();
+    /// let t = threadward::Builder::new()
+    ///     .name("conn")
+    ///     .stop_on(service.token())
+    ///     .spawn(|cx| cx.sleep(std::time::Duration::from_secs(60)))
+    ///     .unwrap();
+    /// service.request_stop();
+    /// assert_eq!(t.join().unwrap(), Err(threadward::Stopped));
+    /// ```
+    pub fn stop_on(mut self, token: crate::StopToken) -> Builder {
+        self.stop_on = Some(token);
+        self
     }
 
     /// Names the thread. The whole name is kept by threadward; the OS shows
@@ -106,6 +131,10 @@ impl Builder {
             kind: ThreadKind::Thread,
             pool_key: 0,
             stack_size: self.stack_size,
+            stop: self
+                .stop_on
+                .as_ref()
+                .map_or_else(StopSource::new, |t| t.child()),
         };
         let (rec, handle) = start(spec, move |rec| {
             let cx = Context::new(rec.clone(), rec.stop.token());
@@ -176,6 +205,7 @@ pub(crate) fn spawn_worker(
         kind: ThreadKind::PoolWorker { pool },
         pool_key,
         stack_size,
+        stop: StopSource::new(),
     };
     start(spec, body)
 }
@@ -237,6 +267,8 @@ struct Spec<'a> {
     kind: ThreadKind,
     pool_key: u64,
     stack_size: Option<usize>,
+    /// The thread's stop state (a child of an outside token, or new).
+    stop: StopSource,
 }
 
 /// A thread's exit bookkeeping, run by `Drop` so that it also runs when
@@ -267,7 +299,7 @@ fn start<R: Send + 'static>(
 ) -> io::Result<(Arc<ThreadRecord>, std::thread::JoinHandle<R>)> {
     let stack_size = validate(spec.name, spec.stack_size)?;
     budget::reserve()?;
-    let rec = record::register(Arc::from(spec.name), spec.kind, spec.pool_key);
+    let rec = record::register(Arc::from(spec.name), spec.kind, spec.pool_key, spec.stop);
     let mut builder = std::thread::Builder::new().name(spec.os_name);
     if let Some(s) = stack_size {
         builder = builder.stack_size(s);

@@ -1,0 +1,96 @@
+//! Stop on SIGINT/SIGTERM in one call (feature `signal`).
+//!
+//! The handler (installed through `signal-hook`, the field's standard safe
+//! signal registration) only writes a byte to a socket; a managed thread
+//! named `threadward-signal` waits on the other end stop-aware and requests
+//! the stop from ordinary code, so stop callbacks never run inside a
+//! signal handler.
+
+use std::io::{self, Read};
+use std::os::unix::net::UnixStream;
+
+use signal_hook::SigId;
+
+use crate::{StopSource, Thread};
+
+/// Requests a stop of `source` when the process gets one of `signals`.
+/// Dropping the returned guard unregisters the handlers (the signals'
+/// earlier dispositions apply again) and ends the watcher thread.
+///
+/// # Errors
+///
+/// If a handler cannot be installed (a forbidden signal such as `SIGKILL`),
+/// or the socket pair or the thread cannot be made.
+///
+/// # Examples
+///
+/// ```
+/// use signal_hook::consts::{SIGINT, SIGTERM};
+///
+/// let service = threadward::StopSource::new();
+/// let _signals = threadward::signal::stop_on_signals(&service, &[SIGINT, SIGTERM]).unwrap();
+/// // ... start threads with Builder::stop_on(service.token()) ...
+/// # service.request_stop();
+/// ```
+pub fn stop_on_signals(source: &StopSource, signals: &[i32]) -> io::Result<SignalStop> {
+    let (mut rx, tx) = UnixStream::pair()?;
+    tx.set_nonblocking(true)?;
+    let mut ids = Vec::new();
+    for &sig in signals {
+        match signal_hook::low_level::pipe::register(sig, tx.try_clone()?) {
+            Ok(id) => ids.push(id),
+            Err(e) => {
+                for id in ids {
+                    signal_hook::low_level::unregister(id);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let src = source.clone();
+    let watcher = crate::spawn("threadward-signal", move |cx| {
+        let mut io = match cx.io(&mut rx) {
+            Ok(io) => io,
+            Err(e) => return Err(e),
+        };
+        let mut byte = [0u8; 1];
+        let n = io.read(&mut byte)?;
+        if n > 0 {
+            tracing::info!("signal received: stop requested");
+            src.request_stop();
+        }
+        Ok(())
+    });
+    let watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            for id in ids {
+                signal_hook::low_level::unregister(id);
+            }
+            return Err(e);
+        }
+    };
+    Ok(SignalStop {
+        ids,
+        watcher: Some(watcher),
+    })
+}
+
+/// Keeps the handlers of [`stop_on_signals`] installed.
+#[must_use = "dropping the guard uninstalls the signal handlers at once"]
+#[derive(Debug)]
+pub struct SignalStop {
+    ids: Vec<SigId>,
+    watcher: Option<Thread<io::Result<()>>>,
+}
+
+impl Drop for SignalStop {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+        if let Some(w) = self.watcher.take() {
+            let _ = w.stop();
+        }
+    }
+}
