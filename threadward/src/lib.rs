@@ -69,10 +69,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-/// The README's example runs as a doctest.
+/// The crate README's example runs as a doctest (the workspace README
+/// carries the same example; `xpc-sim/tests/cli.rs` checks they match).
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// The pool's concurrency protocol: states, who wakes whom, what each
+/// lock guards, and the concurrency management (the write-up kept next to
+/// the code, `src/pool/README.md`).
+pub mod pool_protocol {
+    #![doc = include_str!("pool/README.md")]
+}
 
 mod io;
 mod pool;

@@ -336,11 +336,17 @@ impl StopToken {
     /// ```
     /// use std::future::Future;
     /// use std::pin::pin;
-    /// use std::task::{Context, Poll, Waker};
+    /// use std::sync::Arc;
+    /// use std::task::{Context, Wake, Waker};
     ///
+    /// struct Noop;
+    /// impl Wake for Noop {
+    ///     fn wake(self: Arc<Self>) {}
+    /// }
+    /// let waker = Waker::from(Arc::new(Noop));
     /// let source = threadward::StopSource::new();
     /// let mut stopped = pin!(source.token().stopped());
-    /// let mut cx = Context::from_waker(Waker::noop());
+    /// let mut cx = Context::from_waker(&waker);
     /// assert!(stopped.as_mut().poll(&mut cx).is_pending());
     /// source.request_stop();
     /// assert!(stopped.as_mut().poll(&mut cx).is_ready());

@@ -412,3 +412,20 @@ fn a_closed_stdout_is_exit_3_not_a_panic() {
     assert_eq!(status.code(), Some(3), "{err}");
     assert!(err.contains("cannot write the report"), "{err}");
 }
+
+/// The workspace README's example is the crate README's, which runs as a
+/// doctest of the packaged crate (the workspace README is not packaged).
+#[test]
+fn the_workspace_readme_example_is_the_tested_one() {
+    let first_rust_block = |path: &str| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("```rust\n").expect("a rust example") + 8;
+        text[start..start + text[start..].find("```").unwrap()].to_owned()
+    };
+    let root = first_rust_block(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+    let krate = first_rust_block(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../threadward/README.md"
+    ));
+    assert_eq!(root, krate);
+}
