@@ -95,6 +95,10 @@ pub enum ThreadKind {
         /// The pool's name.
         pool: Arc<str>,
     },
+    /// One of the process-wide threads that serve every pool (the manager
+    /// that creates and retires workers, the monitor that finds blocked
+    /// jobs); they come with the first pool and go with the last.
+    PoolService,
 }
 
 /// Which stop-aware wait a thread is blocked in.

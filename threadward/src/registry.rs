@@ -55,7 +55,7 @@ pub struct ThreadInfo {
     /// How long it has been in `state`.
     pub in_state: Duration,
     /// The pool job it runs, if any.
-    pub job: Option<u64>,
+    pub job: Option<crate::JobId>,
 }
 
 /// A live pool as seen by [`snapshot`].
@@ -90,6 +90,7 @@ impl fmt::Display for Snapshot {
             let kind = match &t.kind {
                 ThreadKind::Thread => "thread".to_owned(),
                 ThreadKind::PoolWorker { pool } => format!("pool:{pool}"),
+                ThreadKind::PoolService => "pool-service".to_owned(),
             };
             let job = t.job.map_or_else(|| "-".to_owned(), |j| j.to_string());
             writeln!(
@@ -157,7 +158,7 @@ pub fn snapshot() -> Snapshot {
                 kind: r.kind.clone(),
                 state,
                 in_state,
-                job: r.job(),
+                job: r.job().map(crate::JobId),
             }
         })
         .collect();

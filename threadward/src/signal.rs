@@ -19,8 +19,10 @@ use crate::{StopSource, Thread};
 ///
 /// # Errors
 ///
-/// If a handler cannot be installed (a forbidden signal such as `SIGKILL`),
-/// or the socket pair or the thread cannot be made.
+/// [`io::ErrorKind::InvalidInput`] for a signal that cannot be handled
+/// (`SIGKILL`, `SIGSTOP`, `SIGILL`, `SIGFPE`, `SIGSEGV`); the OS error if a
+/// handler, the socket pair or the thread cannot be made. Nothing stays
+/// installed on error.
 ///
 /// # Examples
 ///
@@ -33,6 +35,16 @@ use crate::{StopSource, Thread};
 /// # service.request_stop();
 /// ```
 pub fn stop_on_signals(source: &StopSource, signals: &[i32]) -> io::Result<SignalStop> {
+    // signal-hook panics on these; a clear error instead.
+    if let Some(sig) = signals
+        .iter()
+        .find(|s| signal_hook::consts::FORBIDDEN.contains(s))
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("signal {sig} cannot be handled (SIGKILL, SIGSTOP and synchronous faults)"),
+        ));
+    }
     let (mut rx, tx) = UnixStream::pair()?;
     tx.set_nonblocking(true)?;
     let mut ids = Vec::new();

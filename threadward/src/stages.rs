@@ -108,7 +108,7 @@ impl fmt::Display for StagesReport {
 /// A required stage failed: it names the stage, carries the cause, and
 /// reports the undo of the stages started before it.
 #[derive(Debug, thiserror::Error)]
-#[error("stage {stage:?} of {group:?} failed: {cause}")]
+#[error("stage {stage:?} of {group:?} failed")]
 pub struct StageError {
     /// The group's name (from [`Stages::new`]).
     pub group: String,

@@ -152,7 +152,7 @@ fn unserved(pool: &Pool) -> usize {
 #[test]
 fn item_03_queue_bounds_hold_during_a_burst() {
     bounded(30 * SEC, || {
-        for (queue, n) in [(Queue::Bounded(3), 3), (Queue::None, 0)] {
+        for (queue, n) in [(Queue::Bounded(3), 3), (Queue::Handoff, 0)] {
             let pool = Pool::builder()
                 .max_threads(1000)
                 .queue(queue)

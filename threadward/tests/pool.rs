@@ -220,9 +220,10 @@ fn every_job_gets_stop_aware_waits() {
         let job = spawn_started(&pool, move |cx| cx.recv(&never));
         let id = job.id();
         eventually(5 * SEC, "worker shows the job waiting in a channel", || {
-            registry::snapshot().threads.iter().any(|t| {
-                t.job == Some(id.as_u64()) && t.state == ThreadState::Waiting(WaitKind::Channel)
-            })
+            registry::snapshot()
+                .threads
+                .iter()
+                .any(|t| t.job == Some(id) && t.state == ThreadState::Waiting(WaitKind::Channel))
         });
         assert_eq!(job.stop(), Ok(Err(threadward::RecvError::Stopped)));
     });
@@ -315,7 +316,7 @@ fn bounded_queue_and_no_queue_refuse_at_capacity() {
 
         let pool = Pool::builder()
             .max_threads(1)
-            .queue(Queue::None)
+            .queue(Queue::Handoff)
             .build()
             .unwrap();
         let busy = running_sleeper(&pool);

@@ -102,7 +102,7 @@ fn parked_pool_workers_show_idle_and_busy_ones_their_job() {
         let worker = rx.recv_timeout(5 * SEC).unwrap();
         wait_state(worker, ThreadState::Waiting(WaitKind::Sleep));
         let i = info(worker).unwrap();
-        assert_eq!(i.job, Some(job.id().as_u64()));
+        assert_eq!(i.job, Some(job.id()));
         let snap = registry::snapshot();
         let p = snap.pools.iter().find(|p| &*p.name == "snappool").unwrap();
         assert_eq!(p.stats.busy, 1);

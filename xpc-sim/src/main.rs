@@ -231,7 +231,14 @@ fn run(
     let report = match xpc_sim::run(cfg) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: the run could not start: {e}");
+            // The error and its causes, each once.
+            let mut msg = format!("error: the run could not start: {e}");
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                msg.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            eprintln!("{msg}");
             return ExitCode::from(3);
         }
     };

@@ -38,7 +38,7 @@ pub(crate) trait QueuedJob: Send {
 /// ```
 /// use threadward::{Pool, Queue};
 ///
-/// let pool = Pool::builder().max_threads(1).queue(Queue::None).build().unwrap();
+/// let pool = Pool::builder().max_threads(1).queue(Queue::Handoff).build().unwrap();
 /// let blocker = pool.spawn(|cx| cx.sleep(std::time::Duration::from_secs(60))).unwrap();
 /// # let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
 /// # while pool.stats().busy == 0 { assert!(std::time::Instant::now() < deadline); std::thread::yield_now(); }
@@ -54,10 +54,12 @@ pub enum Queue {
     /// that a thread is created for the job, and at `max_threads` the job
     /// is refused with [`SpawnError::QueueFull`](crate::SpawnError::QueueFull).
     Bounded(usize),
-    /// Nothing waits: every job gets a parked worker or a new thread, and
-    /// at `max_threads` it is refused with
-    /// [`SpawnError::AtCapacity`](crate::SpawnError::AtCapacity).
-    None,
+    /// Nothing waits: every job is handed to a parked worker or a new
+    /// thread (Java's `SynchronousQueue`), and at `max_threads` it is
+    /// refused with [`SpawnError::AtCapacity`](crate::SpawnError::AtCapacity).
+    /// (Named `None` before 0.2; renamed so it does not read as
+    /// `Option::None`.)
+    Handoff,
 }
 
 #[derive(Debug, Clone)]
@@ -428,7 +430,7 @@ impl<J: QueuedJob> Core<J> {
         match self.cfg.queue {
             Queue::Unbounded => None,
             Queue::Bounded(n) => Some(n),
-            Queue::None => Some(0),
+            Queue::Handoff => Some(0),
         }
     }
 
@@ -526,7 +528,7 @@ impl<J: QueuedJob> Core<J> {
                 let fits = urgent || (st.queue.len() + 1).min(self.room(&st)) > Self::promised(&st);
                 if st.threads < self.cfg.max_threads && (fits || st.threads == 0) {
                     submitted = Submitted::CreateWorker(self.reserve_locked(&mut st, true));
-                } else if self.cfg.queue == Queue::None {
+                } else if self.cfg.queue == Queue::Handoff {
                     return Err((job, Refusal::AtCapacity));
                 } else if self.wait_bound().is_some() {
                     return Err((job, Refusal::QueueFull));

@@ -51,7 +51,7 @@ fn worker(core: Arc<Core<u64>>, no: u64, jobs: usize) -> (usize, bool) {
 /// create a worker, and `threads` never exceeds 1.
 #[test]
 fn loom_cap_reservation_racing_submitters() {
-    for queue in [Queue::Unbounded, Queue::None] {
+    for queue in [Queue::Unbounded, Queue::Handoff] {
         loom::model(move || {
             let c = Arc::new(Core::new(Config {
                 queue,
@@ -68,7 +68,7 @@ fn loom_cap_reservation_racing_submitters() {
             assert_eq!(creators, 1, "{mine:?} {theirs:?}");
             let st = c.lock();
             assert_eq!(st.threads, 1);
-            if queue == Queue::None {
+            if queue == Queue::Handoff {
                 // Nothing waits without a worker on its way.
                 assert!(
                     [mine, theirs].contains(&Err(Refusal::AtCapacity)),

@@ -70,11 +70,11 @@ pub enum SpawnError {
     /// `Queue::Bounded(n)`: all threads busy and `n` jobs already waiting.
     #[error("all pool threads are busy and the queue is full")]
     QueueFull,
-    /// `Queue::None`: all `max_threads` threads are busy.
+    /// `Queue::Handoff`: all `max_threads` threads are busy.
     #[error("all pool threads are busy and the pool has no queue")]
     AtCapacity,
     /// The pool had no thread and the OS refused to create one.
-    #[error("the OS refused to create a pool thread: {0}")]
+    #[error("the OS refused to create a pool thread")]
     Os(#[source] io::Error),
 }
 

@@ -54,10 +54,9 @@ impl<E: Clone> Service<E> {
         reg.entries.retain(|(a, _)| a.strong_count() > 0);
         reg.entries.push((Arc::downgrade(alive), entry));
         if !reg.running {
-            std::thread::Builder::new()
-                .name(self.name.into())
-                .stack_size(128 * 1024)
-                .spawn(run)?;
+            // A registered thread: the snapshot shows it (kind
+            // `PoolService`) and it counts against the thread budget.
+            crate::thread::spawn_service(self.name, run)?;
             reg.running = true;
         }
         drop(reg);

@@ -210,6 +210,22 @@ pub(crate) fn spawn_worker(
     start(spec, body)
 }
 
+/// Starts a process-wide pool service thread (kind `PoolService`).
+pub(crate) fn spawn_service(
+    name: &str,
+    body: fn(),
+) -> io::Result<(Arc<ThreadRecord>, std::thread::JoinHandle<()>)> {
+    let spec = Spec {
+        name,
+        os_name: os_name(name).to_owned(),
+        kind: ThreadKind::PoolService,
+        pool_key: 0,
+        stack_size: Some(128 * 1024),
+        stop: StopSource::new(),
+    };
+    start(spec, move |_| body())
+}
+
 pub(crate) fn validate(name: &str, stack_size: Option<usize>) -> io::Result<Option<usize>> {
     if name.is_empty() {
         return Err(io::Error::new(

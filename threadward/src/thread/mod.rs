@@ -16,7 +16,7 @@ pub use context::Context;
 pub use handle::{stop_all, Thread, ThreadError};
 pub use stopper::Stopper;
 
-pub(crate) use builder::{spawn_worker, validate};
+pub(crate) use builder::{spawn_service, spawn_worker, validate};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
