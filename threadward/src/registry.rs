@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::record::{find, live_records};
 pub use crate::record::{ThreadId, ThreadKind, ThreadState, WaitKind};
+pub use crate::sync::{Incident, IncidentKind, INCIDENTS_KEPT};
 use crate::thread::Stopper;
 
 /// A [`Stopper`] for the live managed thread `id`, or `None` once that
@@ -77,6 +78,12 @@ pub struct Snapshot {
     pub threads: Vec<ThreadInfo>,
     /// The live pools with their counts.
     pub pools: Vec<PoolInfo>,
+    /// The latest incidents (at most [`INCIDENTS_KEPT`]): what went wrong
+    /// where no call could return an error (a pool dropped with
+    /// stragglers, a contained panic), also logged through `tracing`.
+    pub incidents: Vec<Incident>,
+    /// Incidents since the process started (older ones are not kept).
+    pub incidents_total: u64,
 }
 
 impl fmt::Display for Snapshot {
@@ -111,6 +118,13 @@ impl fmt::Display for Snapshot {
                 "pool {}: {} threads ({} idle, {} busy), {} queued, peak {}, {} spawned, {} submitted, {} completed, {} panicked, {} cancelled, {} spawn failures",
                 p.name, s.threads, s.idle, s.busy, s.queued, s.peak, s.threads_spawned,
                 s.submitted, s.completed, s.panicked, s.cancelled, s.spawn_failures
+            )?;
+        }
+        if let Some(last) = self.incidents.last() {
+            writeln!(
+                f,
+                "incidents: {} (latest: {})",
+                self.incidents_total, last.message
             )?;
         }
         Ok(())
@@ -166,5 +180,11 @@ pub fn snapshot() -> Snapshot {
         .into_iter()
         .map(|(name, stats, _)| PoolInfo { name, stats })
         .collect();
-    Snapshot { threads, pools }
+    let (incidents, incidents_total) = crate::sync::incidents();
+    Snapshot {
+        threads,
+        pools,
+        incidents,
+        incidents_total,
+    }
 }

@@ -95,6 +95,60 @@ pub(crate) fn wait_until<'a, T>(
     }
 }
 
+/// What went wrong where no caller could be handed an error: logged
+/// through `tracing`, and kept (the latest [`INCIDENTS_KEPT`]) for
+/// [`registry::snapshot`](crate::registry::snapshot), so a program without
+/// a tracing subscriber still sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Incident {
+    /// What kind of event.
+    pub kind: IncidentKind,
+    /// Its details.
+    pub message: String,
+}
+
+/// The kinds of [`Incident`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IncidentKind {
+    /// A panic in user code the library runs on its own behalf (a stop
+    /// callback, a waker, a detached job's or thread's value drop) was
+    /// caught and contained.
+    ContainedPanic,
+    /// A `Pool` was dropped (not shut down) and some workers did not stop
+    /// by its drop deadline.
+    DroppedPoolStragglers,
+    /// A `Thread` handle was dropped and its thread ended with an error
+    /// (a panic) nobody joined.
+    DroppedThreadError,
+    /// The process-wide pool monitor could not start: blocked jobs are
+    /// only compensated through the library's own waits and hints.
+    NoMonitor,
+}
+
+/// How many incidents are kept (the oldest are dropped first).
+pub const INCIDENTS_KEPT: usize = 64;
+
+static INCIDENTS: std::sync::Mutex<(u64, std::collections::VecDeque<Incident>)> =
+    std::sync::Mutex::new((0, std::collections::VecDeque::new()));
+
+/// Keeps an incident (it is also logged by the caller).
+pub(crate) fn incident(kind: IncidentKind, message: String) {
+    let mut g = INCIDENTS.lock().unwrap_or_else(|e| e.into_inner());
+    g.0 += 1;
+    if g.1.len() == INCIDENTS_KEPT {
+        g.1.pop_front();
+    }
+    g.1.push_back(Incident { kind, message });
+}
+
+/// The incidents kept, and how many there were in all.
+pub(crate) fn incidents() -> (Vec<Incident>, u64) {
+    let g = INCIDENTS.lock().unwrap_or_else(|e| e.into_inner());
+    (g.1.iter().cloned().collect(), g.0)
+}
+
 /// Runs user code (a closure's or a value's drop, a waker, a callback)
 /// where an unwinding panic must not escape into the library's
 /// bookkeeping: the panic is caught and logged, and its payload dropped
@@ -106,6 +160,10 @@ pub(crate) fn contain<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
         Err(payload) => {
             let message = crate::thread::panic_message(&*payload);
             tracing::warn!(%message, "panic in {what} contained");
+            incident(
+                IncidentKind::ContainedPanic,
+                format!("panic in {what} contained: {message}"),
+            );
             drop_payload(payload);
             None
         }

@@ -144,3 +144,41 @@ fn a_snapshot_of_thousands_of_threads_is_cheap() {
         assert!(pool.shutdown(30 * SEC).stragglers.is_empty());
     });
 }
+
+/// What went wrong where no call could return an error still reaches a
+/// program without a tracing subscriber: through the snapshot.
+#[test]
+fn incidents_without_a_caller_are_in_the_snapshot() {
+    use threadward::registry::IncidentKind;
+    let before = threadward::registry::snapshot().incidents_total;
+    // A stop callback that panics: contained.
+    let s = threadward::StopSource::new();
+    let _g = s.token().on_stop(|| panic!("callback boom"));
+    s.request_stop();
+    // A pool dropped while a job ignores its stop past the drop deadline.
+    let pool = threadward::Pool::builder()
+        .drop_deadline(std::time::Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let (started, rx) = std::sync::mpsc::channel();
+    let _job = pool
+        .spawn(move |_| {
+            started.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300)); // ignores its stop
+        })
+        .unwrap();
+    rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    drop(pool);
+    let snap = threadward::registry::snapshot();
+    assert!(snap.incidents_total >= before + 2, "{snap:?}");
+    let kinds: Vec<_> = snap.incidents.iter().map(|i| i.kind).collect();
+    assert!(kinds.contains(&IncidentKind::ContainedPanic), "{kinds:?}");
+    assert!(
+        kinds.contains(&IncidentKind::DroppedPoolStragglers),
+        "{kinds:?}"
+    );
+    assert!(snap
+        .incidents
+        .iter()
+        .any(|i| i.message.contains("callback boom")));
+}

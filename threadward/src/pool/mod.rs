@@ -434,6 +434,10 @@ impl Drop for Pool {
         let report = self.shutdown(self.shared.drop_deadline);
         if !report.stragglers.is_empty() {
             tracing::warn!(pool = %self.name(), %report, "pool dropped with stragglers");
+            crate::sync::incident(
+                crate::sync::IncidentKind::DroppedPoolStragglers,
+                format!("pool {} dropped with stragglers: {report}", self.name()),
+            );
         }
     }
 }

@@ -55,6 +55,10 @@ pub(crate) fn watch(alive: &Arc<()>, core: &Arc<Core<Task>>) {
         // Without a monitor, only the library's waits, `blocking` and
         // hints compensate; the next pool tries again.
         tracing::warn!(error = %e, "no monitor thread for concurrency-managed pools");
+        crate::sync::incident(
+            crate::sync::IncidentKind::NoMonitor,
+            format!("no monitor thread for concurrency-managed pools: {e}"),
+        );
     }
 }
 

@@ -356,6 +356,14 @@ impl<T> Drop for Thread<T> {
         let _ = handle.join();
         if let Some(Err(e)) = sync::lock(&self.packet).take() {
             tracing::warn!(thread = %self.rec().name, id = %self.rec().id, error = %e, "dropped thread ended with an error");
+            sync::incident(
+                sync::IncidentKind::DroppedThreadError,
+                format!(
+                    "dropped thread {} ({}) ended with an error: {e}",
+                    self.rec().name,
+                    self.rec().id
+                ),
+            );
         }
     }
 }
