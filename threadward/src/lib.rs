@@ -66,6 +66,99 @@
 //! assert!(heartbeat.stop().unwrap() > 0);
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! # A tour, one example per part
+//!
+//! **Waits and I/O** ([`Context`], [`Io`]): a connection read line by line;
+//! a stop ends the read even mid-line.
+//!
+//! ```
+//! use std::io::{BufRead, BufReader, Write};
+//! use std::os::unix::net::UnixStream;
+//!
+//! let (ours, mut peer) = UnixStream::pair()?;
+//! let reader = threadward::spawn("conn", move |cx| {
+//!     let mut lines = BufReader::new(cx.io(ours)?);
+//!     let mut n = 0;
+//!     let mut line = String::new();
+//!     while lines.read_line(&mut line)? > 0 {
+//!         n += 1;
+//!         line.clear();
+//!     }
+//!     Ok::<_, std::io::Error>(n)
+//! })?;
+//! peer.write_all(b"one\ntwo\nthr")?;
+//! std::thread::sleep(std::time::Duration::from_millis(20));
+//! assert!(threadward::is_stopped(&reader.stop().unwrap().unwrap_err()));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! **Stops** ([`StopSource`], [`Builder::stop_on`]): a service-wide stop
+//! that also ends every connection thread, each still stoppable alone.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let service = threadward::StopSource::new();
+//! let conns: Vec<_> = (0..3)
+//!     .map(|i| {
+//!         threadward::Builder::new()
+//!             .name(format!("conn-{i}"))
+//!             .stop_on(service.token())
+//!             .spawn(|cx| cx.sleep(Duration::from_secs(60)))
+//!     })
+//!     .collect::<Result<_, _>>()?;
+//! service.request_stop();
+//! for c in conns {
+//!     assert_eq!(c.join().unwrap(), Err(threadward::Stopped));
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! **Pools** ([`Pool`]): jobs that may block, a job cancelled when its
+//! guard drops, and a shutdown that reports what did not stop.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let pool = threadward::Pool::builder().name("io").build()?;
+//! let answer = pool.spawn(|_| 42)?;
+//! let _long = pool.spawn(|cx| cx.sleep(Duration::from_secs(60)))?.cancel_on_drop();
+//! assert_eq!(answer.join(), Ok(42));
+//! drop(_long); // cancelled or stopped here
+//! assert!(pool.shutdown(Duration::from_secs(1)).stragglers.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **Stages** ([`Stages`]): start in order, undo exactly what started, in
+//! reverse.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let mut stages = threadward::Stages::new("svc");
+//! let config = stages.start("config", || Ok::<_, std::io::Error>((7, || {})))?;
+//! stages.thread("worker", Duration::from_secs(1), move || {
+//!     threadward::spawn("worker", move |cx| while cx.sleep(Duration::from_millis(config)).is_ok() {})
+//! })?;
+//! let report = stages.shutdown(Duration::from_secs(1));
+//! assert_eq!(report.undone.len(), 2);
+//! assert!(report.is_clean());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **Registry** ([`registry::snapshot`]): every managed thread and pool,
+//! what each waits in, and incidents no call could report.
+//!
+//! ```
+//! let t = threadward::spawn("idle", |cx| cx.sleep(std::time::Duration::from_secs(60)))?;
+//! let snap = threadward::registry::snapshot();
+//! assert!(snap.threads.iter().any(|i| i.id == t.id()));
+//! println!("{snap}");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! The pool's concurrency protocol is written up in [`pool_protocol`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
