@@ -49,6 +49,10 @@ struct Args {
     /// Write every result as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Write every table as Markdown to this file (the README links
+    /// `bench/RESULTS.md`, written this way).
+    #[arg(long, value_name = "PATH")]
+    markdown: Option<PathBuf>,
     /// Write a chart (dispatch percentiles, burst and stop times) as SVG to this file.
     #[arg(long, value_name = "PATH")]
     svg: Option<PathBuf>,
@@ -360,7 +364,26 @@ fn main() {
     pb.finish_and_clear();
 
     results.evaluate();
+    if args.markdown.is_some() {
+        report::capture_markdown();
+    }
     results.print();
+    if let (Some(path), Some(text)) = (&args.markdown, report::markdown()) {
+        let cmd: Vec<String> = std::env::args().skip(1).collect();
+        let doc = format!(
+            "# threadward-bench results\n\nWritten by `cargo run --release -p threadward-bench -- {}` \
+             on {}; not edited by hand. Run-to-run noise on a small VM is large: compare within one run.\n\n{text}",
+            cmd.join(" "),
+            std::process::Command::new("date").arg("-u").arg("+%Y-%m-%d").output().ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok()).map(|s| s.trim().to_owned())
+                .unwrap_or_default(),
+        );
+        if let Err(e) = std::fs::write(path, doc) {
+            eprintln!("cannot write {}: {e}", path.display());
+            std::process::exit(1);
+        }
+        eprintln!("wrote {}", path.display());
+    }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&results).expect("serialise results");
         if let Err(e) = std::fs::write(path, text) {

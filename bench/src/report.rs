@@ -211,11 +211,47 @@ pub struct Results {
     pub targets: Vec<Target>,
 }
 
+/// The Markdown rendering of what `print` shows, when `--markdown` asked
+/// for it (the README links the file this becomes instead of copying
+/// numbers by hand).
+static MARKDOWN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Starts collecting the Markdown rendering.
+pub fn capture_markdown() {
+    *MARKDOWN.lock().unwrap() = Some(String::new());
+}
+
+/// The Markdown collected so far.
+pub fn markdown() -> Option<String> {
+    MARKDOWN.lock().unwrap().clone()
+}
+
+fn md(text: &str) {
+    if let Some(m) = MARKDOWN.lock().unwrap().as_mut() {
+        m.push_str(text);
+    }
+}
+
+/// A line of text: printed, and kept as a Markdown line.
+fn say(line: &str) {
+    println!("{line}");
+    md(&format!("{}\n\n", line.trim()));
+}
+
 /// Prints a table with a title; the first column left-aligned.
 fn table(title: &str, head: &[&str], rows: &[Vec<String>]) {
     if rows.is_empty() {
         return;
     }
+    md(&format!(
+        "### {title}\n\n| {} |\n|{}\n",
+        head.join(" | "),
+        "---|".repeat(head.len())
+    ));
+    for r in rows {
+        md(&format!("| {} |\n", r.join(" | ")));
+    }
+    md("\n");
     let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -252,13 +288,13 @@ impl Results {
     /// Prints every table and the target verdicts to stdout.
     pub fn print(&self) {
         let m = &self.machine;
-        println!(
+        say(&format!(
             "threadward-bench: {} cores, {}, Linux {}{}",
             m.cores,
             m.cpu,
             m.kernel,
             if self.config.quick { " (--quick)" } else { "" }
-        );
+        ));
         self.print_dispatch();
         self.print_burst();
         self.print_stop();
@@ -396,7 +432,7 @@ impl Results {
             );
             for r in rows.iter().filter(|r| r.cold_ms.is_some()) {
                 if let Some(note) = &r.note {
-                    println!("  note: {}: {note}", r.system);
+                    say(&format!("  note: {}: {note}", r.system));
                 }
             }
         }
