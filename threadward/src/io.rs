@@ -41,7 +41,8 @@ impl StopEventFd {
         fd: impl AsFd,
         flags: PollFlags,
         deadline: Option<Instant>,
-    ) -> io::Result<()> {
+        kick: &OwnedFd,
+    ) -> io::Result<bool> {
         loop {
             if token.stop_requested() {
                 return Err(Stopped.into());
@@ -60,6 +61,7 @@ impl StopEventFd {
             let mut fds = [
                 PollFd::new(&fd, flags),
                 PollFd::new(&*self.fd, PollFlags::IN),
+                PollFd::new(kick, PollFlags::IN),
             ];
             match poll(&mut fds, timeout.as_ref()) {
                 Ok(_) => {}
@@ -70,7 +72,13 @@ impl StopEventFd {
                 return Err(Stopped.into());
             }
             if !fds[0].revents().is_empty() {
-                return Ok(());
+                return Ok(true);
+            }
+            if !fds[2].revents().is_empty() {
+                // A pause request: take the kick (the counter resets).
+                let mut buf = [0u8; 8];
+                let _ = rustix::io::read(kick, &mut buf);
+                return Ok(false);
             }
         }
     }

@@ -225,6 +225,39 @@ pub(crate) struct ThreadRecord {
     since: AtomicU64,
     /// Current pool job id, 0 when none.
     job: AtomicU64,
+    /// A pause request kicks the thread out of the library wait it sits in
+    /// (`kthread_park` wakes the thread so it reaches its park point): a
+    /// token on this channel for the sleep and channel waits, and a write
+    /// to `kick_fd` (made by the thread's first fd wait) for the fd waits.
+    pub(crate) kick: Kick,
+}
+
+/// See `ThreadRecord::kick`.
+pub(crate) struct Kick {
+    tx: crossbeam_channel::Sender<()>,
+    pub(crate) rx: crossbeam_channel::Receiver<()>,
+    pub(crate) fd: OnceLock<Arc<std::os::fd::OwnedFd>>,
+}
+
+impl Kick {
+    fn new() -> Kick {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        Kick {
+            tx,
+            rx,
+            fd: OnceLock::new(),
+        }
+    }
+
+    /// Wakes the thread's current (or next) library wait. A kick nobody
+    /// waits for is seen by the next wait, which finds no pause to take
+    /// and carries on.
+    pub(crate) fn kick(&self) {
+        let _ = self.tx.try_send(());
+        if let Some(fd) = self.fd.get() {
+            let _ = rustix::io::write(&**fd, &1u64.to_ne_bytes());
+        }
+    }
 }
 
 impl ThreadRecord {
@@ -355,6 +388,7 @@ pub(crate) fn register(
         state: AtomicU8::new(ThreadState::Starting.encode()),
         since: AtomicU64::new(now_nanos()),
         job: AtomicU64::new(0),
+        kick: Kick::new(),
     });
     entry.record = Some(rec.clone());
     rec

@@ -15,9 +15,9 @@
 //!   Notifications from user code still wake it at once.
 
 use std::sync::{Condvar, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 
 use crate::stop::{StopCallback, StopToken, Stopped};
 
@@ -38,41 +38,54 @@ impl StopChannel {
         StopChannel { rx, _guard: guard }
     }
 
-    pub(crate) fn sleep(&self, token: &StopToken, d: Duration) -> Result<(), Stopped> {
+    /// Sleeps until `deadline` (`None`: for ever), the stop, or a kick
+    /// (`Ok(false)`: a pause request; the caller parks and sleeps on).
+    pub(crate) fn sleep_kickable(
+        &self,
+        token: &StopToken,
+        deadline: Option<Instant>,
+        kick: &Receiver<()>,
+    ) -> Result<bool, Stopped> {
         if token.stop_requested() {
             return Err(Stopped);
         }
-        match self.rx.recv_timeout(d) {
-            Err(RecvTimeoutError::Timeout) => Ok(()),
-            // Nobody sends on the stop channel: anything else means stopped.
-            _ => Err(Stopped),
+        match deadline {
+            Some(d) => crossbeam_channel::select! {
+                recv(self.rx) -> _ => Err(Stopped),
+                recv(kick) -> _ => Ok(false),
+                default(d.saturating_duration_since(Instant::now())) => Ok(true),
+            },
+            None => crossbeam_channel::select! {
+                recv(self.rx) -> _ => Err(Stopped),
+                recv(kick) -> _ => Ok(false),
+            },
         }
     }
 
-    pub(crate) fn recv<M>(&self, token: &StopToken, rx: &Receiver<M>) -> Result<M, RecvError> {
-        if token.stop_requested() {
-            return Err(RecvError::Stopped);
-        }
-        crossbeam_channel::select! {
-            recv(rx) -> msg => msg.map_err(|_| RecvError::Disconnected),
-            recv(self.rx) -> _ => Err(RecvError::Stopped),
-        }
-    }
-
-    /// `recv` that gives up at `deadline` (`RecvError::Timeout`).
-    pub(crate) fn recv_deadline<M>(
+    /// `recv` that gives up at `deadline` (`RecvError::Timeout`; `None`:
+    /// never) and returns `Ok(None)` on a kick (a pause request).
+    pub(crate) fn recv_kickable<M>(
         &self,
         token: &StopToken,
         rx: &Receiver<M>,
-        deadline: std::time::Instant,
-    ) -> Result<M, RecvError> {
+        deadline: Option<Instant>,
+        kick: &Receiver<()>,
+    ) -> Result<Option<M>, RecvError> {
         if token.stop_requested() {
             return Err(RecvError::Stopped);
         }
-        crossbeam_channel::select! {
-            recv(rx) -> msg => msg.map_err(|_| RecvError::Disconnected),
-            recv(self.rx) -> _ => Err(RecvError::Stopped),
-            default(deadline.saturating_duration_since(std::time::Instant::now())) => Err(RecvError::Timeout),
+        match deadline {
+            Some(d) => crossbeam_channel::select! {
+                recv(rx) -> msg => msg.map(Some).map_err(|_| RecvError::Disconnected),
+                recv(self.rx) -> _ => Err(RecvError::Stopped),
+                recv(kick) -> _ => Ok(None),
+                default(d.saturating_duration_since(Instant::now())) => Err(RecvError::Timeout),
+            },
+            None => crossbeam_channel::select! {
+                recv(rx) -> msg => msg.map(Some).map_err(|_| RecvError::Disconnected),
+                recv(self.rx) -> _ => Err(RecvError::Stopped),
+                recv(kick) -> _ => Ok(None),
+            },
         }
     }
 }

@@ -259,3 +259,82 @@ fn pool_services_show_in_the_snapshot() {
         "{snap}"
     );
 }
+
+/// `kthread_park`: a pause request wakes the thread out of the library
+/// wait it sits in, it parks there, and after resume the wait goes on.
+#[test]
+fn a_pause_wakes_every_library_wait_and_the_wait_goes_on() {
+    use std::os::unix::net::UnixStream;
+    let (tx, rx) = threadward::channel::unbounded::<u8>();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let kinds: Vec<Box<dyn FnOnce(&threadward::Context) -> String + Send>> = vec![
+        Box::new(|cx| format!("{:?}", cx.sleep(Duration::from_secs(60)))),
+        Box::new(move |cx| format!("{:?}", cx.recv(&rx))),
+        Box::new(move |cx| {
+            let mut buf = [0u8; 1];
+            match cx.io(a).and_then(|mut io| io.read_exact(&mut buf)) {
+                Ok(()) => format!("read {}", buf[0]),
+                Err(e) => format!("{e}"),
+            }
+        }),
+    ];
+    for (i, body) in kinds.into_iter().enumerate() {
+        let t = threadward::spawn(format!("parkable-{i}"), body).unwrap();
+        wait_waiting(&t);
+        let st = t.stopper();
+        let start = Instant::now();
+        assert!(
+            st.pause_timeout(Duration::from_secs(10)),
+            "wait {i} did not park"
+        );
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert!(st.is_paused());
+        st.resume();
+        // Back in its wait (not returned): it answers its own event.
+        wait_waiting(&t);
+        match i {
+            1 => tx.send(7).unwrap(),
+            2 => b.write_all(&[9]).unwrap(),
+            _ => {}
+        }
+        let out = if i == 0 {
+            t.stop().unwrap()
+        } else {
+            t.join().unwrap()
+        };
+        let want = ["Err(Stopped)", "Ok(7)", "read 9"][i];
+        assert_eq!(out, want, "wait {i}");
+    }
+}
+
+/// A sleep paused in the middle keeps its deadline: it neither restarts
+/// its full length nor returns early.
+#[test]
+fn a_paused_sleep_keeps_its_deadline() {
+    let t = threadward::spawn("napper", |cx| {
+        let start = Instant::now();
+        cx.sleep(Duration::from_millis(300))
+            .map(|()| start.elapsed())
+    })
+    .unwrap();
+    wait_waiting(&t);
+    std::thread::sleep(Duration::from_millis(50));
+    let st = t.stopper();
+    assert!(st.pause_timeout(Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(100));
+    st.resume();
+    let slept = t
+        .join_timeout(Duration::from_secs(10))
+        .ok()
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        slept >= Duration::from_millis(300),
+        "returned early: {slept:?}"
+    );
+    assert!(
+        slept < Duration::from_millis(300 + 100 + 300),
+        "restarted: {slept:?}"
+    );
+}

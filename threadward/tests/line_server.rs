@@ -149,18 +149,11 @@ fn stopped_while_paused() {
         let mut c = connect(s);
         wait_conns(s, 1);
         let conn = s.connections().pop().unwrap();
-        // A pause takes effect at the connection's next pause point, after
-        // it served a line (a pause request does not wake a read): keep
-        // sending lines until it parks.
-        let st = conn.clone();
-        let pauser = std::thread::spawn(move || st.pause());
-        let start = Instant::now();
-        while !conn.is_paused() {
-            c.write_all(b"one\n").unwrap();
-            assert!(start.elapsed() < Duration::from_secs(10), "never paused");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert!(pauser.join().unwrap(), "paused");
+        // Idle mid-line: the pause wakes the read and parks the thread.
+        c.write_all(b"half").unwrap();
+        wait_blocked(s, "fd");
+        assert!(conn.pause_timeout(Duration::from_secs(10)), "paused");
+        assert!(conn.is_paused());
         vec![c]
     });
     eprintln!("paused: {took:?}");

@@ -223,7 +223,17 @@ impl Context {
         // Set up (the first time) before telling a pool we block: the room
         // we leave goes to another job only once this thread really waits.
         let chan = self.stop_channel();
-        self.waiting(WaitKind::Sleep, || chan.sleep(&self.token, d))
+        // The deadline is kept across a pause (`None`: beyond any Instant).
+        let deadline = Instant::now().checked_add(d);
+        loop {
+            let done = self.waiting(WaitKind::Sleep, || {
+                chan.sleep_kickable(&self.token, deadline, &self.rec.kick.rx)
+            })?;
+            if done {
+                return Ok(());
+            }
+            self.pause_point()?; // kicked: park if a pause is requested
+        }
     }
 
     /// Sleeps until `deadline`, or until stopped: for periodic work that
@@ -292,10 +302,7 @@ impl Context {
         if timeout.is_zero() {
             return Err(RecvError::Timeout);
         }
-        let chan = self.stop_channel();
-        self.waiting(WaitKind::Channel, || {
-            chan.recv_deadline(&self.token, rx, deadline)
-        })
+        self.recv_until(rx, Some(deadline))
     }
 
     /// Receives a message from a crossbeam channel, or returns on disconnect
@@ -335,8 +342,22 @@ impl Context {
             }
             Err(crossbeam_channel::TryRecvError::Empty) => {}
         }
+        self.recv_until(rx, None)
+    }
+
+    /// `recv` with an optional deadline; a pause request parks the thread
+    /// at its pause point and the wait goes on (deadline kept).
+    fn recv_until<M>(&self, rx: &Receiver<M>, deadline: Option<Instant>) -> Result<M, RecvError> {
         let chan = self.stop_channel();
-        self.waiting(WaitKind::Channel, || chan.recv(&self.token, rx))
+        loop {
+            let got = self.waiting(WaitKind::Channel, || {
+                chan.recv_kickable(&self.token, rx, deadline, &self.rec.kick.rx)
+            })?;
+            match got {
+                Some(m) => return Ok(m),
+                None => self.pause_point()?,
+            }
+        }
     }
 
     /// Blocks while `cond` holds, like [`Condvar::wait_while`], or until stopped.
@@ -408,7 +429,28 @@ impl Context {
                 self.efd.get_or_init(|| e)
             }
         };
-        self.waiting(WaitKind::Fd, || efd.wait(&self.token, fd, flags, deadline))
+        let kick = match self.rec.kick.fd.get() {
+            Some(k) => k,
+            None => {
+                let k = std::sync::Arc::new(rustix::event::eventfd(
+                    0,
+                    rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+                )?);
+                self.rec.kick.fd.get_or_init(|| k)
+            }
+        };
+        // A pause requested before the kick fd existed was not signalled on
+        // it: take it here (the request is set before the kick is sent).
+        self.pause_point()?;
+        loop {
+            let ready = self.waiting(WaitKind::Fd, || {
+                efd.wait(&self.token, &fd, flags, deadline, kick)
+            })?;
+            if ready {
+                return Ok(());
+            }
+            self.pause_point()?; // kicked: park, then wait on
+        }
     }
 
     /// [`wait_readable`](Context::wait_readable) for at most `timeout`.

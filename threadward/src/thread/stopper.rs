@@ -205,6 +205,14 @@ impl Stopper {
     /// [`Context::pause_point`](crate::Context::pause_point)
     /// (`kthread_park`).
     ///
+    /// Like `kthread_park`, the request wakes the thread out of the
+    /// library wait it sits in (`sleep`, `sleep_until`, `recv`,
+    /// `recv_timeout`, the fd waits, [`Io`](crate::Io) reads and writes,
+    /// `accept`): it parks right there and, after
+    /// [`resume`](Stopper::resume), goes on waiting (a sleep keeps its
+    /// deadline). A `wait_while` on the caller's condvar, which holds the
+    /// caller's lock, parks at the thread's next pause point instead.
+    ///
     /// Returns `true` once the thread is paused; `false` if it was stopped
     /// or finished instead (it will never pause), if another handle
     /// withdrew the pause with [`resume`](Stopper::resume), or if called
@@ -263,6 +271,10 @@ impl Stopper {
         let rec = &self.rec;
         let mut p = sync::lock(&rec.pause);
         p.requested = true;
+        drop(p);
+        // Out of whatever library wait it sits in, to its pause point.
+        rec.kick.kick();
+        let p = sync::lock(&rec.pause);
         let (mut p, _) = sync::wait_until(&rec.pause, &rec.pause_cv, p, deadline, |p| {
             p.paused || !p.requested || rec.stop.stop_requested() || rec.finished.is_set()
         });
