@@ -267,7 +267,8 @@ fn a_pause_wakes_every_library_wait_and_the_wait_goes_on() {
     use std::os::unix::net::UnixStream;
     let (tx, rx) = threadward::channel::unbounded::<u8>();
     let (a, mut b) = UnixStream::pair().unwrap();
-    let kinds: Vec<Box<dyn FnOnce(&threadward::Context) -> String + Send>> = vec![
+    type Body = Box<dyn FnOnce(&threadward::Context) -> String + Send>;
+    let kinds: Vec<Body> = vec![
         Box::new(|cx| format!("{:?}", cx.sleep(Duration::from_secs(60)))),
         Box::new(move |cx| format!("{:?}", cx.recv(&rx))),
         Box::new(move |cx| {
