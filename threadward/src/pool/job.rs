@@ -102,10 +102,16 @@ pub(crate) struct JobInner<T> {
 }
 
 impl<T> JobInner<T> {
+    #[cfg(all(test, loom))]
     pub(crate) fn new(id: u64) -> Arc<JobInner<T>> {
+        JobInner::with_stop(id, StopSource::new())
+    }
+
+    /// A job whose stop state is `stop` (a child of an outside token).
+    pub(crate) fn with_stop(id: u64, stop: StopSource) -> Arc<JobInner<T>> {
         Arc::new(JobInner {
             id,
-            stop: StopSource::new(),
+            stop,
             slot: Mutex::new(Slot {
                 phase: Phase::Queued,
                 waker: None,

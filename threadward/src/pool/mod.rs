@@ -46,6 +46,7 @@ pub use self::stats::PoolStats;
 use self::core::{Core, Kind, Refusal, Submitted};
 use self::job::{JobInner, Packet, Task};
 use self::worker::PoolRef;
+use crate::stop::StopSource;
 use crate::sync;
 use crate::thread::Context;
 
@@ -264,8 +265,47 @@ impl Pool {
         F: FnOnce(&Context) -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.submit(hint, StopSource::new(), f)
+    }
+
+    /// [`spawn`](Pool::spawn) a job that is also stopped when `token`'s
+    /// stop is requested (a connection's, a request's, the service's), in
+    /// addition to its own handle's stop and the pool's shutdown: its stop
+    /// state is a [child](crate::StopToken::child) of `token`. A job still
+    /// queued then runs and sees its stop at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Pool::spawn).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// let request = threadward::StopSource::new();
+    /// let job = pool
+    ///     .spawn_stop_on(&request.token(), |cx| cx.sleep(Duration::from_secs(60)))
+    ///     .unwrap();
+    /// request.request_stop(); // the request was abandoned
+    /// assert_eq!(job.join(), Ok(Err(threadward::Stopped)));
+    /// ```
+    pub fn spawn_stop_on<F, T>(&self, token: &crate::StopToken, f: F) -> Result<Job<T>, SpawnError>
+    where
+        F: FnOnce(&Context) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit(JobHint::Auto, token.child(), f)
+    }
+
+    fn submit<F, T>(&self, hint: JobHint, stop: StopSource, f: F) -> Result<Job<T>, SpawnError>
+    where
+        F: FnOnce(&Context) -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let id = NEXT_JOB.fetch_add(1, Ordering::Relaxed);
-        let inner = JobInner::new(id);
+        let inner = JobInner::with_stop(id, stop);
         let kind = match hint {
             JobHint::Auto => Kind::Auto,
             JobHint::MayBlock => Kind::MayBlock,
