@@ -255,8 +255,8 @@ impl Stopper {
     /// ```
     /// use std::time::Duration;
     ///
-    /// // A thread with no pause point never pauses.
-    /// let t = threadward::spawn("busy", |cx| while cx.sleep(Duration::from_millis(1)).is_ok() {}).unwrap();
+    /// // A thread never in a pause point or a library wait never pauses.
+    /// let t = threadward::spawn("busy", |cx| while !cx.should_stop() { std::thread::yield_now() }).unwrap();
     /// assert!(!t.stopper().pause_timeout(Duration::from_millis(20)));
     /// t.stop().unwrap();
     /// ```
