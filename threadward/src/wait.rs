@@ -129,9 +129,24 @@ impl From<Stopped> for RecvError {
 pub(crate) fn condvar_wait_while<'a, U, F>(
     token: &StopToken,
     cv: &Condvar,
-    mut guard: MutexGuard<'a, U>,
-    mut cond: F,
+    guard: MutexGuard<'a, U>,
+    cond: F,
 ) -> Result<MutexGuard<'a, U>, Stopped>
+where
+    F: FnMut(&mut U) -> bool,
+{
+    condvar_wait_while_until(token, cv, guard, None, cond).map(|(g, _)| g)
+}
+
+/// `condvar_wait_while` that gives up at `deadline` (`None`: never);
+/// the flag says whether it timed out (the condition still held).
+pub(crate) fn condvar_wait_while_until<'a, U, F>(
+    token: &StopToken,
+    cv: &Condvar,
+    mut guard: MutexGuard<'a, U>,
+    deadline: Option<Instant>,
+    mut cond: F,
+) -> Result<(MutexGuard<'a, U>, bool), Stopped>
 where
     F: FnMut(&mut U) -> bool,
 {
@@ -141,10 +156,18 @@ where
             return Err(Stopped);
         }
         if !cond(&mut *guard) {
-            return Ok(guard);
+            return Ok((guard, false));
+        }
+        let mut wait = slice;
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok((guard, true));
+            }
+            wait = wait.min(left);
         }
         guard = cv
-            .wait_timeout(guard, slice)
+            .wait_timeout(guard, wait)
             .unwrap_or_else(|e| e.into_inner())
             .0;
         slice = (slice * 2).min(CONDVAR_POLL_MAX);

@@ -339,3 +339,30 @@ fn a_paused_sleep_keeps_its_deadline() {
         "restarted: {slept:?}"
     );
 }
+
+#[test]
+fn a_condvar_wait_with_a_timeout_takes_zero_and_max() {
+    use std::sync::{Condvar, Mutex};
+    let (ready, is_ready) = std::sync::mpsc::channel();
+    let t = threadward::spawn("cv-timeouts", move |cx| {
+        let (m, cv) = (Mutex::new(0u8), Condvar::new());
+        let zero = cx
+            .wait_while_timeout(&cv, m.lock().unwrap(), Duration::ZERO, |v| *v == 0)
+            .map(|(_, t)| t);
+        let satisfied = cx
+            .wait_while_timeout(&cv, m.lock().unwrap(), Duration::ZERO, |v| *v == 1)
+            .map(|(_, t)| t);
+        ready.send(()).unwrap();
+        let max = cx
+            .wait_while_timeout(&cv, m.lock().unwrap(), Duration::MAX, |v| *v == 0)
+            .map(|(_, t)| t);
+        (zero, satisfied, max)
+    })
+    .unwrap();
+    is_ready.recv_timeout(Duration::from_secs(10)).unwrap();
+    wait_waiting(&t);
+    let (zero, satisfied, max) = stop_within(t, Duration::from_secs(1));
+    assert_eq!(zero, Ok(true));
+    assert_eq!(satisfied, Ok(false));
+    assert_eq!(max, Err(threadward::Stopped));
+}

@@ -409,6 +409,55 @@ impl Context {
         })
     }
 
+    /// [`wait_while`](Context::wait_while) for at most `timeout` (any
+    /// `Duration`; `MAX` never passes), like std's `wait_timeout_while`:
+    /// the flag is `true` if it timed out with `cond` still holding.
+    ///
+    /// # Errors
+    ///
+    /// [`Stopped`] if the stop was requested; the guard is released.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Condvar, Mutex};
+    /// use std::time::Duration;
+    ///
+    /// let t = threadward::spawn("cv", |cx| {
+    ///     let (m, cv) = (Mutex::new(false), Condvar::new());
+    ///     let (guard, timed_out) = cx
+    ///         .wait_while_timeout(&cv, m.lock().unwrap(), Duration::from_millis(5), |ready| !*ready)
+    ///         .unwrap();
+    ///     drop(guard);
+    ///     timed_out
+    /// })
+    /// .unwrap();
+    /// assert!(t.join().unwrap());
+    /// ```
+    pub fn wait_while_timeout<'a, U, F>(
+        &self,
+        cv: &Condvar,
+        guard: MutexGuard<'a, U>,
+        timeout: Duration,
+        cond: F,
+    ) -> Result<(MutexGuard<'a, U>, bool), Stopped>
+    where
+        F: FnMut(&mut U) -> bool,
+    {
+        let mut guard = guard;
+        let mut cond = cond;
+        if self.should_stop() {
+            return Err(Stopped);
+        }
+        if !cond(&mut *guard) {
+            return Ok((guard, false));
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        self.waiting(WaitKind::Condvar, || {
+            wait::condvar_wait_while_until(&self.token, cv, guard, deadline, cond)
+        })
+    }
+
     fn wait_fd(&self, fd: impl AsFd, flags: PollFlags) -> io::Result<()> {
         self.wait_fd_until(fd, flags, None)
     }
