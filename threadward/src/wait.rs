@@ -125,20 +125,8 @@ impl From<Stopped> for RecvError {
     }
 }
 
-/// `cv.wait_while(guard, cond)` that also returns on stop (see module docs).
-pub(crate) fn condvar_wait_while<'a, U, F>(
-    token: &StopToken,
-    cv: &Condvar,
-    guard: MutexGuard<'a, U>,
-    cond: F,
-) -> Result<MutexGuard<'a, U>, Stopped>
-where
-    F: FnMut(&mut U) -> bool,
-{
-    condvar_wait_while_until(token, cv, guard, None, cond).map(|(g, _)| g)
-}
-
-/// `condvar_wait_while` that gives up at `deadline` (`None`: never);
+/// A condvar wait while `cond` holds that gives up at `deadline` (`None`:
+/// never) and sees a stop within `CONDVAR_POLL_MAX`;
 /// the flag says whether it timed out (the condition still held).
 pub(crate) fn condvar_wait_while_until<'a, U, F>(
     token: &StopToken,

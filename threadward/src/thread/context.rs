@@ -286,23 +286,7 @@ impl Context {
     /// assert_eq!(t.join().unwrap(), Err(RecvError::Timeout));
     /// ```
     pub fn recv_timeout<M>(&self, rx: &Receiver<M>, timeout: Duration) -> Result<M, RecvError> {
-        let Some(deadline) = Instant::now().checked_add(timeout) else {
-            return self.recv(rx);
-        };
-        if self.should_stop() {
-            return Err(RecvError::Stopped);
-        }
-        match rx.try_recv() {
-            Ok(m) => return Ok(m),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                return Err(RecvError::Disconnected)
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
-        }
-        if timeout.is_zero() {
-            return Err(RecvError::Timeout);
-        }
-        self.recv_until(rx, Some(deadline))
+        self.recv_until(rx, Instant::now().checked_add(timeout))
     }
 
     /// Receives a message from a crossbeam channel, or returns on disconnect
@@ -331,6 +315,12 @@ impl Context {
     /// assert_eq!(t.join().unwrap(), 5);
     /// ```
     pub fn recv<M>(&self, rx: &Receiver<M>) -> Result<M, RecvError> {
+        self.recv_until(rx, None)
+    }
+
+    /// `recv` with an optional deadline; a pause request parks the thread
+    /// at its pause point and the wait goes on (deadline kept).
+    fn recv_until<M>(&self, rx: &Receiver<M>, deadline: Option<Instant>) -> Result<M, RecvError> {
         if self.should_stop() {
             return Err(RecvError::Stopped);
         }
@@ -342,12 +332,9 @@ impl Context {
             }
             Err(crossbeam_channel::TryRecvError::Empty) => {}
         }
-        self.recv_until(rx, None)
-    }
-
-    /// `recv` with an optional deadline; a pause request parks the thread
-    /// at its pause point and the wait goes on (deadline kept).
-    fn recv_until<M>(&self, rx: &Receiver<M>, deadline: Option<Instant>) -> Result<M, RecvError> {
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(RecvError::Timeout);
+        }
         let chan = self.stop_channel();
         loop {
             let got = self.waiting(WaitKind::Channel, || {
@@ -396,17 +383,7 @@ impl Context {
     where
         F: FnMut(&mut U) -> bool,
     {
-        let mut guard = guard;
-        let mut cond = cond;
-        if self.should_stop() {
-            return Err(Stopped);
-        }
-        if !cond(&mut *guard) {
-            return Ok(guard); // nothing to wait for
-        }
-        self.waiting(WaitKind::Condvar, || {
-            wait::condvar_wait_while(&self.token, cv, guard, cond)
-        })
+        self.wait_while_until(cv, guard, None, cond).map(|(g, _)| g)
     }
 
     /// [`wait_while`](Context::wait_while) for at most `timeout` (any
@@ -444,15 +421,27 @@ impl Context {
     where
         F: FnMut(&mut U) -> bool,
     {
+        self.wait_while_until(cv, guard, Instant::now().checked_add(timeout), cond)
+    }
+
+    fn wait_while_until<'a, U, F>(
+        &self,
+        cv: &Condvar,
+        guard: MutexGuard<'a, U>,
+        deadline: Option<Instant>,
+        cond: F,
+    ) -> Result<(MutexGuard<'a, U>, bool), Stopped>
+    where
+        F: FnMut(&mut U) -> bool,
+    {
         let mut guard = guard;
         let mut cond = cond;
         if self.should_stop() {
             return Err(Stopped);
         }
         if !cond(&mut *guard) {
-            return Ok((guard, false));
+            return Ok((guard, false)); // nothing to wait for
         }
-        let deadline = Instant::now().checked_add(timeout);
         self.waiting(WaitKind::Condvar, || {
             wait::condvar_wait_while_until(&self.token, cv, guard, deadline, cond)
         })
