@@ -431,6 +431,31 @@ mod loom_tests {
     use super::*;
     use crate::sync::{thread, Arc};
 
+    /// The pause kick's order (`Kick::kick` and `Context::wait_fd_until`),
+    /// with the kick eventfd's `OnceLock` modelled by a mutex (the model
+    /// checks the protocol, not std's `OnceLock`): the requester sets
+    /// `requested` under the pause lock, then looks for the fd to write;
+    /// the waiter creates the fd, then reads `requested` under the pause
+    /// lock before it polls. Either the requester finds the fd (and its
+    /// write wakes the poll) or the waiter sees the request (and parks
+    /// before polling): a pause is never lost.
+    #[test]
+    fn loom_pause_kick_never_lost() {
+        loom::model(|| {
+            let requested = Arc::new(Mutex::new(false));
+            let fd = Arc::new(Mutex::new(false)); // the OnceLock: set or not
+            let (r2, f2) = (requested.clone(), fd.clone());
+            let requester = thread::spawn(move || {
+                *crate::sync::lock(&r2) = true;
+                *crate::sync::lock(&f2) // found the fd: kicked
+            });
+            *crate::sync::lock(&fd) = true;
+            let saw_request = *crate::sync::lock(&requested);
+            let kicked = requester.join().unwrap();
+            assert!(kicked || saw_request, "a pause request was lost");
+        });
+    }
+
     /// Stop request vs thread exit vs waiters: whatever the interleaving, both
     /// waiters return once the thread has exited, and the body either saw
     /// the stop or finished on its own.

@@ -511,6 +511,43 @@ mod loom_tests {
         });
     }
 
+    /// A parent's stop racing the drop of a child's last handle: no
+    /// deadlock (the drop waits only for a running link callback, which
+    /// does not wait for the dropper), and a child still held when the
+    /// parent stopped is stopped, its own callback run exactly once.
+    #[test]
+    fn loom_parent_stop_vs_child_drop() {
+        loom::model(|| {
+            let parent = StopSource::new();
+            let kept = parent.child();
+            let runs = Arc::new(AtomicUsize::new(0));
+            let r = runs.clone();
+            let _g = kept.token().on_stop(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+            let dropped = parent.child();
+            let t = thread::spawn(move || drop(dropped));
+            parent.request_stop();
+            t.join().unwrap();
+            assert!(kept.stop_requested());
+            assert_eq!(runs.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// A child made while the parent is being stopped is stopped either by
+    /// the parent's stop or at creation, never missed.
+    #[test]
+    fn loom_child_made_during_parent_stop_is_stopped() {
+        loom::model(|| {
+            let parent = StopSource::new();
+            let p2 = parent.clone();
+            let t = thread::spawn(move || p2.request_stop());
+            let child = parent.child();
+            t.join().unwrap();
+            assert!(child.stop_requested());
+        });
+    }
+
     /// Two concurrent stoppers: exactly one wins, the callback runs once.
     #[test]
     fn loom_concurrent_request_stop_one_winner() {
