@@ -153,10 +153,17 @@ fn main() -> io::Result<()> {
     )?;
     // End of stdin also stops it (handy in scripts).
     let svc = server.stop_source().clone();
+    // (Not `cx.io(stdin)`: that would leave the terminal's shared file
+    // description non-blocking for the shell after we exit.)
     let _stdin = threadward::spawn("stdin", move |cx| {
         let mut sink = [0u8; 256];
-        let mut input = cx.io(io::stdin())?;
-        while io::Read::read(&mut input, &mut sink)? > 0 {}
+        let stdin = io::stdin();
+        loop {
+            cx.wait_readable(&stdin)?;
+            if io::Read::read(&mut stdin.lock(), &mut sink)? == 0 {
+                break;
+            }
+        }
         svc.request_stop();
         Ok::<_, io::Error>(())
     })?;

@@ -105,7 +105,9 @@ pub(crate) fn timed_out() -> io::Error {
 /// `Write` (and, through [`std::io::BufReader`], `BufRead`) over any
 /// socket, pipe or terminal, made by [`Context::io`](crate::Context::io).
 ///
-/// The descriptor is switched to non-blocking; when it has nothing to read
+/// The descriptor is switched to non-blocking (and with it every duplicate
+/// sharing its file description: `try_clone`s, a terminal shared with the
+/// shell; it stays so after the `Io` is dropped); when it has nothing to read
 /// or no room to write, the call waits in
 /// [`wait_readable`](crate::Context::wait_readable) /
 /// [`wait_writable`](crate::Context::wait_writable). So a partial line, a
