@@ -103,7 +103,9 @@ fn accept_loop(cx: &Context, listener: &TcpListener, list: &Mutex<Vec<Stopper>>)
             .spawn(move |cx| serve(cx, stream));
         match conn {
             Ok(t) => {
-                list.lock().unwrap().push(t.stopper());
+                let mut l = list.lock().unwrap();
+                l.retain(|s| !s.is_finished()); // finished connections' records go
+                l.push(t.stopper());
                 conns.push(t);
             }
             Err(e) => tracing::warn!(error = %e, "no thread for a connection"),

@@ -236,7 +236,9 @@ pub(crate) struct ThreadRecord {
 pub(crate) struct Kick {
     tx: crossbeam_channel::Sender<()>,
     pub(crate) rx: crossbeam_channel::Receiver<()>,
-    pub(crate) fd: OnceLock<Arc<std::os::fd::OwnedFd>>,
+    /// Made by the thread's first fd wait, closed when it exits (not kept
+    /// for as long as a handle lives).
+    pub(crate) fd: std::sync::Mutex<Option<Arc<std::os::fd::OwnedFd>>>,
 }
 
 impl Kick {
@@ -245,7 +247,7 @@ impl Kick {
         Kick {
             tx,
             rx,
-            fd: OnceLock::new(),
+            fd: std::sync::Mutex::new(None),
         }
     }
 
@@ -254,9 +256,28 @@ impl Kick {
     /// and carries on.
     pub(crate) fn kick(&self) {
         let _ = self.tx.try_send(());
-        if let Some(fd) = self.fd.get() {
+        if let Some(fd) = self.fd.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             let _ = rustix::io::write(&**fd, &1u64.to_ne_bytes());
         }
+    }
+
+    /// The eventfd a pause request writes to, made on first use.
+    pub(crate) fn fd(&self) -> std::io::Result<Arc<std::os::fd::OwnedFd>> {
+        let mut fd = self.fd.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = fd.as_ref() {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?);
+        *fd = Some(f.clone());
+        Ok(f)
+    }
+
+    /// The thread exited: its eventfd is closed now.
+    pub(crate) fn close(&self) {
+        drop(self.fd.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 }
 

@@ -65,11 +65,15 @@ pub fn stop_on_signals(source: &StopSource, signals: &[i32]) -> io::Result<Signa
             Ok(io) => io,
             Err(e) => return Err(e),
         };
-        let mut byte = [0u8; 1];
-        let n = io.read(&mut byte)?;
-        if n > 0 {
-            tracing::info!("signal received: stop requested");
-            src.request_stop();
+        // Keeps reading while installed: a second signal finds a reader
+        // (no EPIPE, no SIGPIPE) and is a no-op stop request. A program
+        // that wants a second Ctrl-C to exit at once adds signal-hook's
+        // `register_conditional_shutdown`.
+        let mut byte = [0u8; 16];
+        while io.read(&mut byte)? > 0 {
+            if src.request_stop() {
+                tracing::info!("signal received: stop requested");
+            }
         }
         Ok(())
     });

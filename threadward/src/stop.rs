@@ -289,13 +289,17 @@ impl StopToken {
         if self.inner.stopped.load(Ordering::SeqCst) {
             drop(cbs);
             sync::contain("a stop callback", f);
-            return StopCallback { reg: None };
+            return StopCallback {
+                reg: None,
+                no_wait: false,
+            };
         }
         let id = cbs.next_id;
         cbs.next_id += 1;
         cbs.list.push((id, Box::new(f)));
         StopCallback {
             reg: Some((self.inner.clone(), id)),
+            no_wait: false,
         }
     }
 
@@ -318,9 +322,10 @@ impl StopToken {
     pub fn child(&self) -> StopSource {
         let inner = Inner::new();
         let c = inner.clone();
-        let guard = self.on_stop(move || {
+        let mut guard = self.on_stop(move || {
             c.request_stop();
         });
+        guard.no_wait = true;
         StopSource {
             inner,
             link: Some(Arc::new(guard)),
@@ -354,7 +359,7 @@ impl StopToken {
     pub fn stopped(&self) -> StopFuture {
         StopFuture {
             token: self.clone(),
-            waker: Arc::new(Mutex::new(None)),
+            waker: std::sync::Arc::new(std::sync::Mutex::new(None)),
             guard: None,
         }
     }
@@ -373,7 +378,9 @@ impl fmt::Debug for StopToken {
 #[must_use = "futures do nothing unless polled"]
 pub struct StopFuture {
     token: StopToken,
-    waker: Arc<Mutex<Option<std::task::Waker>>>,
+    /// Plain std types: the callback holds only a `Weak` to the slot, so
+    /// a waker that owns the task (which owns this future) is no cycle.
+    waker: std::sync::Arc<std::sync::Mutex<Option<std::task::Waker>>>,
     guard: Option<StopCallback>,
 }
 
@@ -387,12 +394,15 @@ impl std::future::Future for StopFuture {
         if self.token.stop_requested() {
             return std::task::Poll::Ready(());
         }
-        *sync::lock(&self.waker) = Some(cx.waker().clone());
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
         if self.guard.is_none() {
-            let slot = self.waker.clone();
+            let slot = std::sync::Arc::downgrade(&self.waker);
             // Runs at once if the stop came meanwhile: the wake below.
             let guard = self.token.on_stop(move || {
-                if let Some(w) = sync::lock(&slot).take() {
+                let waker = slot
+                    .upgrade()
+                    .and_then(|s| s.lock().unwrap_or_else(|e| e.into_inner()).take());
+                if let Some(w) = waker {
                     w.wake();
                 }
             });
@@ -437,6 +447,10 @@ impl fmt::Debug for StopFuture {
 #[must_use = "dropping the guard deregisters the callback"]
 pub struct StopCallback {
     reg: Option<(Arc<Inner>, u64)>,
+    /// A child's link: its callback only owns the child's state, so its
+    /// drop need not (and must not: the child's callbacks may wait for
+    /// the dropper) wait for it to finish running.
+    no_wait: bool,
 }
 
 impl Drop for StopCallback {
@@ -449,6 +463,9 @@ impl Drop for StopCallback {
             let f = cbs.list.swap_remove(pos);
             drop(cbs);
             drop(f);
+            return;
+        }
+        if self.no_wait {
             return;
         }
         let me = thread::current().id();

@@ -250,14 +250,31 @@ fn a_cancel_on_drop_guard_cancels_queued_and_stops_running_jobs() {
 
 #[test]
 fn pool_services_show_in_the_snapshot() {
+    use threadward::registry::{ThreadKind, ThreadState};
     let _pool = Pool::builder().name("svc-visible").build().unwrap();
-    let snap = threadward::registry::snapshot();
-    assert!(
-        snap.threads
+    let start = Instant::now();
+    loop {
+        let snap = threadward::registry::snapshot();
+        let services: Vec<_> = snap
+            .threads
             .iter()
-            .any(|t| t.kind == threadward::registry::ThreadKind::PoolService),
-        "{snap}"
-    );
+            .filter(|t| t.kind == ThreadKind::PoolService)
+            .collect();
+        assert!(!services.is_empty(), "{snap}");
+        // Not handed out by lookup (they are not the caller's to stop).
+        assert!(services
+            .iter()
+            .all(|t| threadward::registry::lookup(t.id).is_none()));
+        // Out of "starting" once they run their loop.
+        if services.iter().all(|t| t.state != ThreadState::Starting) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "stuck starting: {snap}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// `kthread_park`: a pause request wakes the thread out of the library
@@ -365,4 +382,76 @@ fn a_condvar_wait_with_a_timeout_takes_zero_and_max() {
     assert_eq!(zero, Ok(true));
     assert_eq!(satisfied, Ok(false));
     assert_eq!(max, Err(threadward::Stopped));
+}
+
+/// Review finding: dropping a child's last handle waited for its link
+/// callback, which runs the child's callbacks; one of them waiting for a
+/// lock the dropper held deadlocked both.
+#[test]
+fn dropping_a_child_while_its_callbacks_run_does_not_deadlock() {
+    use std::sync::Mutex;
+    let parent = StopSource::new();
+    let child = parent.child();
+    let table = Arc::new(Mutex::new(()));
+    let (entered, is_entered) = std::sync::mpsc::channel();
+    let t2 = table.clone();
+    let _cb = child.token().on_stop(move || {
+        entered.send(()).unwrap();
+        drop(t2.lock().unwrap()); // waits for the dropper's lock
+    });
+    let held = table.lock().unwrap();
+    let stopper = std::thread::spawn(move || parent.request_stop());
+    is_entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (done, is_done) = std::sync::mpsc::channel();
+    let dropper = std::thread::spawn(move || {
+        drop(child); // the last handle but the callback's guard
+        done.send(()).unwrap();
+    });
+    // The drop returns while the callback still waits for our lock.
+    is_done
+        .recv_timeout(Duration::from_secs(10))
+        .expect("deadlock: the drop waited for the callback");
+    drop(held);
+    stopper.join().unwrap();
+    dropper.join().unwrap();
+}
+
+/// Review finding: the pause kick's eventfd lived as long as any handle of
+/// the thread; it is closed when the thread exits.
+#[test]
+fn an_exited_threads_kick_eventfd_is_closed_while_handles_live() {
+    let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let before = fds();
+    let mut stoppers = Vec::new();
+    for i in 0..100 {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let t = threadward::spawn(format!("fdwait-{i}"), move |cx| {
+            cx.wait_readable_timeout(&a, Duration::from_millis(1))
+                .unwrap_err()
+                .kind()
+        })
+        .unwrap();
+        stoppers.push(t.stopper());
+        assert_eq!(t.join().unwrap(), std::io::ErrorKind::TimedOut);
+    }
+    let after = fds();
+    assert!(
+        after < before + 20,
+        "{before} fds before, {after} with 100 exited threads' handles held"
+    );
+    drop(stoppers);
+}
+
+#[test]
+fn waiting_for_oneself_to_finish_returns_false_at_once() {
+    let t = threadward::spawn("self-wait", |cx| {
+        let me = threadward::registry::lookup(cx.id()).unwrap();
+        me.wait_finished(cx)
+    })
+    .unwrap();
+    assert!(!t
+        .join_timeout(Duration::from_secs(10))
+        .ok()
+        .unwrap()
+        .unwrap());
 }

@@ -515,9 +515,12 @@ impl<T> Job<T> {
         }
     }
 
-    /// A guard that cancels the job (or stops it, if running) when dropped,
-    /// where a plain `Job` detaches: for work that must not outlive its
-    /// caller's scope (an early return or a panic included).
+    /// A guard that cancels the job (or requests its stop, if running)
+    /// when dropped, where a plain `Job` detaches: for work that must not
+    /// go on after its caller's scope (an early return or a panic
+    /// included). The drop does not wait: a running job ends at its next
+    /// stop-aware wait or `should_stop` check. Once awaited to completion
+    /// the guard is spent (joining it then panics).
     ///
     /// # Examples
     ///
@@ -683,7 +686,11 @@ impl<T> Future for JobGuard<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let job = self.job.as_mut().expect("polled after it returned Ready");
-        Pin::new(job).poll(cx)
+        let out = Pin::new(job).poll(cx);
+        if out.is_ready() {
+            self.job = None; // spent: nothing left to cancel on drop
+        }
+        out
     }
 }
 

@@ -223,7 +223,10 @@ pub(crate) fn spawn_service(
         stack_size: Some(128 * 1024),
         stop: StopSource::new(),
     };
-    start(spec, move |_| body())
+    start(spec, move |rec| {
+        rec.set_state(ThreadState::Running);
+        body();
+    })
 }
 
 pub(crate) fn validate(name: &str, stack_size: Option<usize>) -> io::Result<Option<usize>> {
@@ -298,6 +301,7 @@ struct ExitGuard {
 impl Drop for ExitGuard {
     fn drop(&mut self) {
         let r = &self.rec;
+        r.kick.close();
         record::release(r.id);
         r.finished.set();
         {

@@ -467,22 +467,13 @@ impl Context {
                 self.efd.get_or_init(|| e)
             }
         };
-        let kick = match self.rec.kick.fd.get() {
-            Some(k) => k,
-            None => {
-                let k = std::sync::Arc::new(rustix::event::eventfd(
-                    0,
-                    rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
-                )?);
-                self.rec.kick.fd.get_or_init(|| k)
-            }
-        };
+        let kick = self.rec.kick.fd()?;
         // A pause requested before the kick fd existed was not signalled on
         // it: take it here (the request is set before the kick is sent).
         self.pause_point()?;
         loop {
             let ready = self.waiting(WaitKind::Fd, || {
-                efd.wait(&self.token, &fd, flags, deadline, kick)
+                efd.wait(&self.token, &fd, flags, deadline, &kick)
             })?;
             if ready {
                 return Ok(());

@@ -59,12 +59,10 @@ impl Stopper {
         cx.blocking(|| self.rec.finished.wait_or(|| token.stop_requested()))
     }
 
-    /// Waits until the thread has finished its body, or until the
-    /// *caller's* stop (`cx`) is requested.
-    ///
-    /// # Errors
-    ///
-    /// [`Stopped`](crate::Stopped) if the caller was stopped first.
+    /// Waits until the thread has finished its body (`true`), or until the
+    /// *caller's* stop (`cx`) is requested (`false`); from the thread
+    /// itself, `false` at once (it cannot finish while waiting for
+    /// itself).
     ///
     /// # Examples
     ///
@@ -72,15 +70,11 @@ impl Stopper {
     /// let t = threadward::spawn("short", |_| ()).unwrap();
     /// let st = t.stopper();
     /// let watcher = threadward::spawn("watch", move |cx| st.wait_finished(cx)).unwrap();
-    /// assert_eq!(watcher.join().unwrap(), Ok(()));
+    /// assert!(watcher.join().unwrap());
     /// t.join().unwrap();
     /// ```
-    pub fn wait_finished(&self, cx: &Context) -> Result<(), crate::Stopped> {
-        if self.finished_or_stop(cx) {
-            Ok(())
-        } else {
-            Err(crate::Stopped)
-        }
+    pub fn wait_finished(&self, cx: &Context) -> bool {
+        !self.rec.is_current() && self.finished_or_stop(cx)
     }
 
     pub(crate) fn record(&self) -> &ThreadRecord {
@@ -211,7 +205,10 @@ impl Stopper {
     /// `accept`): it parks right there and, after
     /// [`resume`](Stopper::resume), goes on waiting (a sleep keeps its
     /// deadline). A `wait_while` on the caller's condvar, which holds the
-    /// caller's lock, parks at the thread's next pause point instead.
+    /// caller's lock, parks at the thread's next pause point instead. Any
+    /// other wait parks where it is, with whatever locks the thread holds
+    /// there: a controller that pauses a thread must not then wait for
+    /// them.
     ///
     /// Returns `true` once the thread is paused; `false` if it was stopped
     /// or finished instead (it will never pause), if another handle
