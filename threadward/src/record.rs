@@ -261,18 +261,19 @@ impl Kick {
         }
     }
 
-    /// The eventfd a pause request writes to, made on first use.
-    pub(crate) fn fd(&self) -> std::io::Result<Arc<std::os::fd::OwnedFd>> {
+    /// The eventfd a pause request writes to, made on first use; `true`
+    /// when this call made it.
+    pub(crate) fn fd(&self) -> std::io::Result<(Arc<std::os::fd::OwnedFd>, bool)> {
         let mut fd = self.fd.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = fd.as_ref() {
-            return Ok(f.clone());
+            return Ok((f.clone(), false));
         }
         let f = Arc::new(rustix::event::eventfd(
             0,
             rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
         )?);
         *fd = Some(f.clone());
-        Ok(f)
+        Ok((f, true))
     }
 
     /// The thread exited: its eventfd is closed now.

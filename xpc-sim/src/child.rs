@@ -32,7 +32,7 @@ pub(crate) fn send_blocking(s: &UnixStream, f: &Frame) -> io::Result<()> {
 pub(crate) fn read_hello(s: UnixStream, within: Duration) -> io::Result<(Frame, UnixStream)> {
     let mut r = FrameReader::new(s)?;
     let f = r
-        .next_with_deadline(Instant::now() + within)?
+        .next_until(Some(Instant::now() + within))?
         .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "closed before its hello"))?;
     let s = r.into_inner();
     Ok((f, s))

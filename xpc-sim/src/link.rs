@@ -131,15 +131,9 @@ impl Link {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        if let Some(w) = self.writer.take() {
-            let _ = w.stop();
-        }
-        if let Some(r) = self.reader.take() {
-            if let Ok(Some(mut rest)) = r.stop() {
-                // Stopped mid-stream: whatever else arrives is in flight.
-                self.drain_nonblocking(&mut rest);
-            }
-        }
+        // Stopped mid-stream (the peer did not close in time): take what
+        // is there now, in flight, without waiting.
+        self.stop_and_drain(Some(Instant::now()));
         ended
     }
 
@@ -147,29 +141,28 @@ impl Link {
     /// reads what it wrote before dying to the end of the stream, counting
     /// its messages as dropped (in flight).
     pub(crate) fn peer_died(&mut self) {
+        self.stop_and_drain(None);
+    }
+
+    /// Stops both threads, then reads what is left of the stream (until
+    /// its end, or `deadline`), every frame absorbed as in flight; a
+    /// stream ending inside a frame counts a torn frame.
+    fn stop_and_drain(&mut self, deadline: Option<Instant>) {
         if let Some(w) = self.writer.take() {
             let _ = w.stop();
         }
-        let rest = self.reader.take().and_then(|r| r.stop().ok().flatten());
-        if let Some(mut rest) = rest {
-            loop {
-                match rest.next_blocking() {
-                    Ok(Some(f)) => self.absorb(f),
-                    Ok(None) => break,
-                    Err(_) => {
-                        self.shared.torn.fetch_add(1, Relaxed);
-                        break;
-                    }
+        let Some(mut rest) = self.reader.take().and_then(|r| r.stop().ok().flatten()) else {
+            return; // the reader had already read to the end
+        };
+        loop {
+            match rest.next_until(deadline) {
+                Ok(Some(f)) => self.absorb(f),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    self.shared.torn.fetch_add(1, Relaxed);
+                    break;
                 }
+                Ok(None) | Err(_) => break,
             }
-        }
-    }
-
-    fn drain_nonblocking(&self, rest: &mut FrameReader) {
-        // Used only when the peer did not close in time: take what is
-        // there now without waiting.
-        while let Ok(Some(f)) = rest.next_with_deadline(Instant::now()) {
-            self.absorb(f);
         }
     }
 

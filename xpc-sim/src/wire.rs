@@ -158,36 +158,27 @@ impl FrameReader {
         self.next_with(|s| cx.wait_readable(s))
     }
 
-    /// Like `next`, but blocking without a stop: only for a peer known to
-    /// be dead (its end is closed, so end of stream comes).
-    pub(crate) fn next_blocking(&mut self) -> io::Result<Option<Frame>> {
-        self.next_with(|s| {
-            rustix::event::poll(
-                &mut [rustix::event::PollFd::new(s, rustix::event::PollFlags::IN)],
-                None,
-            )
-            .map(|_| ())
-            .map_err(io::Error::from)
-        })
-    }
-
-    /// Like `next_blocking`, but gives up at `deadline` (`WouldBlock`).
-    pub(crate) fn next_with_deadline(
+    /// Like `next`, but without a stop, until `deadline` (then
+    /// `WouldBlock`); `None` blocks, only for a peer known to be dead (its
+    /// end is closed, so the end of the stream comes).
+    pub(crate) fn next_until(
         &mut self,
-        deadline: std::time::Instant,
+        deadline: Option<std::time::Instant>,
     ) -> io::Result<Option<Frame>> {
         self.next_with(|s| {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let ts = rustix::time::Timespec::try_from(left).unwrap_or(rustix::time::Timespec {
-                tv_sec: i64::MAX,
-                tv_nsec: 0,
-            });
+            let timeout = match deadline {
+                None => None,
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    rustix::time::Timespec::try_from(left).ok()
+                }
+            };
             rustix::event::poll(
                 &mut [rustix::event::PollFd::new(s, rustix::event::PollFlags::IN)],
-                Some(&ts),
+                timeout.as_ref(),
             )
             .map(|_| ())
             .map_err(io::Error::from)

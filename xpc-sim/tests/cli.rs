@@ -214,7 +214,6 @@ fn signalled(extra: &[&str], signals: &[(rustix::process::Signal, Duration)]) ->
         "100000",
     ];
     args.extend(extra);
-    let start = Instant::now();
     let mut child = Command::new(EXE)
         .args(&args)
         .stdout(Stdio::piped())
@@ -231,17 +230,11 @@ fn signalled(extra: &[&str], signals: &[(rustix::process::Signal, Duration)]) ->
         rustix::process::kill_process(pid, *sig).unwrap();
     }
     let signalled_at = Instant::now();
-    let bound = Duration::from_secs(20);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if signalled_at.elapsed() > bound {
-            let _ = child.kill();
-            panic!("xpc-sim ignored {signals:?} for {bound:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = common::wait_exit(
+        &mut child,
+        Duration::from_secs(20),
+        &format!("xpc-sim after {signals:?}"),
+    );
     let took = signalled_at.elapsed();
     // Every partition process was unloaded with the module (or, after a
     // second signal, dies with the local partition).
@@ -265,7 +258,6 @@ fn signalled(extra: &[&str], signals: &[(rustix::process::Signal, Duration)]) ->
         .unwrap();
     let mut stderr = String::new();
     err.read_to_string(&mut stderr).unwrap();
-    let _ = start;
     Run {
         code: status.code(),
         stdout,
@@ -394,14 +386,11 @@ fn a_closed_stdout_is_exit_3_not_a_panic() {
         .spawn()
         .unwrap();
     drop(child.stdout.take());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "hung");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = common::wait_exit(
+        &mut child,
+        Duration::from_secs(30),
+        "xpc-sim with a closed stdout",
+    );
     let mut err = String::new();
     child
         .stderr

@@ -441,16 +441,26 @@ impl<T> Job<T> {
     }
 
     fn wait(self, deadline: Option<Instant>) -> Result<Result<T, JobError>, Job<T>> {
+        self.wait_or(deadline, || false)
+    }
+
+    /// Waits for the result until `deadline`, or until `give_up()` holds
+    /// (checked at every wake-up of the job's condvar); `Err(self)` then.
+    fn wait_or(
+        self,
+        deadline: Option<Instant>,
+        give_up: impl Fn() -> bool,
+    ) -> Result<Result<T, JobError>, Job<T>> {
         let mut s = self.inner.lock();
         if self.is_self(&s.phase) {
             return Ok(Err(JobError::SelfJoin));
         }
         s.joining = true;
-        let (mut s, done) = sync::wait_until(&self.inner.slot, &self.inner.cv, s, deadline, |s| {
-            matches!(s.phase, Phase::Done(_))
+        let (mut s, _) = sync::wait_until(&self.inner.slot, &self.inner.cv, s, deadline, |s| {
+            matches!(s.phase, Phase::Done(_)) || give_up()
         });
         s.joining = false;
-        if !done {
+        if !matches!(s.phase, Phase::Done(_)) {
             drop(s);
             return Err(self);
         }
@@ -496,23 +506,7 @@ impl<T> Job<T> {
             inner.cv.notify_all();
         });
         let token = cx.token().clone();
-        let done = cx.blocking(|| {
-            let mut s = self.inner.lock();
-            if self.is_self(&s.phase) {
-                return None;
-            }
-            s.joining = true;
-            let (mut s, _) = sync::wait_until(&self.inner.slot, &self.inner.cv, s, None, |s| {
-                matches!(s.phase, Phase::Done(_)) || token.stop_requested()
-            });
-            s.joining = false;
-            Some(matches!(s.phase, Phase::Done(_)))
-        });
-        match done {
-            None => Ok(Err(JobError::SelfJoin)),
-            Some(true) => Ok(self.join()),
-            Some(false) => Err(self),
-        }
+        cx.blocking(|| self.wait_or(None, || token.stop_requested()))
     }
 
     /// A guard that cancels the job (or requests its stop, if running)

@@ -467,10 +467,13 @@ impl Context {
                 self.efd.get_or_init(|| e)
             }
         };
-        let kick = self.rec.kick.fd()?;
-        // A pause requested before the kick fd existed was not signalled on
-        // it: take it here (the request is set before the kick is sent).
-        self.pause_point()?;
+        let (kick, made) = self.rec.kick.fd()?;
+        if made {
+            // A pause requested before the kick fd existed was not
+            // signalled on it: take it here (the request is set before the
+            // kick is sent). Later requests write to the fd.
+            self.pause_point()?;
+        }
         loop {
             let ready = self.waiting(WaitKind::Fd, || {
                 efd.wait(&self.token, &fd, flags, deadline, &kick)

@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test crate uses a different part
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub const EXE: &str = env!("CARGO_BIN_EXE_xpc-sim");
@@ -35,6 +35,23 @@ pub fn run_exe(args: &[&str], bound: Duration) -> Run {
 
 pub fn json_report(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Waits for `child` to exit; one still running after `bound` is killed
+/// and fails the test (a hang, named by `what`).
+pub fn wait_exit(child: &mut Child, bound: Duration, what: &str) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if start.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} hung for {bound:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Processes whose command line names `pid` as their parent partition
@@ -93,17 +110,7 @@ pub fn run_exe_pid(args: &[&str], bound: Duration) -> (Run, u32) {
         })
     };
     let (out, err) = (read(Box::new(out)), read(Box::new(err)));
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > bound {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("xpc-sim {args:?} hung for {bound:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_exit(&mut child, bound, &format!("xpc-sim {args:?}"));
     let run = Run {
         code: status.code(),
         stdout: out.join().unwrap(),
