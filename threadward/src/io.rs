@@ -103,14 +103,14 @@ pub(crate) fn timed_out() -> io::Error {
 
 /// A file descriptor whose reads and writes wait stop-aware: `Read`,
 /// `Write` (and, through [`std::io::BufReader`], `BufRead`) over any
-/// socket, pipe or terminal, made by [`Context::io`](crate::Context::io).
+/// socket, pipe or terminal, made by [`Context::io`](crate::thread::Context::io).
 ///
 /// The descriptor is switched to non-blocking (and with it every duplicate
 /// sharing its file description: `try_clone`s, a terminal shared with the
 /// shell; it stays so after the `Io` is dropped); when it has nothing to read
 /// or no room to write, the call waits in
-/// [`wait_readable`](crate::Context::wait_readable) /
-/// [`wait_writable`](crate::Context::wait_writable). So a partial line, a
+/// [`wait_readable`](crate::thread::Context::wait_readable) /
+/// [`wait_writable`](crate::thread::Context::wait_writable). So a partial line, a
 /// silent peer or a full socket never keep a stopped thread: the call
 /// returns the stop error (kind [`io::ErrorKind::Other`], see
 /// [`is_stopped`]), which `read_line`, `read_exact` and `write_all` pass on
@@ -138,13 +138,13 @@ pub(crate) fn timed_out() -> io::Error {
 /// assert!(threadward::is_stopped(&err));
 /// ```
 pub struct Io<'cx, T: AsFd> {
-    cx: &'cx crate::Context,
+    cx: &'cx crate::thread::Context,
     inner: T,
     timeout: Option<Duration>,
 }
 
 impl<'cx, T: AsFd> Io<'cx, T> {
-    pub(crate) fn new(cx: &'cx crate::Context, inner: T) -> io::Result<Io<'cx, T>> {
+    pub(crate) fn new(cx: &'cx crate::thread::Context, inner: T) -> io::Result<Io<'cx, T>> {
         rustix::io::ioctl_fionbio(&inner, true)?;
         Ok(Io {
             cx,
@@ -231,7 +231,7 @@ impl<T: AsFd + std::fmt::Debug> std::fmt::Debug for Io<'_, T> {
     }
 }
 
-/// A listening socket [`Context::accept`](crate::Context::accept) can wait
+/// A listening socket [`Context::accept`](crate::thread::Context::accept) can wait
 /// on: [`std::net::TcpListener`] and [`std::os::unix::net::UnixListener`].
 pub trait Accept: AsFd + sealed::Sealed {
     /// The accepted connection.

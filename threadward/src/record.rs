@@ -225,6 +225,9 @@ pub(crate) struct ThreadRecord {
     since: AtomicU64,
     /// Current pool job id, 0 when none.
     job: AtomicU64,
+    /// A pool job whose closure returned while the worker still runs its
+    /// user code (waker, a detached value's drop); 0 when none.
+    finishing: AtomicU64,
     /// A pause request kicks the thread out of the library wait it sits in
     /// (`kthread_park` wakes the thread so it reaches its park point): a
     /// token on this channel for the sleep and channel waits, and a write
@@ -307,6 +310,18 @@ impl ThreadRecord {
         self.job.store(job, std::sync::atomic::Ordering::Relaxed);
     }
 
+    pub(crate) fn set_finishing(&self, job: u64) {
+        self.finishing
+            .store(job, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn finishing(&self) -> Option<u64> {
+        match self.finishing.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            j => Some(j),
+        }
+    }
+
     pub(crate) fn job(&self) -> Option<u64> {
         match self.job.load(std::sync::atomic::Ordering::Relaxed) {
             0 => None,
@@ -343,13 +358,6 @@ impl ThreadRecord {
 thread_local! {
     /// The managed thread running on this OS thread: its id and pool key.
     static CURRENT: std::cell::Cell<Option<(ThreadId, u64)>> = const { std::cell::Cell::new(None) };
-}
-
-/// The pool key of the calling thread if it is a pool worker.
-pub(crate) fn current_pool() -> Option<u64> {
-    CURRENT
-        .with(|c| c.get())
-        .and_then(|(_, pool)| (pool != 0).then_some(pool))
 }
 
 struct Slot {
@@ -410,6 +418,7 @@ pub(crate) fn register(
         state: AtomicU8::new(ThreadState::Starting.encode()),
         since: AtomicU64::new(now_nanos()),
         job: AtomicU64::new(0),
+        finishing: AtomicU64::new(0),
         kick: Kick::new(),
     });
     entry.record = Some(rec.clone());

@@ -56,7 +56,11 @@ pub struct ThreadInfo {
     /// How long it has been in `state`.
     pub in_state: Duration,
     /// The pool job it runs, if any.
-    pub job: Option<crate::JobId>,
+    pub job: Option<crate::pool::JobId>,
+    /// A pool job that returned while the worker still runs its user code
+    /// (its waker, the drop of a detached job's value), possibly beside
+    /// its next `job`.
+    pub finishing_job: Option<crate::pool::JobId>,
 }
 
 /// A live pool as seen by [`snapshot`].
@@ -66,7 +70,7 @@ pub struct PoolInfo {
     /// The pool's name.
     pub name: Arc<str>,
     /// Its counts at the snapshot.
-    pub stats: crate::PoolStats,
+    pub stats: crate::pool::PoolStats,
 }
 
 /// Every live managed thread and pool at one moment; `Display` renders a
@@ -172,7 +176,8 @@ pub fn snapshot() -> Snapshot {
                 kind: r.kind.clone(),
                 state,
                 in_state,
-                job: r.job().map(crate::JobId),
+                job: r.job().map(crate::pool::JobId),
+                finishing_job: r.finishing().map(crate::pool::JobId),
             }
         })
         .collect();

@@ -11,7 +11,8 @@ use std::os::unix::net::UnixStream;
 
 use signal_hook::SigId;
 
-use crate::{StopSource, Thread};
+use crate::stop::StopSource;
+use crate::thread::Thread;
 
 /// Requests a stop of `source` when the process gets one of `signals`.
 /// Dropping the returned guard unregisters the handlers (the signals'

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::pool::{Pool, PoolBuilder, Straggler};
 use crate::record::ThreadId;
-use crate::thread::{panic_message, Stopper, Thread};
+use crate::sync::panic_message;
+use crate::thread::{Stopper, Thread};
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 type Undo = Box<dyn FnOnce(Option<Instant>) -> UndoOutcome + Send>;

@@ -60,9 +60,20 @@ impl Inner {
     }
 
     fn request_stop(&self) -> bool {
-        if self.stopped.swap(true, Ordering::SeqCst) {
+        if !self.mark() {
             return false;
         }
+        self.run_callbacks();
+        true
+    }
+
+    /// Sets the stop flag (runs no user code); whether this call set it.
+    fn mark(&self) -> bool {
+        !self.stopped.swap(true, Ordering::SeqCst)
+    }
+
+    /// Runs the registered callbacks, once each (after `mark`).
+    fn run_callbacks(&self) {
         let me = thread::current().id();
         loop {
             let mut cbs = sync::lock(&self.callbacks);
@@ -82,7 +93,6 @@ impl Inner {
                 self.finished.notify_all();
             }
         }
-        true
     }
 }
 
@@ -197,6 +207,18 @@ impl StopSource {
     /// ```
     pub fn stop_requested(&self) -> bool {
         self.inner.stopped.load(Ordering::SeqCst)
+    }
+
+    /// The first half of [`request_stop`](Self::request_stop): sets the
+    /// flag, runs no user code. Whether this call made the request; if so
+    /// the caller must call [`run_stop_callbacks`](Self::run_stop_callbacks).
+    pub(crate) fn mark_stopped(&self) -> bool {
+        self.inner.mark()
+    }
+
+    /// The second half: runs the callbacks registered so far.
+    pub(crate) fn run_stop_callbacks(&self) {
+        self.inner.run_callbacks();
     }
 }
 

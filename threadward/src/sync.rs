@@ -26,6 +26,17 @@ pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(not(any(loom, shuttle)))]
 pub(crate) use std::thread;
 
+/// Text of a panic payload (`&str` or `String`), or a placeholder.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}
+
 /// Locks `m`, ignoring poisoning: every critical section in this crate
 /// leaves its data consistent before anything that can panic runs.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -158,7 +169,7 @@ pub(crate) fn contain<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => Some(r),
         Err(payload) => {
-            let message = crate::thread::panic_message(&*payload);
+            let message = panic_message(&*payload);
             tracing::warn!(%message, "panic in {what} contained");
             incident(
                 IncidentKind::ContainedPanic,

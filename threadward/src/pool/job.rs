@@ -8,11 +8,12 @@ use std::sync::Weak;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use super::core::{Core, Kind, Outcome, QueuedJob};
+use super::core::{Core, JobHint, Outcome, QueuedJob, Report};
 use crate::record::{ThreadRecord, ThreadState};
 use crate::stop::StopSource;
 use crate::sync::{self, Arc, Condvar, Mutex, MutexGuard};
-use crate::thread::{panic_message, BlockHook, Context};
+use crate::sync::panic_message;
+use crate::thread::{BlockHook, Context};
 
 /// Identity of a pool job, unique per process.
 ///
@@ -188,16 +189,11 @@ struct Wake {
     waker: Option<Waker>,
 }
 
-/// What a job tells its worker when it ends: the outcome to count, and a
-/// step (storing the result) to run in the same critical section as the
-/// count.
-pub(crate) type Report<'a> = &'a dyn Fn(Outcome, &mut dyn FnMut());
-
 /// A queued job: the closure plus its shared state.
 pub(crate) trait Runnable: Send {
     fn id(&self) -> u64;
     fn stop_source(&self) -> StopSource;
-    fn kind(&self) -> Kind;
+    fn hint(&self) -> JobHint;
     /// Runs the job on worker `rec`. Its outcome is counted by `report`
     /// in the same critical section that stores the result, so whoever
     /// sees the result sees the count and the other way round. Never
@@ -222,14 +218,14 @@ impl QueuedJob for Task {
     fn stop_source(&self) -> Option<StopSource> {
         Some((**self).stop_source())
     }
-    fn kind(&self) -> Kind {
-        (**self).kind()
+    fn hint(&self) -> JobHint {
+        (**self).hint()
     }
 }
 
 pub(crate) struct Packet<F, T> {
     pub(crate) job: Arc<JobInner<T>>,
-    pub(crate) kind: Kind,
+    pub(crate) hint: JobHint,
     pub(crate) f: F,
 }
 
@@ -246,8 +242,8 @@ where
         self.job.stop.clone()
     }
 
-    fn kind(&self) -> Kind {
-        self.kind
+    fn hint(&self) -> JobHint {
+        self.hint
     }
 
     fn run(
@@ -281,6 +277,10 @@ where
         };
         let mut out = Some(out);
         let mut wake = None;
+        // From here to the end the job's user code (its waker, a detached
+        // value's drop) may still run on this worker, which may meanwhile
+        // hold its next job: the worker stays named by this one too.
+        rec.set_finishing(job.id);
         report(outcome, &mut || {
             wake = out.take().and_then(|o| job.settle(o, false));
         });
@@ -289,6 +289,7 @@ where
         }
         // The last reference of a detached job drops its value here.
         sync::contain("the drop of a detached job's value", move || drop(job));
+        rec.set_finishing(0);
     }
 
     fn abort(self: Box<Self>, why: JobError) {
@@ -496,7 +497,7 @@ impl<T> Job<T> {
     /// .unwrap();
     /// assert_eq!(waiter.stop().unwrap(), "stopped while waiting");
     /// ```
-    pub fn join_or_stop(self, cx: &crate::Context) -> Result<Result<T, JobError>, Job<T>>
+    pub fn join_or_stop(self, cx: &crate::thread::Context) -> Result<Result<T, JobError>, Job<T>>
     where
         T: Send + 'static,
     {

@@ -38,12 +38,12 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 pub use self::builder::{Concurrency, PoolBuilder, DEFAULT_STACK_SIZE};
-pub use self::core::Queue;
+pub use self::core::{JobHint, Queue};
 pub use self::job::{Job, JobError, JobGuard, JobId};
 pub use self::shutdown::{ShutdownReport, Straggler};
 pub use self::stats::PoolStats;
 
-use self::core::{Core, Kind, Refusal, Submitted};
+use self::core::{Core, Refusal, Submitted};
 use self::job::{JobInner, Packet, Task};
 use self::worker::PoolRef;
 use crate::stop::StopSource;
@@ -77,30 +77,6 @@ pub enum SpawnError {
     /// The pool had no thread and the OS refused to create one.
     #[error("the OS refused to create a pool thread")]
     Os(#[source] io::Error),
-}
-
-/// How a job expects to behave, for [`Pool::spawn_hinted`].
-///
-/// # Examples
-///
-/// ```
-/// use threadward::{JobHint, Pool};
-///
-/// let pool = Pool::builder().build().unwrap();
-/// let sum = pool.spawn_hinted(JobHint::Cpu, |_| (0..1000u64).sum::<u64>()).unwrap();
-/// assert_eq!(sum.join(), Ok(499_500));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum JobHint {
-    /// No hint: counted against the concurrency target while it runs, and
-    /// compensated when found blocked.
-    #[default]
-    Auto,
-    /// It may block for long: a thread at once, never counted.
-    MayBlock,
-    /// It computes: counted, and never compensated by the monitor.
-    Cpu,
 }
 
 /// Job ids are unique in the process, across pools.
@@ -191,7 +167,7 @@ impl Pool {
         // sees them.
         let min_idle = b.cfg.min_idle;
         pool.core()
-            .wait_until(sync::deadline_after(Duration::from_secs(10)), |st| {
+            .wait_until(sync::deadline_after(Duration::from_secs(10)), None, |st| {
                 st.idle() >= min_idle
             });
         manager::register(&pool.shared.alive, pool.shared.pool.clone())?;
@@ -271,7 +247,7 @@ impl Pool {
     /// [`spawn`](Pool::spawn) a job that is also stopped when `token`'s
     /// stop is requested (a connection's, a request's, the service's), in
     /// addition to its own handle's stop and the pool's shutdown: its stop
-    /// state is a [child](crate::StopToken::child) of `token`. A job still
+    /// state is a [child](crate::stop::StopToken::child) of `token`. A job still
     /// queued then runs and sees its stop at once.
     ///
     /// # Errors
@@ -291,7 +267,7 @@ impl Pool {
     /// request.request_stop(); // the request was abandoned
     /// assert_eq!(job.join(), Ok(Err(threadward::Stopped)));
     /// ```
-    pub fn spawn_stop_on<F, T>(&self, token: &crate::StopToken, f: F) -> Result<Job<T>, SpawnError>
+    pub fn spawn_stop_on<F, T>(&self, token: &crate::stop::StopToken, f: F) -> Result<Job<T>, SpawnError>
     where
         F: FnOnce(&Context) -> T + Send + 'static,
         T: Send + 'static,
@@ -306,14 +282,9 @@ impl Pool {
     {
         let id = NEXT_JOB.fetch_add(1, Ordering::Relaxed);
         let inner = JobInner::with_stop(id, stop);
-        let kind = match hint {
-            JobHint::Auto => Kind::Auto,
-            JobHint::MayBlock => Kind::MayBlock,
-            JobHint::Cpu => Kind::Cpu,
-        };
         let task: Task = Box::new(Packet {
             job: inner.clone(),
-            kind,
+            hint,
             f,
         });
         let pool = &self.shared.pool;
@@ -386,44 +357,26 @@ impl Pool {
         self.idle_until(sync::deadline_after(timeout))
     }
 
-    /// Whether the calling thread is one of this pool's workers (known
-    /// from the worker's first instruction, before it takes a job).
-    pub(super) fn on_own_worker(&self) -> bool {
-        crate::record::current_pool() == Some(self.shared.pool.key)
+    /// The caller's worker number, if it is one of this pool's workers
+    /// (known from the worker's first instruction, before it takes a job).
+    pub(super) fn own_worker(&self) -> Option<u64> {
+        worker::current_worker(self.shared.pool.key)
     }
 
     /// Called from one of this pool's own jobs, waiting for "no job" would
     /// wait for the caller itself: it waits for every *other* job instead,
     /// and stops waiting when what is left is queued behind the caller
     /// (every thread busy, `max_threads` reached, only the caller running).
+    /// The caller's wait counts as blocking, so the jobs it waits for can
+    /// run in its place under the target.
     fn idle_until(&self, deadline: Option<Instant>) -> bool {
-        let inside = usize::from(self.on_own_worker());
-        let max = self.core().cfg.max_threads;
-        self.core().wait_until(deadline, |st| {
-            st.busy <= inside && (st.queue.is_empty() || (inside == 1 && st.threads >= max))
-        })
+        self.core().wait_idle(deadline, self.own_worker())
     }
 }
 
 impl Shared {
     fn stats(&self) -> PoolStats {
-        let st = self.pool.core.lock();
-        let c = st.counters;
-        PoolStats {
-            threads: st.threads,
-            idle: st.idle(),
-            running: st.running,
-            busy: st.busy,
-            queued: st.queue.len(),
-            peak: c.peak,
-            threads_spawned: c.threads_spawned,
-            submitted: c.submitted,
-            completed: c.completed,
-            panicked: c.panicked,
-            cancelled: c.cancelled,
-            spawn_failures: c.spawn_failures,
-            compensated: c.compensated_blocked + c.compensated_hogs,
-        }
+        self.pool.core.stats()
     }
 }
 

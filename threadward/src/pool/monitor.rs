@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use super::core::Core;
+use super::core::{Core, Verdict};
 use super::job::Task;
 use super::service::Service;
 
@@ -140,7 +140,7 @@ fn run() {
                     // library's waits. (A brief lock wait is rarely caught
                     // asleep; if it is, one thread too many for a while.)
                     p if asleep && (p.is_some_and(|p| p.asleep) || age >= 2 * TICK_MIN) => {
-                        Some(false)
+                        Some(Verdict::Blocked)
                     }
                     // Runnable long enough, and on a CPU for most of it.
                     Some(_)
@@ -148,14 +148,14 @@ fn run() {
                             && age >= HOG_AFTER
                             && cpu.saturating_sub(cpu0) >= (HOG_AFTER / 2).as_nanos() as u64 =>
                     {
-                        Some(true)
+                        Some(Verdict::Hog)
                     }
                     _ => None,
                 };
-                if let Some(hog) = verdict {
-                    if core.compensate(no, job, hog) {
+                if let Some(v) = verdict {
+                    if core.compensate(no, job, v) {
                         acted = true;
-                        if hog {
+                        if v == Verdict::Hog {
                             tracing::debug!(job, "pool job hogs a CPU: compensated");
                         } else {
                             tracing::debug!(
@@ -167,7 +167,7 @@ fn run() {
                 }
                 seen.insert((key, no), Sample { job, asleep, cpu0 });
             }
-            if core.lock().last_start.elapsed() >= BACKSTOP {
+            if core.since_last_start() >= BACKSTOP {
                 core.backstop();
                 acted = true;
                 tracing::debug!("queued work did not start for {BACKSTOP:?}: one more thread");

@@ -22,6 +22,10 @@ pub struct Straggler {
     pub job: Option<JobId>,
     /// How long that job has run.
     pub job_age: Option<Duration>,
+    /// A job that returned but whose user code (its waker, the drop of a
+    /// detached job's value) still runs on this worker; the same as `job`
+    /// when the worker has not taken another.
+    pub finishing_job: Option<JobId>,
     /// What it was doing at the deadline, e.g. waiting in which wait.
     pub state: ThreadState,
 }
@@ -29,8 +33,15 @@ pub struct Straggler {
 impl fmt::Display for Straggler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {:?} ({})", self.id, self.name, self.state)?;
-        if let (Some(job), Some(age)) = (self.job, self.job_age) {
-            write!(f, " running {job} for {age:.1?}")?;
+        match (self.job, self.job_age) {
+            (Some(job), Some(age)) if self.finishing_job == Some(job) => {
+                write!(f, " finishing {job} (started {age:.1?} ago: its waker or value drop)")?
+            }
+            (Some(job), Some(age)) => write!(f, " running {job} for {age:.1?}")?,
+            _ => {}
+        }
+        if let Some(prev) = self.finishing_job.filter(|p| Some(*p) != self.job) {
+            write!(f, ", still finishing {prev}")?;
         }
         Ok(())
     }
@@ -162,8 +173,7 @@ impl Pool {
         let end = sync::deadline_after(deadline);
         let core = self.core();
         core.begin_close();
-        let inside = usize::from(self.on_own_worker());
-        core.wait_until(end, |st| st.threads <= inside);
+        core.wait_members(end, self.own_worker());
         self.shutdown_by(start, end)
     }
 
@@ -175,42 +185,38 @@ impl Pool {
         stopped_running: usize,
     ) -> ShutdownReport {
         let core = self.core();
-        // A job that shuts down its own pool waits for every worker but its own.
-        let inside = usize::from(self.on_own_worker());
-        core.wait_until(end, |st| st.threads <= inside);
-        let mut st = core.lock();
+        // A job that shuts down its own pool waits for every worker but its
+        // own (its wait counts as blocking).
+        core.wait_members(end, self.own_worker());
+        core.settle_exits(end);
         let now = Instant::now();
         let mut stragglers = Vec::new();
-        for slot in st.workers.values_mut() {
-            // Detach: drop the handle (an exited worker's thread-local
-            // destructors may still run; joining could outlast the
-            // deadline), keep the slot so the worker can still remove
-            // itself when it finally exits.
-            slot.handle.take();
-            // A straggler runs a job: idle and exiting workers run no user
-            // code and are on their way out.
-            let (Some(rec), Some(current)) = (&slot.rec, &slot.current) else {
+        for w in core.detach_all() {
+            if w.rec.finished.is_set() {
                 continue;
+            }
+            let (mut state, _) = w.rec.state();
+            let (job, job_age) = match (&w.current, &w.finishing) {
+                (Some((job, started, stop)), _) => {
+                    if state == ThreadState::Running
+                        && stop.as_ref().is_some_and(|s| s.stop_requested())
+                    {
+                        state = ThreadState::Stopping; // a worker follows its job
+                    }
+                    (Some(JobId(*job)), Some(now - *started))
+                }
+                (None, Some(f)) => (Some(JobId(f.job)), Some(now - f.started)),
+                (None, None) => (None, None),
             };
-            if rec.finished.is_set() {
-                continue;
-            }
-            let (mut state, _) = rec.state();
-            if state == ThreadState::Running
-                && current.stop.as_ref().is_some_and(|s| s.stop_requested())
-            {
-                state = ThreadState::Stopping; // a worker follows its job
-            }
             stragglers.push(Straggler {
-                id: rec.id,
-                name: rec.name.clone(),
-                job: Some(JobId(current.job)),
-                job_age: Some(now - current.started),
+                id: w.rec.id,
+                name: w.rec.name.clone(),
+                job,
+                job_age,
+                finishing_job: w.finishing.map(|f| JobId(f.job)),
                 state,
             });
         }
-        drop(st);
-        drop(core.take_last_exiting());
         for s in &stragglers {
             tracing::warn!(pool = %self.name(), straggler = %s, "pool worker did not stop before the deadline");
         }

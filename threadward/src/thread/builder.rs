@@ -7,7 +7,8 @@ use crate::record::{self, ThreadKind, ThreadRecord, ThreadState};
 use crate::stop::StopSource;
 use crate::sync::{self, Mutex};
 use crate::thread::handle::Packet;
-use crate::thread::{budget, panic_message, Context, Thread, ThreadError};
+use crate::sync::panic_message;
+use crate::thread::{budget, Context, Thread, ThreadError};
 
 /// Linux keeps 15 bytes of a thread's name (plus the NUL).
 const OS_NAME_MAX: usize = 15;
@@ -29,7 +30,7 @@ const OS_NAME_MAX: usize = 15;
 pub struct Builder {
     name: Option<String>,
     stack_size: Option<usize>,
-    stop_on: Option<crate::StopToken>,
+    stop_on: Option<crate::stop::StopToken>,
 }
 
 impl Builder {
@@ -52,7 +53,7 @@ impl Builder {
 
     /// Also stops the thread when `token`'s stop is requested (a
     /// service-wide token, say), in addition to its own handles' stops:
-    /// the thread's stop state is a [child](crate::StopToken::child) of
+    /// the thread's stop state is a [child](crate::stop::StopToken::child) of
     /// `token`.
     ///
     /// # Examples
@@ -67,7 +68,7 @@ impl Builder {
     /// service.request_stop();
     /// assert_eq!(t.join().unwrap(), Err(threadward::Stopped));
     /// ```
-    pub fn stop_on(mut self, token: crate::StopToken) -> Builder {
+    pub fn stop_on(mut self, token: crate::stop::StopToken) -> Builder {
         self.stop_on = Some(token);
         self
     }

@@ -52,8 +52,10 @@ pub struct Context {
 /// concurrency-managed pool: cmwq's `wq_worker_sleeping`). The thread layer
 /// does not know pools; they install this.
 pub(crate) trait BlockHook: Send + Sync {
-    /// The code enters (`true`) or leaves (`false`) a blocking wait.
-    fn blocking(&self, enter: bool);
+    /// The code enters a blocking wait (cmwq's `wq_worker_sleeping`).
+    fn enter(&self);
+    /// The code leaves it (cmwq's `wq_worker_running`).
+    fn leave(&self);
 }
 
 /// Leaves the blocking section on drop, also when the code unwinds.
@@ -62,7 +64,7 @@ struct Blocked<'a>(Option<&'a dyn BlockHook>);
 impl Drop for Blocked<'_> {
     fn drop(&mut self) {
         if let Some(h) = self.0 {
-            h.blocking(false);
+            h.leave();
         }
     }
 }
@@ -92,7 +94,7 @@ impl Context {
     fn enter_blocking(&self) -> Blocked<'_> {
         let hook = self.hook.as_deref();
         if let Some(h) = hook {
-            h.blocking(true);
+            h.enter();
         }
         Blocked(hook)
     }
@@ -531,7 +533,7 @@ impl Context {
     }
 
     /// Wraps `fd` (a socket, pipe, terminal...) so that its reads and
-    /// writes wait stop-aware; see [`Io`](crate::Io). The descriptor is
+    /// writes wait stop-aware; see [`Io`](crate::io::Io). The descriptor is
     /// switched to non-blocking.
     ///
     /// # Errors
@@ -558,8 +560,8 @@ impl Context {
     /// assert_eq!(&back, b"hello");
     /// t.join().unwrap().unwrap();
     /// ```
-    pub fn io<T: AsFd>(&self, fd: T) -> io::Result<crate::Io<'_, T>> {
-        crate::Io::new(self, fd)
+    pub fn io<T: AsFd>(&self, fd: T) -> io::Result<crate::io::Io<'_, T>> {
+        crate::io::Io::new(self, fd)
     }
 
     /// Accepts a connection on `listener`, waiting stop-aware (the
@@ -591,7 +593,7 @@ impl Context {
     /// std::thread::sleep(std::time::Duration::from_millis(20));
     /// assert_eq!(t.stop().unwrap(), 1); // stopped in accept
     /// ```
-    pub fn accept<L: crate::Accept>(&self, listener: &L) -> io::Result<(L::Stream, L::Addr)> {
+    pub fn accept<L: crate::io::Accept>(&self, listener: &L) -> io::Result<(L::Stream, L::Addr)> {
         rustix::io::ioctl_fionbio(listener, true)?;
         loop {
             if self.should_stop() {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::record::{ThreadId, ThreadRecord};
 use crate::sync::{self, Mutex};
 use crate::thread::Stopper;
-use crate::Context;
+use crate::thread::Context;
 
 /// Why [`Thread::join`] or [`Thread::stop`] returned no value.
 ///
@@ -73,6 +73,18 @@ pub struct Thread<T> {
     /// thread-local destructors may still run).
     packet: Packet<T>,
     handle: Option<JoinHandle<()>>,
+    on_drop: OnDrop,
+}
+
+/// What dropping a [`Thread`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnDrop {
+    /// Request a stop and join (like C++ `jthread`).
+    StopAndJoin,
+    /// Request a stop and detach: a handle given back by a bounded wait
+    /// (`join_timeout`, `stop_timeout`), so `let _ = t.stop_timeout(d)`
+    /// stays bounded.
+    StopAndDetach,
 }
 
 /// Where a thread leaves its body's outcome.
@@ -84,6 +96,7 @@ impl<T> Thread<T> {
             stopper: Stopper::from_record(rec),
             packet,
             handle: Some(handle),
+            on_drop: OnDrop::StopAndJoin,
         }
     }
 
@@ -217,6 +230,9 @@ impl<T> Thread<T> {
     /// # Errors
     ///
     /// `Err(self)` gives the handle back if the thread is still running.
+    /// That handle still joins with [`join`](Thread::join), but dropping it
+    /// requests a stop and *detaches* instead of waiting: the bound the
+    /// caller chose holds even for `let _ = t.join_timeout(d)`.
     ///
     /// # Examples
     ///
@@ -272,6 +288,9 @@ impl<T> Thread<T> {
             return Ok(Err(self.self_join()));
         }
         if !self.rec().finished.wait_deadline(deadline) {
+            // The caller chose a bound: dropping what we give back must not
+            // wait without one.
+            self.on_drop = OnDrop::StopAndDetach;
             return Err(self);
         }
         // Detached, not joined: the OS thread may still run its
@@ -308,7 +327,9 @@ impl<T> Thread<T> {
     /// # Errors
     ///
     /// `Err(self)` gives the handle back if the thread has not finished in
-    /// time (the stop stays requested).
+    /// time (the stop stays requested). Dropping that handle detaches the
+    /// thread instead of waiting for it, so `let _ = t.stop_timeout(d)`
+    /// returns by `d`.
     ///
     /// # Examples
     ///
@@ -350,7 +371,7 @@ impl<T> Drop for Thread<T> {
             return;
         };
         self.rec().request_stop();
-        if self.rec().is_current() {
+        if self.rec().is_current() || self.on_drop == OnDrop::StopAndDetach {
             return;
         }
         let _ = handle.join();

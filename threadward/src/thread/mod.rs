@@ -18,54 +18,47 @@ pub use stopper::Stopper;
 
 pub(crate) use builder::{spawn_service, spawn_worker, validate};
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::stop::StopSource;
 use crate::sync::Latch;
 
-/// Text of a panic payload (`&str` or `String`), or a placeholder.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_owned()
-    }
-}
 
 /// Requests every stop in `sources` and returns by `deadline` whatever
-/// their callbacks do; returns how many of the requests this call won
-/// (among those done by the deadline).
+/// their callbacks do; returns how many of the requests this call won.
 ///
-/// Without a deadline the requests run here. With one, they run on a
-/// short-lived helper thread (one thread creation, ~30 µs) that this call
-/// waits for until the deadline: a callback that blocks then delays only
-/// the helper, which finishes the remaining requests on its own. If the OS
-/// refuses the helper, the requests run here.
+/// Every stop flag is set here, before anything else: when this returns,
+/// each source's `stop_requested()` is true and the call that won each
+/// request has been counted. The callbacks (user code) run here without a
+/// deadline; with one they run on a short-lived helper thread (one thread
+/// creation, ~30 µs) that this call waits for until the deadline: a
+/// callback that blocks delays only the helper, which finishes the rest on
+/// its own. So after a bounded stop returned, a callback may still be
+/// running, and a later `request_stop()` returns `false` at once without
+/// waiting for it. If the OS refuses the helper, the callbacks run here.
 pub(crate) fn request_stops_by(sources: Vec<StopSource>, deadline: Option<Instant>) -> usize {
-    if deadline.is_none() || sources.is_empty() {
-        return sources.iter().filter(|s| s.request_stop()).count();
+    // Every flag first, here: a stop flag runs no user code, so by the time
+    // this returns (whatever the deadline, zero included) every
+    // `stop_requested()` says true. Only the callbacks (user code) may be
+    // left to the helper.
+    let won: Vec<StopSource> = sources.into_iter().filter(|s| s.mark_stopped()).collect();
+    let n = won.len();
+    if deadline.is_none() || won.is_empty() {
+        won.iter().for_each(StopSource::run_stop_callbacks);
+        return n;
     }
     struct Progress {
         sources: Vec<StopSource>,
-        won: AtomicUsize,
         done: Latch,
     }
     impl Progress {
         fn run(&self) {
-            for s in &self.sources {
-                if s.request_stop() {
-                    self.won.fetch_add(1, Ordering::SeqCst);
-                }
-            }
+            self.sources.iter().for_each(StopSource::run_stop_callbacks);
             self.done.set();
         }
     }
     let progress = std::sync::Arc::new(Progress {
-        sources,
-        won: AtomicUsize::new(0),
+        sources: won,
         done: Latch::new(),
     });
     let p = progress.clone();
@@ -74,9 +67,9 @@ pub(crate) fn request_stops_by(sources: Vec<StopSource>, deadline: Option<Instan
         .stack_size(64 * 1024)
         .spawn(move || p.run());
     if let Err(e) = helper {
-        tracing::warn!(error = %e, "no helper thread for stop requests; requesting them here");
+        tracing::warn!(error = %e, "no helper thread for stop callbacks; running them here");
         progress.run();
     }
     progress.done.wait_deadline(deadline);
-    progress.won.load(Ordering::SeqCst)
+    n
 }

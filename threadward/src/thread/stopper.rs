@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::record::{ThreadId, ThreadRecord};
 use crate::sync;
 use crate::thread::ThreadError;
-use crate::Context;
+use crate::thread::Context;
 
 /// A cloneable handle that stops, pauses and waits on one managed thread.
 ///

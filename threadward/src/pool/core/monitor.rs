@@ -4,20 +4,33 @@
 
 use std::time::{Duration, Instant};
 
+use super::state::JobHint;
 use super::{Core, QueuedJob, Wakes};
+
+/// What the monitor found a job doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Asleep outside the library's waits.
+    Blocked,
+    /// On a CPU past the hog threshold.
+    Hog,
+}
 
 impl<J: QueuedJob> Core<J> {
     /// The monitor's verdict on worker `me`'s job `job` (README: "The
     /// monitor"): it is blocked outside the library's waits, or it hogs a
     /// CPU. It stops counting as running and the room it leaves is served
     /// at once. A job that ended or changed meanwhile is left alone.
-    pub(crate) fn compensate(&self, me: u64, job: u64, hog: bool) -> bool {
+    pub(crate) fn compensate(&self, me: u64, job: u64, verdict: Verdict) -> bool {
+        let hog = verdict == Verdict::Hog;
         let mut st = self.lock();
         let live = st
             .workers
             .get(&me)
             .and_then(|w| w.current.as_ref())
-            .is_some_and(|c| c.job == job && c.watched && !c.compensated && c.counted);
+            .is_some_and(|c| {
+                c.job == job && c.watched() && !c.compensated && c.hint != JobHint::MayBlock
+            });
         if !live {
             return false;
         }
@@ -58,7 +71,7 @@ impl<J: QueuedJob> Core<J> {
             .iter()
             .filter_map(|(no, w)| {
                 let c = w.current.as_ref()?;
-                if !(c.in_running() && c.watched) || c.started.elapsed() < min_age {
+                if !(c.in_running() && c.watched()) || c.started.elapsed() < min_age {
                     return None;
                 }
                 let tid = *w.rec.as_ref()?.tid.get()?;
@@ -95,5 +108,12 @@ impl<J: QueuedJob> Core<J> {
             })
             .filter_map(|w| Some(w.rec.as_ref()?.id))
             .collect()
+    }
+}
+
+impl<J: QueuedJob> Core<J> {
+    /// How long ago a counted job last started (the liveness backstop).
+    pub(crate) fn since_last_start(&self) -> Duration {
+        self.lock().last_start.elapsed()
     }
 }

@@ -2,12 +2,28 @@
 //! management", "Idle timeout"): one step of work per pool for the
 //! process-wide manager, and the blocking loop the models drive.
 
+use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::{Core, ManagerStep, QueuedJob, State, Ticket, Wakes};
+use super::state::Ticket;
+use super::{Core, Locked, QueuedJob, Wakes};
 #[cfg(all(test, any(loom, shuttle)))]
 use crate::sync;
-use crate::sync::MutexGuard;
+
+/// What the manager should do for a pool now.
+#[derive(Debug)]
+pub(crate) enum ManagerStep {
+    /// Create worker `no` (reserved).
+    Create(u64),
+    /// Join a thread that left the pool (`Core::join_exited`): the pool is
+    /// at `max_threads` and needs that thread's place.
+    Join(JoinHandle<()>),
+    /// Nothing to do until woken, or until this instant (an idle window
+    /// ends).
+    Wait(Option<Instant>),
+    /// The pool is shut down.
+    Exit,
+}
 
 impl<J: QueuedJob> Core<J> {
     /// One step of the manager's work for this pool at `now` (README:
@@ -30,9 +46,13 @@ impl<J: QueuedJob> Core<J> {
         while self.deficit(&st) > 0 || st.grow > 0 {
             st.grow = st.grow.saturating_sub(1);
             if st.threads < self.cfg.max_threads {
-                return ManagerStep::Create(self.reserve_locked(&mut st, false));
+                return ManagerStep::Create(self.reserve_locked(&mut st, None));
             }
             st.grow = 0;
+        }
+        if let Some(h) = st.last_exiting.take() {
+            // A thread that left stays counted until its exit ended.
+            return ManagerStep::Join(h);
         }
         st.manager_notified = false;
         if st.idle() <= self.cfg.min_idle {
@@ -58,6 +78,7 @@ impl<J: QueuedJob> Core<J> {
             let now = Instant::now();
             match self.manager_step(now) {
                 ManagerStep::Create(no) => return Some(no),
+                ManagerStep::Join(h) => self.join_exited(h),
                 ManagerStep::Exit => return None,
                 ManagerStep::Wait(deadline) => {
                     let st = self.lock();
@@ -65,11 +86,20 @@ impl<J: QueuedJob> Core<J> {
                         continue;
                     }
                     match deadline {
-                        None => drop(sync::wait(&self.manager_cv, st)),
+                        None => drop(st.wait(&self.manager_cv)),
                         Some(d) => {
                             let left = d.saturating_duration_since(now);
-                            let (mut st, timed_out) =
-                                sync::wait_timeout(&self.st, &self.manager_cv, st, left);
+                            drop(st);
+                            // Under the models a timed wait "times out" at
+                            // an arbitrary point (sync::wait_timeout).
+                            let (g, timed_out) = sync::wait_timeout(
+                                &self.st,
+                                &self.manager_cv,
+                                sync::lock(&self.st),
+                                left,
+                            );
+                            drop(g);
+                            let mut st = self.lock();
                             if timed_out && st.idle_deadline.is_some() {
                                 st.idle_deadline = Some(now); // expired: reap next step
                             }
@@ -83,10 +113,7 @@ impl<J: QueuedJob> Core<J> {
     /// Hands exit tickets to the workers that stayed parked through the
     /// idle window (`idle_low` beyond `min_idle`), the coldest first, and
     /// wakes them.
-    pub(super) fn reap_idle<'a>(
-        &'a self,
-        mut st: MutexGuard<'a, State<J>>,
-    ) -> MutexGuard<'a, State<J>> {
+    fn reap_idle<'a>(&'a self, mut st: Locked<'a, J>) -> Locked<'a, J> {
         if st.shutdown || st.closing {
             return st;
         }

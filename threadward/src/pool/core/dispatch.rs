@@ -1,0 +1,270 @@
+//! Dispatch (README.md: "Dispatch", "Concurrency management"): a submit,
+//! and who is woken whenever room or work appears.
+
+use std::collections::VecDeque;
+
+use super::state::{Class, Queue, State, Ticket};
+use super::{Core, Locked, QueuedJob, Wakes};
+use crate::sync::{self, Ordering};
+
+/// Why `submit` did not queue a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    ShutDown,
+    QueueFull,
+    AtCapacity,
+}
+
+/// How `submit` queued a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Submitted {
+    /// A parked worker was woken for it, or it waits within the queue's
+    /// bound for the manager, a finishing worker, or room under the target.
+    Queued,
+    /// Queued, with worker slot `no` reserved for it: the caller creates
+    /// that thread now, and on failure calls `withdraw`.
+    CreateWorker(u64),
+    /// Queued behind a full target: it waits for a running job to end or
+    /// block (the caller makes sure the monitor watches).
+    Waiting,
+}
+
+/// What a submit decided under the lock.
+enum Admit {
+    Queue(Submitted),
+    Refuse(Refusal),
+    /// At `max_threads` with a thread on its way out: join it (outside
+    /// the lock), then try again.
+    JoinFirst(std::thread::JoinHandle<()>),
+}
+
+impl<J: QueuedJob> Core<J> {
+    /// Counted jobs that may start now without exceeding the target
+    /// (unlimited without one).
+    pub(crate) fn room(&self, st: &State<J>) -> usize {
+        match self.cfg.target {
+            None => usize::MAX,
+            Some(t) => (t + st.extra).saturating_sub(st.running),
+        }
+    }
+
+    /// Jobs of class `c` a worker could take right now: every `MayBlock`
+    /// job, and the counted ones the target leaves room for.
+    pub(crate) fn runnable(&self, st: &State<J>, c: Class) -> usize {
+        match c {
+            Class::Urgent => st.urgent.len(),
+            Class::Counted => st.queue.len().min(self.room(st)),
+        }
+    }
+
+    /// Threads the manager should create now (README: "deficit"), before
+    /// the cap.
+    pub(crate) fn wanted(&self, st: &State<J>) -> usize {
+        if st.shutdown {
+            return 0;
+        }
+        let unserved = self
+            .runnable(st, Class::Urgent)
+            .saturating_sub(st.notify.urgent)
+            + self
+                .runnable(st, Class::Counted)
+                .saturating_sub(st.notify.counted + st.spinning);
+        let spare_gap = if st.closing {
+            0
+        } else {
+            self.cfg.min_idle.saturating_sub(st.idle())
+        };
+        (unserved + spare_gap).saturating_sub(st.spawning)
+    }
+
+    /// [`wanted`](Self::wanted) within `max_threads`.
+    pub(crate) fn deficit(&self, st: &State<J>) -> usize {
+        self.wanted(st)
+            .min(self.cfg.max_threads.saturating_sub(st.threads))
+    }
+
+    /// Claims the most recently parked worker for a job of class `c`.
+    fn claim_idle(st: &mut State<J>, c: Class, wakes: &mut Wakes) -> bool {
+        let Some(no) = st.idle_stack.pop() else {
+            return false;
+        };
+        st.idle_low = st.idle_low.min(st.idle_stack.len());
+        let slot = st.workers.get_mut(&no).expect("a parked worker has a slot");
+        slot.ticket = Some(Ticket::Job(c));
+        *st.notify.get_mut(c) += 1;
+        wakes.workers.push(slot.cv.clone());
+        true
+    }
+
+    /// Serves what can run now: claims parked workers for runnable jobs no
+    /// promised worker will take, and asks the manager for threads when
+    /// none is parked (or a thread on its way out must be joined first).
+    pub(crate) fn dispatch(&self, st: &mut State<J>, wakes: &mut Wakes) {
+        self.queued_hint.store(st.queued(), Ordering::Relaxed);
+        while self.runnable(st, Class::Urgent) > st.promised(Class::Urgent) {
+            if !Self::claim_idle(st, Class::Urgent, wakes) {
+                break;
+            }
+        }
+        // A spinner takes a job without a wake-up; with a queue bound it is
+        // no promise (only promises count as "a worker on its way").
+        let spinners = if self.cfg.wait_bound().is_some() { 0 } else { st.spinning };
+        while self.runnable(st, Class::Counted) > st.promised(Class::Counted) + spinners {
+            if !Self::claim_idle(st, Class::Counted, wakes) {
+                break;
+            }
+        }
+        if st.closing && st.queued() == 0 {
+            // Nothing left for a closing pool: parked workers exit.
+            wakes
+                .workers
+                .extend(st.idle_stack.iter().map(|no| st.workers[no].cv.clone()));
+        }
+        // A thread that left is joined by the manager (or the next leaver):
+        // it counts under `max_threads` until its exit ended.
+        let join_due = st.last_exiting.is_some();
+        if !st.manager_notified && (st.grow > 0 || self.deficit(st) > 0 || join_due) {
+            st.manager_notified = true;
+            wakes.manager = true;
+        }
+        self.note_saturation(st);
+    }
+
+    /// After a change that frees a place or a thread: serves what can run
+    /// now, unlocks, and wakes whoever that concerns.
+    pub(crate) fn serve_and_unlock(&self, mut st: Locked<'_, J>) {
+        let mut wakes = Wakes::default();
+        self.dispatch(&mut st, &mut wakes);
+        self.wake(st, wakes);
+    }
+
+    /// Queues `job` and wakes a parked worker (and the manager if threads
+    /// are wanted), after unlocking. The queue bound and `max_threads` are
+    /// checked, and a thread reserved, in the same critical section as the
+    /// push (README: "Dispatch").
+    pub(crate) fn submit(&self, job: J) -> Result<Submitted, (J, Refusal)> {
+        let class = job.hint().class();
+        loop {
+            let mut st = self.lock();
+            match self.admit(&mut st, class) {
+                Admit::Queue(submitted) => return Ok(self.push(st, job, class, submitted)),
+                Admit::Refuse(r) => return Err((job, r)),
+                Admit::JoinFirst(h) => {
+                    drop(st);
+                    self.join_exited(h);
+                }
+            }
+        }
+    }
+
+    /// Whether a job of class `c` may be queued, and whether it needs a
+    /// thread of its own first.
+    fn admit(&self, st: &mut State<J>, c: Class) -> Admit {
+        if st.shutdown || st.closing {
+            return Admit::Refuse(Refusal::ShutDown);
+        }
+        // Could a promise be made for it now? (The target's room goes to
+        // the jobs ahead of it first, and to the promised workers.)
+        let may_run = match c {
+            Class::Urgent => true,
+            Class::Counted => (st.queue.len() + 1).min(self.room(st)) > st.promised(Class::Counted),
+        };
+        if st.idle() > 0 && may_run {
+            return Admit::Queue(Submitted::Queued); // `dispatch` claims one
+        }
+        let unserved = st.unserved(Class::Counted) + st.unserved(Class::Urgent) + 1;
+        let over = st.members() == 0 || self.cfg.wait_bound().is_some_and(|n| unserved > n);
+        if !over {
+            return Admit::Queue(Submitted::Queued);
+        }
+        if st.threads < self.cfg.max_threads && (may_run || st.members() == 0) {
+            return Admit::Queue(Submitted::CreateWorker(self.reserve_locked(st, Some(c))));
+        }
+        if let Some(h) = st.last_exiting.take() {
+            return Admit::JoinFirst(h);
+        }
+        match self.cfg.queue {
+            Queue::Handoff => Admit::Refuse(Refusal::AtCapacity),
+            Queue::Bounded(_) => Admit::Refuse(Refusal::QueueFull),
+            Queue::Unbounded => Admit::Queue(Submitted::Queued),
+        }
+    }
+
+    fn push(&self, mut st: Locked<'_, J>, job: J, c: Class, mut submitted: Submitted) -> Submitted {
+        match c {
+            Class::Urgent => st.urgent.push_back(job),
+            Class::Counted => st.queue.push_back(job),
+        }
+        st.counters.submitted += 1;
+        let mut wakes = Wakes::default();
+        self.dispatch(&mut st, &mut wakes);
+        // The claim may have used the last spares: a standing request.
+        let spare_gap = self
+            .cfg
+            .min_idle
+            .saturating_sub(st.idle() + st.spawning)
+            .min(self.cfg.max_threads.saturating_sub(st.threads));
+        st.grow = st.grow.max(spare_gap);
+        if !st.manager_notified && st.grow > 0 {
+            st.manager_notified = true;
+            wakes.manager = true;
+        }
+        if submitted == Submitted::Queued && self.saturated(&st) {
+            submitted = Submitted::Waiting;
+        }
+        self.wake(st, wakes);
+        submitted
+    }
+
+    /// Whether work waits for room under the target (the monitor watches
+    /// such a pool).
+    pub(crate) fn saturated(&self, st: &State<J>) -> bool {
+        !st.shutdown && !st.queue.is_empty() && self.room(st) <= st.notify.counted
+    }
+
+    /// Records, under the lock, that the pool may have become saturated.
+    pub(crate) fn note_saturation(&self, st: &State<J>) {
+        if self.cfg.target.is_some() && self.saturated(st) {
+            self.saturation.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the pool became saturated since the last call (then the
+    /// caller wakes the monitor). One load when nothing happened.
+    pub(crate) fn take_saturation(&self) -> bool {
+        self.saturation.load(Ordering::Relaxed) && self.saturation.swap(false, Ordering::Relaxed)
+    }
+
+    /// Undoes a `Submitted::CreateWorker` whose thread the OS refused:
+    /// releases the reservation and takes the job `id` back out of the
+    /// queue, as if it had never been submitted. `None` if a worker took
+    /// the job (or shutdown resolved it) meanwhile: then it was served.
+    pub(crate) fn withdraw(&self, no: u64, id: u64) -> Option<J> {
+        let mut st = self.lock();
+        self.unreserve_locked(&mut st, no);
+        let job = remove_from(&mut st.queue, id).or_else(|| remove_from(&mut st.urgent, id));
+        if job.is_some() {
+            st.counters.submitted -= 1;
+        }
+        self.serve_and_unlock(st);
+        job
+    }
+
+    /// Removes a queued job (cancellation); whether it was still queued.
+    pub(crate) fn remove_queued(&self, id: u64) -> bool {
+        let mut st = self.lock();
+        let Some(job) = remove_from(&mut st.queue, id).or_else(|| remove_from(&mut st.urgent, id))
+        else {
+            return false;
+        };
+        st.counters.cancelled += 1;
+        self.wake(st, Wakes::default());
+        sync::contain("the drop of a cancelled job", move || drop(job));
+        true
+    }
+}
+
+fn remove_from<J: QueuedJob>(q: &mut VecDeque<J>, id: u64) -> Option<J> {
+    let pos = q.iter().position(|j| j.id() == id)?;
+    q.remove(pos)
+}

@@ -1,0 +1,350 @@
+//! A worker thread's life as the pool counts it (README.md: "Spare
+//! management", "Shutdown"): reserve, spawned, exit, joined; and the
+//! pool's: shutdown, close, the waits for them.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use super::state::{Class, Current, Finishing, Handle, State, WorkerSlot};
+use super::{Core, QueuedJob, Wakes};
+use crate::pool::stats::PoolStats;
+use crate::record::ThreadRecord;
+use crate::stop::StopSource;
+
+/// Where a worker was when it left (its exit guard says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Leaving {
+    /// It never made its first `next` call.
+    Starting,
+    /// Between jobs (the loop ended: shutdown, reaped, over `max_idle`).
+    Idle,
+    /// It unwound out of a job whose outcome was not reported.
+    Busy,
+}
+
+/// A worker as a shutdown report sees it.
+pub(crate) struct WorkerView {
+    pub(crate) rec: Arc<ThreadRecord>,
+    /// The running job: id, start, stop state.
+    pub(crate) current: Option<(u64, Instant, Option<StopSource>)>,
+    /// The previous job, if its user code may still run on the worker.
+    pub(crate) finishing: Option<Finishing>,
+}
+
+impl<J: QueuedJob> Core<J> {
+    /// Reserves a new worker slot (`threads` and `spawning` count it, and
+    /// `coming` if a submitter reserves it for a job of class `for_job`).
+    /// Callers check `max_threads` in the same critical section.
+    pub(crate) fn reserve_locked(&self, st: &mut State<J>, for_job: Option<Class>) -> u64 {
+        assert!(st.threads < self.cfg.max_threads, "max_threads exceeded");
+        st.threads += 1;
+        st.spawning += 1;
+        if let Some(c) = for_job {
+            *st.coming.get_mut(c) += 1;
+        }
+        st.counters.peak = st.counters.peak.max(st.threads);
+        let no = st.next_worker;
+        st.next_worker += 1;
+        st.workers.insert(
+            no,
+            WorkerSlot {
+                coming: for_job,
+                ..WorkerSlot::default()
+            },
+        );
+        no
+    }
+
+    /// A reserved worker stops counting as being created (it started, or
+    /// its creation failed); the class of the promise it held, if any.
+    pub(crate) fn started_locked(st: &mut State<J>, no: u64) -> Option<Class> {
+        st.spawning -= 1;
+        let c = st.workers.get_mut(&no)?.coming.take()?;
+        *st.coming.get_mut(c) -= 1;
+        Some(c)
+    }
+
+    /// Reserves a worker slot for `build`'s spares.
+    pub(crate) fn reserve(&self) -> u64 {
+        let mut st = self.lock();
+        self.reserve_locked(&mut st, None)
+    }
+
+    /// Records a successful creation of worker `no`.
+    pub(crate) fn spawned(&self, no: u64, rec: Arc<ThreadRecord>, handle: JoinHandle<()>) {
+        let mut st = self.lock();
+        st.counters.threads_spawned += 1;
+        let prev = match st.workers.get_mut(&no) {
+            Some(slot) => {
+                slot.handle = Handle::Held(handle);
+                slot.rec = Some(rec);
+                None
+            }
+            // It already left (counted in `exiting`): its handle joins the
+            // exit chain.
+            None => st.last_exiting.replace(handle),
+        };
+        drop(st);
+        if let Some(h) = prev {
+            self.join_exited(h);
+        }
+    }
+
+    /// Undoes the reservation of worker `no` after the OS refused it.
+    pub(crate) fn spawn_failed(&self, no: u64) {
+        let mut st = self.lock();
+        self.unreserve_locked(&mut st, no);
+        self.serve_and_unlock(st);
+    }
+
+    pub(crate) fn unreserve_locked(&self, st: &mut State<J>, no: u64) {
+        Self::started_locked(st, no);
+        st.threads -= 1;
+        st.workers.remove(&no);
+        st.counters.spawn_failures += 1;
+    }
+
+    /// Bookkeeping of worker `me` leaving the pool. The thread stays
+    /// counted in `threads` (as `exiting`) until its exit ended: whoever
+    /// joins its handle releases it. Returns the previous leaver's handle
+    /// for the caller to join (`join_exited`) outside the lock.
+    ///
+    /// Runs from the worker's exit guard, so also if the worker unwinds.
+    pub(crate) fn exit(&self, me: u64, leaving: Leaving) -> Option<JoinHandle<()>> {
+        let mut st = self.lock();
+        match leaving {
+            Leaving::Starting => {
+                Self::started_locked(&mut st, me);
+            }
+            Leaving::Busy => {
+                Self::release_current(&mut st, me);
+                st.busy -= 1;
+                st.counters.panicked += 1;
+            }
+            Leaving::Idle => {}
+        }
+        // Never parked when it leaves, but be sure.
+        st.idle_stack.retain(|&w| w != me);
+        let prev = match st.workers.remove(&me).map(|s| s.handle) {
+            Some(Handle::Held(h)) => {
+                st.exiting += 1;
+                st.last_exiting.replace(h)
+            }
+            // `spawned` will bring the handle to the exit chain.
+            Some(Handle::Pending) => {
+                st.exiting += 1;
+                None
+            }
+            // Detached by a shutdown (or unknown): nobody joins it.
+            Some(Handle::Detached) | None => {
+                st.threads -= 1;
+                None
+            }
+        };
+        // One member fewer: if that leaves jobs or spares short, ask the
+        // manager (a job queued while we were leaving must still run).
+        self.serve_and_unlock(st);
+        prev
+    }
+
+    /// Joins a thread that left the pool (its exit is short: the loop
+    /// ended), then stops counting it.
+    pub(crate) fn join_exited(&self, h: JoinHandle<()>) {
+        let _ = h.join();
+        let mut st = self.lock();
+        st.exiting -= 1;
+        st.threads -= 1;
+        self.serve_and_unlock(st);
+    }
+
+    /// Worker `me`'s current job ends: it leaves `running` if it counted
+    /// there; returns whether it did (the place the worker held), and keeps
+    /// the job as `finishing` while its user code may still run.
+    pub(crate) fn release_current(st: &mut State<J>, me: u64) -> bool {
+        let Some(slot) = st.workers.get_mut(&me) else {
+            return false;
+        };
+        let Some(cur) = slot.current.take() else {
+            return false;
+        };
+        slot.finishing = Some(Finishing {
+            job: cur.job,
+            started: cur.started,
+        });
+        let held = cur.in_running();
+        if held {
+            st.running -= 1;
+        }
+        held
+    }
+
+    /// Changes worker `me`'s current job with `f`, keeping `running` equal
+    /// to the number of jobs that count in it.
+    pub(crate) fn update_current(st: &mut State<J>, me: u64, f: impl FnOnce(&mut Current)) {
+        let Some(cur) = st.workers.get_mut(&me).and_then(|w| w.current.as_mut()) else {
+            return;
+        };
+        let before = cur.in_running();
+        f(cur);
+        match (before, cur.in_running()) {
+            (true, false) => st.running -= 1,
+            (false, true) => st.running += 1,
+            _ => {}
+        }
+    }
+
+    /// Starts a shutdown: refuses submissions, takes the queue, and returns
+    /// the taken jobs and the stop sources of running jobs.
+    pub(crate) fn begin_shutdown(&self) -> (Vec<J>, Vec<StopSource>) {
+        let mut st = self.lock();
+        st.shutdown = true;
+        let mut jobs: Vec<J> = st.urgent.drain(..).collect();
+        jobs.extend(st.queue.drain(..));
+        st.counters.cancelled += jobs.len() as u64;
+        let stops = st
+            .workers
+            .values()
+            .filter_map(|w| w.current.as_ref()?.stop.clone())
+            .collect();
+        let wakes = Self::wake_all_parked(&st);
+        self.wake(st, wakes);
+        (jobs, stops)
+    }
+
+    /// Stops accepting; queued jobs still run, then workers exit.
+    pub(crate) fn begin_close(&self) {
+        let mut st = self.lock();
+        st.closing = true;
+        let wakes = Self::wake_all_parked(&st);
+        self.wake(st, wakes);
+    }
+
+    fn wake_all_parked(st: &State<J>) -> Wakes {
+        Wakes {
+            workers: st.idle_stack.iter().map(|no| st.workers[no].cv.clone()).collect(),
+            manager: true,
+            done: true,
+        }
+    }
+
+    /// Waits until `done(state)` holds or `deadline` passes; returns
+    /// whether it holds. `me`: the caller is a job on this pool's worker
+    /// `me`, and its wait counts as blocking (it frees its place under the
+    /// target, so the jobs it waits for can run).
+    pub(crate) fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        me: Option<u64>,
+        done: impl Fn(&State<J>) -> bool,
+    ) -> bool {
+        let st = self.lock();
+        if done(&st) {
+            return true;
+        }
+        if let Some(me) = me {
+            drop(st);
+            self.block(me, super::turn::Block::Enter);
+            let ok = self.wait_until(deadline, None, done);
+            self.block(me, super::turn::Block::Leave);
+            return ok;
+        }
+        let mut st = st;
+        st.done_waiters += 1;
+        let (mut st, ok) = st.wait_done(deadline, |st| done(st));
+        st.done_waiters -= 1;
+        ok
+    }
+
+    /// Waits until no job is queued or running but the caller's own
+    /// (`me`), or at `max_threads` the caller is what blocks the rest.
+    pub(crate) fn wait_idle(&self, deadline: Option<Instant>, me: Option<u64>) -> bool {
+        let inside = usize::from(me.is_some());
+        let max = self.cfg.max_threads;
+        self.wait_until(deadline, me, |st| {
+            st.busy <= inside && (st.queued() == 0 || (inside == 1 && st.threads >= max))
+        })
+    }
+
+    /// Waits until no worker but the caller's own is left in the pool.
+    pub(crate) fn wait_members(&self, deadline: Option<Instant>, me: Option<u64>) -> bool {
+        let inside = usize::from(me.is_some());
+        self.wait_until(deadline, me, |st| st.members() <= inside)
+    }
+
+    /// At a shutdown's deadline: detaches every worker's handle (an exited
+    /// worker's thread-local destructors may still run; joining could
+    /// outlast the deadline) and returns the workers that run user code.
+    pub(crate) fn detach_all(&self) -> Vec<WorkerView> {
+        let mut st = self.lock();
+        let mut views = Vec::new();
+        for slot in st.workers.values_mut() {
+            if matches!(slot.handle, Handle::Held(_)) {
+                slot.handle = Handle::Detached;
+            }
+            let Some(rec) = &slot.rec else { continue };
+            let current = slot.current.as_ref().map(|c| (c.job, c.started, c.stop.clone()));
+            let finishing = slot.finishing.filter(|f| rec.finishing() == Some(f.job));
+            if current.is_some() || finishing.is_some() {
+                views.push(WorkerView {
+                    rec: rec.clone(),
+                    current,
+                    finishing,
+                });
+            }
+        }
+        views
+    }
+
+    /// After a shutdown's workers left: waits (until `deadline`) for the
+    /// threads on their way out to end, joining the last one, so `threads`
+    /// counts only stragglers. A thread whose exit outlasts the deadline
+    /// (a job's thread-local destructor that blocks) is detached.
+    pub(crate) fn settle_exits(&self, deadline: Option<Instant>) {
+        loop {
+            let mut st = self.lock();
+            if let Some(h) = st.last_exiting.take() {
+                drop(st);
+                while !h.is_finished() && deadline.map_or(true, |d| Instant::now() < d) {
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+                if h.is_finished() {
+                    self.join_exited(h);
+                } else {
+                    drop(h); // detached: it ends on its own
+                    let mut st = self.lock();
+                    st.exiting -= 1;
+                    st.threads -= 1;
+                }
+                continue;
+            }
+            if st.exiting == 0 || deadline.is_some_and(|d| Instant::now() >= d) {
+                return;
+            }
+            drop(st);
+            self.wait_until(deadline, None, |st| st.exiting == 0 || st.last_exiting.is_some());
+        }
+    }
+
+    /// The pool's counts, read in one critical section.
+    pub(crate) fn stats(&self) -> PoolStats {
+        let st = self.lock();
+        let c = st.counters;
+        PoolStats {
+            threads: st.threads,
+            idle: st.idle(),
+            running: st.running,
+            busy: st.busy,
+            queued: st.queued(),
+            peak: c.peak,
+            threads_spawned: c.threads_spawned,
+            submitted: c.submitted,
+            completed: c.completed,
+            panicked: c.panicked,
+            cancelled: c.cancelled,
+            spawn_failures: c.spawn_failures,
+            compensated: c.compensated_blocked + c.compensated_hogs,
+        }
+    }
+}
+

@@ -1,0 +1,454 @@
+//! The pool's state (README.md: "State") and its identities
+//! (README.md: "Invariants"), checked at every unlock in debug, loom and
+//! shuttle builds.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::record::ThreadRecord;
+use crate::stop::StopSource;
+use crate::sync::Condvar;
+
+/// How many jobs may wait in a pool with no worker on its way to them.
+///
+/// A job has a worker on its way when a parked worker was woken for it or
+/// a thread is being created for it. With `Bounded(n)` and `Handoff`, a job
+/// that would be the `n+1`-th to wait without one gets a thread at once:
+/// [`Pool::spawn`](crate::Pool::spawn) reserves and creates it before
+/// returning (as Java's `ThreadPoolExecutor::execute` does), or refuses the
+/// job if `max_threads` are running or the OS refuses the thread. The
+/// bound holds at every instant, during bursts and while the OS refuses
+/// threads.
+///
+/// # Examples
+///
+/// ```
+/// use threadward::{Pool, Queue};
+///
+/// let pool = Pool::builder().max_threads(1).queue(Queue::Handoff).build().unwrap();
+/// let blocker = pool.spawn(|cx| cx.sleep(std::time::Duration::from_secs(60))).unwrap();
+/// # let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+/// # while pool.stats().busy == 0 { assert!(std::time::Instant::now() < deadline); std::thread::yield_now(); }
+/// assert!(pool.spawn(|_| ()).is_err()); // the only thread is busy, no queue
+/// blocker.cancel();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Queue {
+    /// Jobs wait without limit (the default).
+    #[default]
+    Unbounded,
+    /// At most this many jobs wait without a worker on their way; beyond
+    /// that a thread is created for the job, and at `max_threads` the job
+    /// is refused with [`SpawnError::QueueFull`](crate::SpawnError::QueueFull).
+    Bounded(usize),
+    /// Nothing waits: every job is handed to a parked worker or a new
+    /// thread (Java's `SynchronousQueue`), and at `max_threads` it is
+    /// refused with [`SpawnError::AtCapacity`](crate::SpawnError::AtCapacity).
+    Handoff,
+}
+
+/// How a job expects to behave, given at spawn
+/// ([`Pool::spawn_hinted`](crate::Pool::spawn_hinted)).
+///
+/// # Examples
+///
+/// ```
+/// use threadward::{JobHint, Pool};
+///
+/// let pool = Pool::builder().build().unwrap();
+/// let job = pool.spawn_hinted(JobHint::MayBlock, |_| std::fs::metadata("/")).unwrap();
+/// assert!(job.join().unwrap().is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum JobHint {
+    /// Counted against the concurrency target; a job found blocked (or
+    /// hogging a CPU) by the monitor stops counting.
+    #[default]
+    Auto,
+    /// Expected to block: gets a thread at once and never counts against
+    /// the target.
+    MayBlock,
+    /// CPU-bound: counted, and never compensated by the monitor.
+    Cpu,
+}
+
+impl JobHint {
+    /// The class of promise a worker woken for such a job holds.
+    pub(crate) fn class(self) -> Class {
+        match self {
+            JobHint::MayBlock => Class::Urgent,
+            JobHint::Auto | JobHint::Cpu => Class::Counted,
+        }
+    }
+}
+
+/// What a job waits in, and what a promise is for: a counted job (in
+/// `queue`, started only with room under the target) or a `MayBlock` one
+/// (in `urgent`, started at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    Counted,
+    Urgent,
+}
+
+/// A count per [`Class`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PerClass {
+    pub(crate) counted: usize,
+    pub(crate) urgent: usize,
+}
+
+impl PerClass {
+    pub(crate) fn get(&self, c: Class) -> usize {
+        match c {
+            Class::Counted => self.counted,
+            Class::Urgent => self.urgent,
+        }
+    }
+    pub(crate) fn get_mut(&mut self, c: Class) -> &mut usize {
+        match c {
+            Class::Counted => &mut self.counted,
+            Class::Urgent => &mut self.urgent,
+        }
+    }
+    pub(crate) fn total(&self) -> usize {
+        self.counted + self.urgent
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) min_idle: usize,
+    /// Parked workers beyond this exit at once (XPC's `idle_limit`).
+    pub(crate) max_idle: usize,
+    pub(crate) max_threads: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) queue: Queue,
+    /// Jobs running at once (not blocked) the pool aims for; `None`: one
+    /// thread per concurrent job (no concurrency management).
+    pub(crate) target: Option<usize>,
+}
+
+impl Config {
+    /// The models' pool (loom, shuttle): an unbounded queue, no idle cap.
+    #[cfg(all(test, any(loom, shuttle)))]
+    pub(crate) fn for_models(min_idle: usize, max_threads: usize, target: Option<usize>) -> Config {
+        Config {
+            min_idle,
+            max_threads,
+            idle_timeout: Duration::from_secs(1),
+            queue: Queue::Unbounded,
+            max_idle: usize::MAX,
+            target,
+        }
+    }
+
+    /// The most jobs that may wait with no worker on their way, if the
+    /// queue policy bounds them.
+    pub(crate) fn wait_bound(&self) -> Option<usize> {
+        match self.queue {
+            Queue::Unbounded => None,
+            Queue::Bounded(n) => Some(n),
+            Queue::Handoff => Some(0),
+        }
+    }
+}
+
+/// The job a worker runs right now.
+pub(crate) struct Current {
+    pub(crate) job: u64,
+    pub(crate) stop: Option<StopSource>,
+    pub(crate) started: Instant,
+    pub(crate) hint: JobHint,
+    /// Depth of library waits and `blocking` sections the job is in.
+    pub(crate) blocked: u32,
+    /// The monitor found it blocked (or hogging a CPU) and no longer
+    /// counts it as running.
+    pub(crate) compensated: bool,
+}
+
+impl Current {
+    /// Whether the job counts in `State::running` now.
+    pub(crate) fn in_running(&self) -> bool {
+        self.hint != JobHint::MayBlock && self.blocked == 0 && !self.compensated
+    }
+    /// Whether the monitor may compensate it.
+    pub(crate) fn watched(&self) -> bool {
+        self.hint == JobHint::Auto
+    }
+}
+
+/// A job whose closure returned, while its worker still runs its user code
+/// (the waker, the drop of a detached value): kept so a shutdown report
+/// names it (README.md: "Invariants", I6).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Finishing {
+    pub(crate) job: u64,
+    pub(crate) started: Instant,
+}
+
+/// Worker numbers are small, distinct, increasing integers we assign: the
+/// map of workers hashes them with one multiplication (Fibonacci hashing)
+/// instead of SipHash, which showed as 4 % of a tiny job's cost.
+#[derive(Default)]
+pub(crate) struct WorkerNoHasher(u64);
+
+impl Hasher for WorkerNoHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Why a parked worker was woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ticket {
+    /// Claimed for a job of this class (a promise, counted in `notify`).
+    Job(Class),
+    /// Reaped by the manager's idle timer.
+    Reap,
+}
+
+/// Where a worker's join handle is.
+#[derive(Default)]
+pub(crate) enum Handle {
+    /// Thread creation has not returned yet.
+    #[default]
+    Pending,
+    Held(JoinHandle<()>),
+    /// Dropped by a shutdown (a straggler): nobody joins it.
+    Detached,
+}
+
+/// One worker thread as the pool knows it.
+#[derive(Default)]
+pub(crate) struct WorkerSlot {
+    pub(crate) handle: Handle,
+    pub(crate) rec: Option<Arc<ThreadRecord>>,
+    pub(crate) current: Option<Current>,
+    /// The previous job, while the worker may still run its user code.
+    pub(crate) finishing: Option<Finishing>,
+    /// The worker's own parking primitive (waits with the pool lock): a
+    /// wake-up reaches exactly the worker it is meant for.
+    pub(crate) cv: Arc<Condvar>,
+    /// Granted while parked, consumed by the worker.
+    pub(crate) ticket: Option<Ticket>,
+    /// Reserved by a submitter for a job of this class and not started yet
+    /// (counted in `State::coming`): it holds a promise.
+    pub(crate) coming: Option<Class>,
+    /// Its last job came after a park (not straight after another job):
+    /// it does not spin before parking again (a lone job is not a burst).
+    pub(crate) after_park: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counters {
+    pub(crate) submitted: u64,
+    pub(crate) completed: u64,
+    pub(crate) panicked: u64,
+    pub(crate) cancelled: u64,
+    pub(crate) threads_spawned: u64,
+    pub(crate) spawn_failures: u64,
+    pub(crate) peak: usize,
+    /// Jobs the monitor found blocked outside the library's waits.
+    pub(crate) compensated_blocked: u64,
+    /// Jobs the monitor found hogging a CPU past the threshold.
+    pub(crate) compensated_hogs: u64,
+}
+
+/// Everything one pool lock guards (README.md: "State").
+pub(crate) struct State<J> {
+    /// Counted jobs (`Auto`, `Cpu`), oldest first.
+    pub(crate) queue: VecDeque<J>,
+    /// `MayBlock` jobs: taken first, whatever the target says.
+    pub(crate) urgent: VecDeque<J>,
+    /// Parked workers, most recently parked last (LIFO wake-up, the
+    /// reaper takes the coldest from the front).
+    pub(crate) idle_stack: Vec<u64>,
+    /// `Job` tickets granted to parked workers and not yet consumed, per
+    /// class (workers on their way to the queue: libuv's `nwaking`).
+    pub(crate) notify: PerClass,
+    /// Threads a submitter reserved for its job, per class, not started.
+    /// With `notify`, the pool's *promises*.
+    pub(crate) coming: PerClass,
+    /// Lowest `idle` since the manager's current idle window began.
+    pub(crate) idle_low: usize,
+    /// When the manager's current idle window ends (none runs: `None`).
+    pub(crate) idle_deadline: Option<Instant>,
+    /// OS threads of the pool: from reservation until the thread's exit
+    /// ended (joined), or it was detached. Never above `max_threads`.
+    pub(crate) threads: usize,
+    /// Of `threads`, those being created (reserved, not at `next` yet).
+    pub(crate) spawning: usize,
+    /// Of `threads`, those that left the pool and are not joined yet.
+    pub(crate) exiting: usize,
+    /// The handle of the last thread that left, for the next leaver (or
+    /// the manager, or a submitter at the cap) to join.
+    pub(crate) last_exiting: Option<JoinHandle<()>>,
+    /// Spares requested from the manager by a dispatch that used the last
+    /// ones, not yet reserved (README.md: "Dispatch").
+    pub(crate) grow: usize,
+    pub(crate) busy: usize,
+    /// Workers in a counted job that is not blocked (cmwq's `nr_running`).
+    pub(crate) running: usize,
+    /// Workers polling for a job for a moment before parking.
+    pub(crate) spinning: usize,
+    /// Extra running jobs the liveness backstop allows beyond the target
+    /// while work waits (reset when the queue empties).
+    pub(crate) extra: usize,
+    /// When a worker last started a counted job (the liveness backstop).
+    pub(crate) last_start: Instant,
+    pub(crate) shutdown: bool,
+    pub(crate) closing: bool,
+    pub(crate) manager_notified: bool,
+    /// Threads blocked in `wait_until`: `done_cv` is notified only if any.
+    pub(crate) done_waiters: usize,
+    pub(crate) next_worker: u64,
+    pub(crate) workers: HashMap<u64, WorkerSlot, BuildHasherDefault<WorkerNoHasher>>,
+    pub(crate) counters: Counters,
+}
+
+impl<J> State<J> {
+    pub(crate) fn new() -> State<J> {
+        State {
+            queue: VecDeque::new(),
+            urgent: VecDeque::new(),
+            idle_stack: Vec::new(),
+            notify: PerClass::default(),
+            coming: PerClass::default(),
+            idle_low: 0,
+            idle_deadline: None,
+            threads: 0,
+            spawning: 0,
+            exiting: 0,
+            last_exiting: None,
+            grow: 0,
+            busy: 0,
+            running: 0,
+            spinning: 0,
+            extra: 0,
+            last_start: Instant::now(),
+            shutdown: false,
+            closing: false,
+            manager_notified: false,
+            done_waiters: 0,
+            next_worker: 0,
+            workers: HashMap::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Parked workers nobody has claimed.
+    pub(crate) fn idle(&self) -> usize {
+        self.idle_stack.len()
+    }
+
+    /// Jobs waiting for a worker, of both classes.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len() + self.urgent.len()
+    }
+
+    pub(crate) fn waiting(&self, c: Class) -> usize {
+        match c {
+            Class::Counted => self.queue.len(),
+            Class::Urgent => self.urgent.len(),
+        }
+    }
+
+    /// Promises of a worker on its way for a job of class `c`.
+    pub(crate) fn promised(&self, c: Class) -> usize {
+        self.notify.get(c) + self.coming.get(c)
+    }
+
+    /// Threads still in the pool (not exiting).
+    pub(crate) fn members(&self) -> usize {
+        self.threads - self.exiting
+    }
+
+    /// Jobs of class `c` waiting with no worker promised to them.
+    pub(crate) fn unserved(&self, c: Class) -> usize {
+        self.waiting(c).saturating_sub(self.promised(c))
+    }
+
+    /// The identities of README.md "Invariants", O(1): run at every unlock
+    /// in debug builds and under the models. Panics naming the broken one.
+    pub(crate) fn check_invariants(&self, cfg: &Config) {
+        let c = &self.counters;
+        // I1: every accepted job is in exactly one place.
+        let accounted = c.completed + c.panicked + c.cancelled + self.busy as u64 + self.queued() as u64;
+        assert_eq!(
+            c.submitted, accounted,
+            "I1 submitted == completed + panicked + cancelled + busy + queued"
+        );
+        // I2: the pool's OS threads never exceed the cap, and every
+        // thread is in one of the counted conditions at most once.
+        assert!(self.threads <= cfg.max_threads, "I2 threads {} > max_threads {}", self.threads, cfg.max_threads);
+        assert!(
+            self.spawning + self.exiting + self.busy + self.idle() + self.notify.total() <= self.threads,
+            "I2 spawning {} + exiting {} + busy {} + idle {} + notified {} > threads {}",
+            self.spawning,
+            self.exiting,
+            self.busy,
+            self.idle(),
+            self.notify.total(),
+            self.threads
+        );
+        assert!(self.last_exiting.is_none() || self.exiting > 0, "I2 a pending exit handle is counted");
+        // I3: running counts a subset of the busy workers.
+        assert!(self.running <= self.busy, "I3 running {} > busy {}", self.running, self.busy);
+        // I4: promises: reserved threads are being created; a promise per
+        // class never outnumbers... the threads that hold it.
+        assert!(self.coming.total() <= self.spawning, "I4 coming > spawning");
+        assert!(self.spinning <= 1, "I4 at most one spinner");
+        // I5: the queue bound, per class (a promise serves only its class).
+        if let Some(n) = cfg.wait_bound() {
+            if !self.shutdown {
+                let unserved = self.unserved(Class::Counted) + self.unserved(Class::Urgent);
+                assert!(unserved <= n, "I5 {unserved} jobs wait with no worker on its way, bound {n}");
+            }
+        }
+        if self.shutdown {
+            assert_eq!(self.queued(), 0, "I1 a shut-down pool keeps no queue");
+        }
+    }
+
+    /// The walks over all workers (models only): the counts agree with the
+    /// slots they summarise.
+    #[cfg(any(loom, shuttle))]
+    pub(crate) fn check_slots(&self) {
+        let mut notify = PerClass::default();
+        let mut coming = PerClass::default();
+        let mut running = 0;
+        for (no, w) in &self.workers {
+            if let Some(Ticket::Job(c)) = w.ticket {
+                *notify.get_mut(c) += 1;
+                assert!(!self.idle_stack.contains(no), "I4 a claimed worker is still parked");
+            }
+            if let Some(c) = w.coming {
+                *coming.get_mut(c) += 1;
+            }
+            if w.current.as_ref().is_some_and(Current::in_running) {
+                running += 1;
+            }
+        }
+        for no in &self.idle_stack {
+            let w = self.workers.get(no).expect("I4 a parked worker has a slot");
+            assert!(w.ticket.is_none(), "I4 a parked worker holds a ticket");
+        }
+        assert_eq!(notify, self.notify, "I4 notify counts the Job tickets");
+        assert_eq!(coming, self.coming, "I4 coming counts the reserved slots");
+        assert_eq!(running, self.running, "I3 running counts the counted, unblocked jobs");
+        assert!(self.workers.len() <= self.threads, "I2 a slot per thread at most");
+    }
+}

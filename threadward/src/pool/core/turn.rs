@@ -1,0 +1,358 @@
+//! A worker's turn (README.md: "Worker states", "A job's end",
+//! "Concurrency management"): take a job, report it, spin, park, block;
+//! and [`Core::work`], the loop every worker runs — the shipped ones and
+//! the models' alike.
+
+use std::cell::Cell;
+use std::time::Instant;
+
+use super::lifecycle::Leaving;
+use super::state::{Class, Current, JobHint, State, Ticket};
+use super::{Core, QueuedJob, Wakes};
+use crate::sync::Ordering;
+
+/// How a worker's job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Completed,
+    Panicked,
+    /// Cancelled after it was taken from the queue, before it started.
+    Skipped,
+}
+
+/// A job enters or leaves a wait that really blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Block {
+    /// cmwq's `wq_worker_sleeping`: the job stops counting.
+    Enter,
+    /// cmwq's `wq_worker_running`: it counts again.
+    Leave,
+}
+
+/// Which call to `next` a worker makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Its first: it stops counting as being created.
+    First,
+    Again,
+}
+
+enum Next<J> {
+    Run(J),
+    Exit,
+}
+
+/// What a job tells its worker when it ends: the outcome to count, and a
+/// step (storing the result) to run in the same critical section as the
+/// count.
+pub(crate) type Report<'a> = &'a dyn Fn(Outcome, &mut dyn FnMut());
+
+/// What a worker does besides the protocol: the shipped worker runs
+/// `Task`s and tells the registry; the models run numbers.
+pub(crate) trait WorkerSide<J> {
+    /// Runs `job` and calls `report` exactly once; never unwinds.
+    fn run(&self, job: J, report: Report<'_>);
+    /// The worker parks (`true`) or unparks.
+    fn set_idle(&self, idle: bool);
+    /// After the worker took a job (the shipped worker pokes the monitor
+    /// if that left the pool saturated).
+    fn took(&self) {}
+    /// Before the exit bookkeeping (the shipped worker leaves the registry).
+    fn leaving(&self) {}
+}
+
+/// Polls of a worker that found no job before it parks, the last
+/// `YIELD_ROUNDS` of them yielding the CPU (crossbeam's `Backoff`: spin
+/// 2^i up to 64, then yield): ~5-20 µs on the development machine.
+#[cfg(not(any(loom, shuttle)))]
+const SPIN_ROUNDS: u32 = 16;
+#[cfg(not(any(loom, shuttle)))]
+const YIELD_ROUNDS: u32 = 6;
+
+/// Runs the worker's exit bookkeeping, also when the worker unwinds.
+struct ExitGuard<'a, J: QueuedJob, S: WorkerSide<J>> {
+    core: &'a Core<J>,
+    side: &'a S,
+    me: u64,
+    leaving: Cell<Leaving>,
+}
+
+impl<J: QueuedJob, S: WorkerSide<J>> Drop for ExitGuard<'_, J, S> {
+    fn drop(&mut self) {
+        self.side.leaving();
+        if let Some(prev) = self.core.exit(self.me, self.leaving.get()) {
+            self.core.join_exited(prev);
+        }
+    }
+}
+
+impl<J: QueuedJob> Core<J> {
+    /// The worker loop of worker `me` (reserved): take a job, run it,
+    /// report it and take the next in the same critical section (cmwq's
+    /// `keep_working`: one lock per job on a busy pool, no wake-up), park
+    /// when there is none, until the pool says exit.
+    pub(crate) fn work<S: WorkerSide<J>>(&self, me: u64, side: &S) {
+        let guard = ExitGuard {
+            core: self,
+            side,
+            me,
+            leaving: Cell::new(Leaving::Starting),
+        };
+        // The next job, handed over by `report` in the critical section
+        // that counted the last one.
+        let handed: Cell<Option<J>> = Cell::new(None);
+        let report = |outcome: Outcome, settle: &mut dyn FnMut()| {
+            let next = self.report(me, outcome, settle);
+            guard.leaving.set(if next.is_some() {
+                Leaving::Busy
+            } else {
+                Leaving::Idle
+            });
+            handed.set(next);
+        };
+        let mut start = Start::First;
+        loop {
+            let job = match handed.take() {
+                Some(job) => job,
+                None => {
+                    let next = self.next(me, start, side);
+                    start = Start::Again;
+                    guard.leaving.set(Leaving::Idle);
+                    match next {
+                        Next::Run(job) => {
+                            guard.leaving.set(Leaving::Busy);
+                            job
+                        }
+                        Next::Exit => break,
+                    }
+                }
+            };
+            side.took();
+            side.run(job, &report);
+        }
+    }
+
+    /// Takes the next job worker `me` may run now. A worker holding a
+    /// promise of class `c` (woken for such a job, created for one, or
+    /// keeping its place in `running`) takes a job of that class whatever
+    /// the target says; otherwise, or if there is none: `MayBlock` jobs
+    /// first, then a counted one only in room nobody was promised.
+    fn take(&self, st: &mut State<J>, me: u64, promise: Option<Class>) -> Option<J> {
+        let promised = match promise {
+            Some(Class::Urgent) => st.urgent.pop_front(),
+            Some(Class::Counted) => st.queue.pop_front(),
+            None => None,
+        };
+        let job = match promised {
+            Some(job) => job,
+            None => {
+                if let Some(job) = st.urgent.pop_front() {
+                    job
+                } else if !st.queue.is_empty() && self.room(st) > st.promised(Class::Counted) {
+                    st.queue.pop_front()?
+                } else {
+                    return None;
+                }
+            }
+        };
+        let hint = job.hint();
+        if st.queue.is_empty() {
+            st.extra = 0; // the backstop's allowance ends with the backlog
+        }
+        st.busy += 1;
+        let now = Instant::now();
+        if hint != JobHint::MayBlock {
+            // A counted job starts: only here does the liveness backstop
+            // see progress (a MayBlock job frees no room for the queue).
+            st.last_start = now;
+            st.running += 1;
+        }
+        let slot = st.workers.get_mut(&me).expect("a worker has a slot");
+        slot.current = Some(Current {
+            job: job.id(),
+            stop: job.stop_source(),
+            started: now,
+            hint,
+            blocked: 0,
+            compensated: false,
+        });
+        self.note_saturation(st);
+        Some(job)
+    }
+
+    /// Counts how worker `me`'s job ended, running `settle` (which stores
+    /// the job's result) in the same critical section, and hands the
+    /// worker its next job if it may take one. The finished job's place in
+    /// `running` passes to that job without a gap; if there is none, the
+    /// place goes to whoever may use it.
+    fn report(&self, me: u64, outcome: Outcome, settle: &mut dyn FnMut()) -> Option<J> {
+        let mut st = self.lock();
+        settle();
+        st.busy -= 1;
+        match outcome {
+            Outcome::Completed => st.counters.completed += 1,
+            Outcome::Panicked => st.counters.panicked += 1,
+            Outcome::Skipped => st.counters.cancelled += 1,
+        }
+        let held = Self::release_current(&mut st, me);
+        let next = self.take(&mut st, me, held.then_some(Class::Counted));
+        if let Some(w) = st.workers.get_mut(&me) {
+            w.after_park &= next.is_none(); // a handed job is a run of jobs
+        }
+        if next.is_none() && held {
+            self.serve_and_unlock(st);
+        } else {
+            self.wake(st, Wakes::default());
+        }
+        next
+    }
+
+    /// A worker's short poll of `queued_hint` before it parks (a few µs:
+    /// spin, then yield; none under the models, which explore the unlocked
+    /// window itself).
+    fn spin(&self) {
+        #[cfg(not(any(loom, shuttle)))]
+        for i in 0..SPIN_ROUNDS {
+            if self.queued_hint.load(Ordering::Relaxed) > 0 {
+                return;
+            }
+            if i < SPIN_ROUNDS - YIELD_ROUNDS {
+                for _ in 0..(1 << i.min(6)) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        #[cfg(any(loom, shuttle))]
+        let _ = self.queued_hint.load(Ordering::Relaxed);
+    }
+
+    /// Worker `me`'s job enters or leaves a wait that really blocks (cmwq's
+    /// `wq_worker_sleeping` / `wq_worker_running`). Entering makes room
+    /// under the target: a queued job gets a parked worker or a new thread
+    /// at once.
+    pub(crate) fn block(&self, me: u64, b: Block) {
+        let mut st = self.lock();
+        Self::update_current(&mut st, me, |c| match b {
+            Block::Enter => c.blocked += 1,
+            Block::Leave => c.blocked = c.blocked.saturating_sub(1),
+        });
+        let mut wakes = Wakes::default();
+        match b {
+            Block::Enter => self.dispatch(&mut st, &mut wakes),
+            Block::Leave => self.note_saturation(&st),
+        }
+        self.wake(st, wakes);
+    }
+
+    /// Takes the next job, parking while there is none this worker may run.
+    fn next<S: WorkerSide<J>>(&self, me: u64, start: Start, side: &S) -> Next<J> {
+        let mut st = self.lock();
+        let mut promise = match start {
+            Start::First => Self::started_locked(&mut st, me),
+            Start::Again => None,
+        };
+        if let Some(w) = st.workers.get_mut(&me) {
+            w.finishing = None; // its last job's user code is done
+        }
+        let mut spun = false;
+        let mut parked = false;
+        let mut reaped = false;
+        loop {
+            if let Some(job) = self.take(&mut st, me, promise) {
+                self.queued_hint.store(st.queued(), Ordering::Relaxed);
+                if let Some(w) = st.workers.get_mut(&me) {
+                    w.after_park = parked;
+                }
+                return Next::Run(job);
+            }
+            promise = None; // nothing to take: the promise lapses
+            if reaped || st.shutdown || (st.closing && st.queued() == 0) {
+                return Next::Exit;
+            }
+            // At most one spinner, only while CPUs are left, and only in a
+            // run of jobs (README.md: "Spinning before parking").
+            let in_a_run = st.workers.get(&me).is_some_and(|w| !w.after_park);
+            if !spun
+                && in_a_run
+                && !st.closing
+                && st.spinning == 0
+                && st.running + 1 < self.cfg.target.unwrap_or(usize::MAX)
+            {
+                spun = true;
+                st.spinning += 1;
+                drop(st);
+                self.spin();
+                st = self.lock();
+                st.spinning -= 1;
+                continue;
+            }
+            if st.idle() >= self.cfg.max_idle {
+                // XPC's idle limit: a thread beyond it exits at once.
+                return Next::Exit;
+            }
+            st.idle_stack.push(me);
+            parked = true;
+            side.set_idle(true);
+            if st.done_waiters > 0 {
+                // `build` waits for its spares to park.
+                self.done_cv.notify_all();
+            }
+            if st.idle() == self.cfg.min_idle + 1
+                && st.idle_deadline.is_none()
+                && !st.manager_notified
+            {
+                // Spares beyond min_idle now exist: the manager starts its
+                // idle timer (rare: only when crossing the threshold).
+                st.manager_notified = true;
+                self.notify_manager();
+            }
+            // An untimed wait on the worker's own condvar: a timed one arms
+            // a timer on every park and slows the wake-up ("Idle timeout").
+            let cv = st.workers[&me].cv.clone();
+            loop {
+                st = st.wait(&cv);
+                match Self::woken(&mut st, me) {
+                    Woken::Claimed(c) => promise = Some(c),
+                    Woken::Reaped => reaped = true,
+                    Woken::Released => {}
+                    Woken::Spurious => continue,
+                }
+                break;
+            }
+            side.set_idle(false);
+        }
+    }
+
+    /// Why a parked worker `me` woke: it consumes its ticket.
+    fn woken(st: &mut State<J>, me: u64) -> Woken {
+        let slot = st.workers.get_mut(&me).expect("a parked worker has a slot");
+        match slot.ticket.take() {
+            // Claimed (already off the idle stack): it looks again.
+            Some(Ticket::Job(c)) => {
+                *st.notify.get_mut(c) -= 1;
+                Woken::Claimed(c)
+            }
+            // Reaped (already off the idle stack): it exits, unless a job
+            // came in that no promised worker will take (its submitter
+            // found no parked worker because the reaper had taken this
+            // one): then it runs it.
+            Some(Ticket::Reap) => Woken::Reaped,
+            None if st.shutdown || st.closing => {
+                st.idle_stack.retain(|&w| w != me);
+                Woken::Released
+            }
+            None => Woken::Spurious,
+        }
+    }
+}
+
+/// Why a parked worker left its wait.
+enum Woken {
+    Claimed(Class),
+    Reaped,
+    /// The pool shuts down or closes.
+    Released,
+    Spurious,
+}

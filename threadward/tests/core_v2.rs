@@ -1,0 +1,331 @@
+//! Regression tests for the defects issue 19 found in the pool's
+//! bookkeeping, one per defect, each named after it. Each failed on the
+//! core before v2 (see the issue's note for the numbers).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{bounded, task_names, SEC};
+use threadward::{Concurrency, JobError, JobHint, Pool, PoolStats};
+
+fn identity_holds(s: &PoolStats) -> bool {
+    s.submitted == s.completed + s.panicked + s.cancelled + s.busy as u64 + s.queued as u64
+}
+
+/// A `MayBlock` job waiting for a thread was in neither `busy` nor
+/// `queued`: the stats identity failed and `wait_idle` returned before the
+/// job had started (65-132 times in 200).
+#[test]
+fn issue_19_a_may_block_job_waiting_for_a_thread_is_queued() {
+    bounded(60 * SEC, || {
+        let pool = Pool::builder().name("mb-wait").build().unwrap();
+        for _ in 0..200 {
+            let a = pool.spawn_hinted(JobHint::MayBlock, |_| ()).unwrap();
+            let b = pool
+                .spawn_hinted(JobHint::MayBlock, |_| std::thread::sleep(Duration::from_micros(200)))
+                .unwrap();
+            let s = pool.stats();
+            assert!(identity_holds(&s), "{s:?}");
+            pool.wait_idle();
+            assert!(a.is_finished() && b.is_finished(), "wait_idle returned early");
+        }
+    });
+}
+
+/// The value of a detached job is dropped on its worker; a worker blocked
+/// there was forgotten: `shutdown(300 ms)` waited out the deadline and
+/// reported no straggler.
+#[test]
+fn issue_19_a_worker_blocked_dropping_a_detached_value_is_a_straggler() {
+    struct SlowDrop(crossbeam_channel::Receiver<()>);
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            let _ = self.0.recv_timeout(Duration::from_secs(10));
+        }
+    }
+    bounded(30 * SEC, || {
+        let pool = Pool::builder().name("slowdrop").build().unwrap();
+        let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(1);
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+        let job = pool
+            .spawn(move |_| {
+                go_rx.recv().unwrap();
+                SlowDrop(release_rx)
+            })
+            .unwrap();
+        let id = job.id();
+        drop(job); // detached: the worker drops the value
+        go_tx.send(()).unwrap();
+        common::eventually(5 * SEC, "the value's drop to begin", || {
+            threadward::registry::snapshot()
+                .threads
+                .iter()
+                .any(|t| t.finishing_job == Some(id))
+        });
+        let report = pool.shutdown(Duration::from_millis(300));
+        assert_eq!(report.stragglers.len(), 1, "{report}");
+        assert_eq!(report.stragglers[0].finishing_job, Some(id), "{report}");
+        assert!(report.to_string().contains("finishing"), "{report}");
+        release_tx.send(()).unwrap();
+    });
+}
+
+/// The liveness backstop counted starts of `MayBlock` jobs: with
+/// `Limit(1)`, a `Cpu` job blocked in a foreign call and a counted job
+/// queued behind it, a trickle of `MayBlock` jobs starved the queued job
+/// for as long as the trickle lasted.
+#[test]
+fn issue_19_may_block_starts_do_not_hide_a_stalled_queue() {
+    bounded(30 * SEC, || {
+        let pool = Arc::new(
+            Pool::builder()
+                .name("backstop")
+                .concurrency(Concurrency::Limit(1))
+                .build()
+                .unwrap(),
+        );
+        // A `Cpu` job blocked in a foreign call: never compensated.
+        let (cpu_tx, cpu_rx) = crossbeam_channel::bounded::<()>(1);
+        let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
+        let _cpu = pool
+            .spawn_hinted(JobHint::Cpu, move |_| {
+                started_tx.send(()).unwrap();
+                let _ = cpu_rx.recv_timeout(Duration::from_secs(10));
+            })
+            .unwrap();
+        started_rx.recv_timeout(5 * SEC).unwrap();
+        let submitted = Instant::now();
+        let queued = pool.spawn(move |_| submitted.elapsed()).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let trickle = {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let end = Instant::now() + Duration::from_secs(3);
+                while Instant::now() < end && !stop.load(Ordering::SeqCst) {
+                    let _ = pool.spawn_hinted(JobHint::MayBlock, |_| ());
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        };
+        let waited = queued.join_timeout(Duration::from_secs(10)).expect("queued job never ran");
+        stop.store(true, Ordering::SeqCst);
+        trickle.join().unwrap();
+        let _ = cpu_tx.send(());
+        let waited = waited.unwrap();
+        // The backstop acts after 100 ms without a counted start; the
+        // trickle lasts 3 s. Before the fix the job waited for all of it.
+        assert!(waited < Duration::from_millis(1500), "queued job waited {waited:?}");
+    });
+}
+
+/// `max_threads(2)` with `max_idle(0)`: `/proc/self/task` showed 3-4 of
+/// the pool's threads during a flood of tiny jobs (an exiting worker
+/// stopped counting before its thread had exited).
+#[test]
+fn issue_19_max_threads_bounds_os_threads_while_workers_exit() {
+    bounded(60 * SEC, || {
+        let pool = Arc::new(
+            Pool::builder()
+                .name("capx")
+                .max_threads(2)
+                .max_idle(0)
+                .min_idle(0)
+                .build()
+                .unwrap(),
+        );
+        let done = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut peak = 0;
+                let mut samples = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let n = task_names().iter().filter(|n| n.starts_with("capx")).count();
+                    peak = peak.max(n);
+                    samples += 1;
+                }
+                (peak, samples)
+            })
+        };
+        let end = Instant::now() + Duration::from_secs(2);
+        let mut jobs = 0u64;
+        while Instant::now() < end {
+            for _ in 0..50 {
+                let _ = pool.spawn(|_| std::hint::black_box(0u64));
+                jobs += 1;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert!(pool.wait_idle_timeout(10 * SEC));
+        done.store(true, Ordering::SeqCst);
+        let (peak, samples) = sampler.join().unwrap();
+        let spawned = pool.stats().threads_spawned;
+        assert!(spawned > 10, "the flood made workers exit and come back ({spawned} spawned)");
+        assert!(peak <= 2, "{peak} pool threads seen at once ({samples} samples, {jobs} jobs)");
+    });
+}
+
+/// `Concurrency::Limit(1)` was exceeded for a job's whole length: a worker
+/// claimed for a `MayBlock` job arrived after another worker took that
+/// job and spent the claim on a counted job.
+#[test]
+fn issue_19_a_may_block_claim_is_never_spent_on_a_counted_job() {
+    bounded(60 * SEC, || {
+        let pool = Arc::new(
+            Pool::builder()
+                .name("typed")
+                .concurrency(Concurrency::Limit(1))
+                .min_idle(2)
+                .build()
+                .unwrap(),
+        );
+        let active = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let may_block = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                for _ in 0..3000 {
+                    let _ = pool.spawn_hinted(JobHint::MayBlock, |_| ());
+                    std::thread::yield_now();
+                }
+            })
+        };
+        for _ in 0..3000 {
+            let (active, peak) = (active.clone(), peak.clone());
+            let _ = pool.spawn(move |_| {
+                let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_micros(20) {
+                    std::hint::spin_loop();
+                }
+                active.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        may_block.join().unwrap();
+        assert!(pool.wait_idle_timeout(20 * SEC));
+        let s = pool.stats();
+        // The monitor's hog bound and the backstop cannot act on 20 µs
+        // jobs in a flood; nothing here leaves a wait.
+        assert_eq!(peak.load(Ordering::SeqCst), 1, "Limit(1) exceeded: {s:?}");
+    });
+}
+
+/// `close(5 s)` from inside a job under `Limit(1)`, with a job queued and
+/// a spare parked: the queued job was dropped as `ShutDown` within 0.2 ms
+/// instead of being run.
+#[test]
+fn issue_19_close_from_inside_a_job_runs_the_queued_jobs() {
+    bounded(30 * SEC, || {
+        let pool = Arc::new(
+            Pool::builder()
+                .name("close-in")
+                .concurrency(Concurrency::Limit(1))
+                .min_idle(1)
+                .build()
+                .unwrap(),
+        );
+        let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(1);
+        let p = pool.clone();
+        let closer = pool
+            .spawn(move |_| {
+                go_rx.recv().unwrap();
+                p.close(Duration::from_secs(5))
+            })
+            .unwrap();
+        common::eventually(5 * SEC, "the closer to run", || pool.stats().running == 1);
+        let queued = pool.spawn(|_| 42).unwrap();
+        go_tx.send(()).unwrap();
+        assert_eq!(queued.join_timeout(10 * SEC).ok(), Some(Ok(42)), "the queued job must run");
+        let report = closer.join().unwrap();
+        assert_eq!(report.cancelled_queued, 0, "{report}");
+    });
+}
+
+/// `shutdown(Duration::ZERO)` returned before the running jobs' stops
+/// were requested (the requests ran on a helper a zero deadline does not
+/// wait for): a job that shut its own pool down saw `should_stop() ==
+/// false`, and `stopped_running` read 0.
+#[test]
+fn issue_19_shutdown_zero_sets_every_stop_flag_before_returning() {
+    bounded(60 * SEC, || {
+        for _ in 0..30 {
+            let pool = Arc::new(Pool::builder().name("zero").build().unwrap());
+            // Another job, whose token we hold.
+            let (tok_tx, tok_rx) = crossbeam_channel::bounded(1);
+            let _other = pool
+                .spawn(move |cx| {
+                    tok_tx.send(cx.token().clone()).unwrap();
+                    let _ = cx.sleep(Duration::from_secs(30));
+                })
+                .unwrap();
+            let token = tok_rx.recv_timeout(5 * SEC).unwrap();
+            let p = pool.clone();
+            let own = pool
+                .spawn(move |cx| {
+                    let report = p.shutdown(Duration::ZERO);
+                    (cx.should_stop(), report.stopped_running)
+                })
+                .unwrap();
+            let (saw_stop, stopped) = own.join_timeout(10 * SEC).unwrap().unwrap();
+            assert!(saw_stop, "the job's own stop flag was not set");
+            assert_eq!(stopped, 2);
+            assert!(token.stop_requested());
+            drop(pool);
+        }
+    });
+}
+
+/// `let _ = thread.stop_timeout(d)` hung for ever when the thread did not
+/// stop: the handle given back in `Err` joined when dropped.
+#[test]
+fn issue_19_let_underscore_stop_timeout_stays_bounded() {
+    let release = Arc::new(AtomicBool::new(false));
+    let r = release.clone();
+    bounded(10 * SEC, move || {
+        let t = threadward::spawn("stubborn", move |_| {
+            while !r.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+        .unwrap();
+        let start = Instant::now();
+        let _ = t.stop_timeout(Duration::from_millis(50));
+        let t2 = threadward::spawn("stubborn2", {
+            let r = release.clone();
+            move |_| {
+                while !r.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        })
+        .unwrap();
+        let _ = t2.join_timeout(Duration::from_millis(50));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        release.store(true, Ordering::SeqCst);
+    });
+}
+
+/// Cancelling every job of a queue resolves each once (a sanity check of
+/// the cancel path through the new core).
+#[test]
+fn cancelled_queued_jobs_resolve_once_and_keep_the_identity() {
+    bounded(30 * SEC, || {
+        let pool = Pool::builder().name("cancel").max_threads(1).build().unwrap();
+        let blocker = common::running_sleeper(&pool);
+        let jobs: Vec<_> = (0..100).map(|i| pool.spawn(move |_| i).unwrap()).collect();
+        for j in &jobs {
+            assert!(j.cancel());
+            assert!(identity_holds(&pool.stats()));
+        }
+        for j in jobs {
+            assert_eq!(j.join(), Err(JobError::Cancelled));
+        }
+        blocker.cancel();
+        assert!(pool.wait_idle_timeout(10 * SEC));
+        assert!(identity_holds(&pool.stats()));
+    });
+}
