@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bounded, task_names, SEC};
+use common::{bounded, live_task_names, SEC};
 use threadward::{Concurrency, JobError, JobHint, Pool, PoolStats};
 
 fn identity_holds(s: &PoolStats) -> bool {
@@ -25,12 +25,17 @@ fn issue_19_a_may_block_job_waiting_for_a_thread_is_queued() {
         for _ in 0..200 {
             let a = pool.spawn_hinted(JobHint::MayBlock, |_| ()).unwrap();
             let b = pool
-                .spawn_hinted(JobHint::MayBlock, |_| std::thread::sleep(Duration::from_micros(200)))
+                .spawn_hinted(JobHint::MayBlock, |_| {
+                    std::thread::sleep(Duration::from_micros(200))
+                })
                 .unwrap();
             let s = pool.stats();
             assert!(identity_holds(&s), "{s:?}");
             pool.wait_idle();
-            assert!(a.is_finished() && b.is_finished(), "wait_idle returned early");
+            assert!(
+                a.is_finished() && b.is_finished(),
+                "wait_idle returned early"
+            );
         }
     });
 }
@@ -110,14 +115,19 @@ fn issue_19_may_block_starts_do_not_hide_a_stalled_queue() {
                 }
             })
         };
-        let waited = queued.join_timeout(Duration::from_secs(10)).expect("queued job never ran");
+        let waited = queued
+            .join_timeout(Duration::from_secs(10))
+            .expect("queued job never ran");
         stop.store(true, Ordering::SeqCst);
         trickle.join().unwrap();
         let _ = cpu_tx.send(());
         let waited = waited.unwrap();
         // The backstop acts after 100 ms without a counted start; the
         // trickle lasts 3 s. Before the fix the job waited for all of it.
-        assert!(waited < Duration::from_millis(1500), "queued job waited {waited:?}");
+        assert!(
+            waited < Duration::from_millis(1500),
+            "queued job waited {waited:?}"
+        );
     });
 }
 
@@ -143,7 +153,10 @@ fn issue_19_max_threads_bounds_os_threads_while_workers_exit() {
                 let mut peak = 0;
                 let mut samples = 0;
                 while !done.load(Ordering::SeqCst) {
-                    let n = task_names().iter().filter(|n| n.starts_with("capx")).count();
+                    let n = live_task_names()
+                        .iter()
+                        .filter(|n| n.starts_with("capx"))
+                        .count();
                     peak = peak.max(n);
                     samples += 1;
                 }
@@ -163,8 +176,14 @@ fn issue_19_max_threads_bounds_os_threads_while_workers_exit() {
         done.store(true, Ordering::SeqCst);
         let (peak, samples) = sampler.join().unwrap();
         let spawned = pool.stats().threads_spawned;
-        assert!(spawned > 10, "the flood made workers exit and come back ({spawned} spawned)");
-        assert!(peak <= 2, "{peak} pool threads seen at once ({samples} samples, {jobs} jobs)");
+        assert!(
+            spawned > 10,
+            "the flood made workers exit and come back ({spawned} spawned)"
+        );
+        assert!(
+            peak <= 2,
+            "{peak} pool threads seen at once ({samples} samples, {jobs} jobs)"
+        );
     });
 }
 
@@ -239,7 +258,11 @@ fn issue_19_close_from_inside_a_job_runs_the_queued_jobs() {
         common::eventually(5 * SEC, "the closer to run", || pool.stats().running == 1);
         let queued = pool.spawn(|_| 42).unwrap();
         go_tx.send(()).unwrap();
-        assert_eq!(queued.join_timeout(10 * SEC).ok(), Some(Ok(42)), "the queued job must run");
+        assert_eq!(
+            queued.join_timeout(10 * SEC).ok(),
+            Some(Ok(42)),
+            "the queued job must run"
+        );
         let report = closer.join().unwrap();
         assert_eq!(report.cancelled_queued, 0, "{report}");
     });
@@ -314,7 +337,11 @@ fn issue_19_let_underscore_stop_timeout_stays_bounded() {
 #[test]
 fn cancelled_queued_jobs_resolve_once_and_keep_the_identity() {
     bounded(30 * SEC, || {
-        let pool = Pool::builder().name("cancel").max_threads(1).build().unwrap();
+        let pool = Pool::builder()
+            .name("cancel")
+            .max_threads(1)
+            .build()
+            .unwrap();
         let blocker = common::running_sleeper(&pool);
         let jobs: Vec<_> = (0..100).map(|i| pool.spawn(move |_| i).unwrap()).collect();
         for j in &jobs {

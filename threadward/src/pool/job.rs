@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use super::core::{Core, JobHint, Outcome, QueuedJob, Report};
 use crate::record::{ThreadRecord, ThreadState};
 use crate::stop::StopSource;
-use crate::sync::{self, Arc, Condvar, Mutex, MutexGuard};
 use crate::sync::panic_message;
+use crate::sync::{self, Arc, Condvar, Mutex, MutexGuard};
 use crate::thread::{BlockHook, Context};
 
 /// Identity of a pool job, unique per process.

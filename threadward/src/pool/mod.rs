@@ -267,7 +267,11 @@ impl Pool {
     /// request.request_stop(); // the request was abandoned
     /// assert_eq!(job.join(), Ok(Err(threadward::Stopped)));
     /// ```
-    pub fn spawn_stop_on<F, T>(&self, token: &crate::stop::StopToken, f: F) -> Result<Job<T>, SpawnError>
+    pub fn spawn_stop_on<F, T>(
+        &self,
+        token: &crate::stop::StopToken,
+        f: F,
+    ) -> Result<Job<T>, SpawnError>
     where
         F: FnOnce(&Context) -> T + Send + 'static,
         T: Send + 'static,

@@ -34,9 +34,10 @@ impl fmt::Display for Straggler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {:?} ({})", self.id, self.name, self.state)?;
         match (self.job, self.job_age) {
-            (Some(job), Some(age)) if self.finishing_job == Some(job) => {
-                write!(f, " finishing {job} (started {age:.1?} ago: its waker or value drop)")?
-            }
+            (Some(job), Some(age)) if self.finishing_job == Some(job) => write!(
+                f,
+                " finishing {job} (started {age:.1?} ago: its waker or value drop)"
+            )?,
             (Some(job), Some(age)) => write!(f, " running {job} for {age:.1?}")?,
             _ => {}
         }

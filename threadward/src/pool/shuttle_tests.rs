@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
 
-use super::core::{Config, Core, Next, Outcome, QueuedJob, Refusal, Submitted};
+use super::core::{Config, Core, Outcome, QueuedJob, Refusal, Report, Submitted, WorkerSide};
 use crate::stop::StopSource;
 
 impl QueuedJob for u64 {
@@ -21,23 +21,23 @@ impl QueuedJob for u64 {
 
 type Ran = Arc<Mutex<Vec<u64>>>;
 
-fn worker(core: Arc<Core<u64>>, no: u64, ran: Ran) {
-    let mut first = true;
-    loop {
-        match core.next(no, first, |_| {}) {
-            Next::Run(id) => {
-                let _ = core.report(
-                    no,
-                    Outcome::Completed,
-                    &mut || ran.lock().unwrap().push(id),
-                    false,
-                );
-            }
-            Next::Exit => break,
-        }
-        first = false;
+/// The model worker's side: records the jobs it ran, in the report's
+/// critical section.
+struct Side(Ran);
+
+impl WorkerSide<u64> for Side {
+    fn run(&self, id: u64, report: Report<'_>) {
+        report(Outcome::Completed, &mut || self.0.lock().unwrap().push(id));
     }
-    core.exit(no, false, false);
+    fn set_idle(&self, _: bool) {}
+}
+
+/// Starts reserved worker `no` running the shipped worker loop, and hands
+/// its handle to the core (which joins it when it leaves).
+fn start(core: &Arc<Core<u64>>, no: u64, ran: &Ran) {
+    let (c, r) = (core.clone(), ran.clone());
+    let h = thread::spawn(move || c.work(no, &Side(r)));
+    core.spawned(no, None, Box::new(h));
 }
 
 /// Two submitters, a canceller, the manager growing and reaping, and a
@@ -53,30 +53,20 @@ fn scenario(min_idle: usize, max_threads: usize, drain_first: bool, target: Opti
         target,
     )));
     let ran: Ran = Arc::new(Mutex::new(Vec::new()));
-    let handles = Arc::new(Mutex::new(Vec::new()));
     let first = core.reserve();
-    {
-        let (c, r) = (core.clone(), ran.clone());
-        handles
-            .lock()
-            .unwrap()
-            .push(thread::spawn(move || worker(c, first, r)));
-    }
+    start(&core, first, &ran);
     let manager = {
-        let (c, r, h) = (core.clone(), ran.clone(), handles.clone());
+        let (c, r) = (core.clone(), ran.clone());
         thread::spawn(move || {
             while let Some(no) = c.manager_next() {
-                let (c2, r2) = (c.clone(), r.clone());
-                h.lock()
-                    .unwrap()
-                    .push(thread::spawn(move || worker(c2, no, r2)));
+                start(&c, no, &r);
             }
         })
     };
     let submitters: Vec<_> = [1u64, 4]
         .into_iter()
         .map(|base| {
-            let (c, r, h) = (core.clone(), ran.clone(), handles.clone());
+            let (c, r) = (core.clone(), ran.clone());
             thread::spawn(move || {
                 let mut accepted = Vec::new();
                 for id in base..base + 3 {
@@ -86,10 +76,7 @@ fn scenario(min_idle: usize, max_threads: usize, drain_first: bool, target: Opti
                         // worker reserved for it; create it, as Pool::spawn does.
                         Ok(Submitted::CreateWorker(no)) => {
                             accepted.push(id);
-                            let (c2, r2) = (c.clone(), r.clone());
-                            h.lock()
-                                .unwrap()
-                                .push(thread::spawn(move || worker(c2, no, r2)));
+                            start(&c, no, &r);
                         }
                         Err((_, Refusal::ShutDown)) => {}
                         Err((_, r)) => panic!("unexpected refusal {r:?}"),
@@ -114,20 +101,16 @@ fn scenario(min_idle: usize, max_threads: usize, drain_first: bool, target: Opti
         .collect();
     let removed = canceller.join().unwrap();
     if drain_first {
-        core.wait_until(None, |st| st.queue.is_empty() && st.busy == 0);
+        core.wait_idle(None, None);
     }
     let (drained, _) = core.begin_shutdown();
     if drain_first {
         assert!(drained.is_empty());
     }
     manager.join().unwrap();
-    loop {
-        let h = handles.lock().unwrap().pop();
-        match h {
-            Some(h) => h.join().unwrap(),
-            None => break,
-        }
-    }
+    // As `Pool::shutdown`'s finish: every worker leaves, and is joined.
+    assert!(core.wait_members(None, None));
+    core.settle_exits(None);
     let ran = ran.lock().unwrap().clone();
     let mut all: Vec<u64> = ran
         .iter()

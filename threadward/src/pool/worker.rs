@@ -51,10 +51,17 @@ pub(crate) fn start_worker(pool: &PoolRef, no: u64) -> io::Result<()> {
                     no,
                 }) as Arc<dyn BlockHook>
             });
-            c.work(no, &Shipped { core: &c, rec, hook });
+            c.work(
+                no,
+                &Shipped {
+                    core: &c,
+                    rec,
+                    hook,
+                },
+            );
         },
     )?;
-    pool.core.spawned(no, rec, handle);
+    pool.core.spawned(no, Some(rec), Box::new(handle));
     Ok(())
 }
 

@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use crate::record::{self, ThreadKind, ThreadRecord, ThreadState};
 use crate::stop::StopSource;
+use crate::sync::panic_message;
 use crate::sync::{self, Mutex};
 use crate::thread::handle::Packet;
-use crate::sync::panic_message;
 use crate::thread::{budget, Context, Thread, ThreadError};
 
 /// Linux keeps 15 bytes of a thread's name (plus the NUL).

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::record::{ThreadId, ThreadRecord};
 use crate::sync::{self, Mutex};
-use crate::thread::Stopper;
 use crate::thread::Context;
+use crate::thread::Stopper;
 
 /// Why [`Thread::join`] or [`Thread::stop`] returned no value.
 ///

@@ -23,7 +23,6 @@ use std::time::Instant;
 use crate::stop::StopSource;
 use crate::sync::Latch;
 
-
 /// Requests every stop in `sources` and returns by `deadline` whatever
 /// their callbacks do; returns how many of the requests this call won.
 ///

@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use crate::record::{ThreadId, ThreadRecord};
 use crate::sync;
-use crate::thread::ThreadError;
 use crate::thread::Context;
+use crate::thread::ThreadError;
 
 /// A cloneable handle that stops, pauses and waits on one managed thread.
 ///

@@ -35,7 +35,7 @@ enum Admit {
     Refuse(Refusal),
     /// At `max_threads` with a thread on its way out: join it (outside
     /// the lock), then try again.
-    JoinFirst(std::thread::JoinHandle<()>),
+    JoinFirst(super::state::ExitHandle),
 }
 
 impl<J: QueuedJob> Core<J> {
@@ -108,7 +108,11 @@ impl<J: QueuedJob> Core<J> {
         }
         // A spinner takes a job without a wake-up; with a queue bound it is
         // no promise (only promises count as "a worker on its way").
-        let spinners = if self.cfg.wait_bound().is_some() { 0 } else { st.spinning };
+        let spinners = if self.cfg.wait_bound().is_some() {
+            0
+        } else {
+            st.spinning
+        };
         while self.runnable(st, Class::Counted) > st.promised(Class::Counted) + spinners {
             if !Self::claim_idle(st, Class::Counted, wakes) {
                 break;

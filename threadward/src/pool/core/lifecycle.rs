@@ -3,10 +3,9 @@
 //! pool's: shutdown, close, the waits for them.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::state::{Class, Current, Finishing, Handle, State, WorkerSlot};
+use super::state::{Class, Current, ExitHandle, Finishing, Handle, State, WorkerSlot};
 use super::{Core, QueuedJob, Wakes};
 use crate::pool::stats::PoolStats;
 use crate::record::ThreadRecord;
@@ -72,20 +71,20 @@ impl<J: QueuedJob> Core<J> {
     }
 
     /// Records a successful creation of worker `no`.
-    pub(crate) fn spawned(&self, no: u64, rec: Arc<ThreadRecord>, handle: JoinHandle<()>) {
+    pub(crate) fn spawned(&self, no: u64, rec: Option<Arc<ThreadRecord>>, handle: ExitHandle) {
         let mut st = self.lock();
         st.counters.threads_spawned += 1;
         let prev = match st.workers.get_mut(&no) {
             Some(slot) => {
                 slot.handle = Handle::Held(handle);
-                slot.rec = Some(rec);
+                slot.rec = rec;
                 None
             }
             // It already left (counted in `exiting`): its handle joins the
             // exit chain.
             None => st.last_exiting.replace(handle),
         };
-        drop(st);
+        self.wake(st, Wakes::default()); // `settle_exits` may wait for it
         if let Some(h) = prev {
             self.join_exited(h);
         }
@@ -111,7 +110,7 @@ impl<J: QueuedJob> Core<J> {
     /// for the caller to join (`join_exited`) outside the lock.
     ///
     /// Runs from the worker's exit guard, so also if the worker unwinds.
-    pub(crate) fn exit(&self, me: u64, leaving: Leaving) -> Option<JoinHandle<()>> {
+    pub(crate) fn exit(&self, me: u64, leaving: Leaving) -> Option<ExitHandle> {
         let mut st = self.lock();
         match leaving {
             Leaving::Starting => {
@@ -150,8 +149,8 @@ impl<J: QueuedJob> Core<J> {
 
     /// Joins a thread that left the pool (its exit is short: the loop
     /// ended), then stops counting it.
-    pub(crate) fn join_exited(&self, h: JoinHandle<()>) {
-        let _ = h.join();
+    pub(crate) fn join_exited(&self, h: ExitHandle) {
+        h.join();
         let mut st = self.lock();
         st.exiting -= 1;
         st.threads -= 1;
@@ -222,7 +221,11 @@ impl<J: QueuedJob> Core<J> {
 
     fn wake_all_parked(st: &State<J>) -> Wakes {
         Wakes {
-            workers: st.idle_stack.iter().map(|no| st.workers[no].cv.clone()).collect(),
+            workers: st
+                .idle_stack
+                .iter()
+                .map(|no| st.workers[no].cv.clone())
+                .collect(),
             manager: true,
             done: true,
         }
@@ -283,7 +286,10 @@ impl<J: QueuedJob> Core<J> {
                 slot.handle = Handle::Detached;
             }
             let Some(rec) = &slot.rec else { continue };
-            let current = slot.current.as_ref().map(|c| (c.job, c.started, c.stop.clone()));
+            let current = slot
+                .current
+                .as_ref()
+                .map(|c| (c.job, c.started, c.stop.clone()));
             let finishing = slot.finishing.filter(|f| rec.finishing() == Some(f.job));
             if current.is_some() || finishing.is_some() {
                 views.push(WorkerView {
@@ -322,7 +328,9 @@ impl<J: QueuedJob> Core<J> {
                 return;
             }
             drop(st);
-            self.wait_until(deadline, None, |st| st.exiting == 0 || st.last_exiting.is_some());
+            self.wait_until(deadline, None, |st| {
+                st.exiting == 0 || st.last_exiting.is_some()
+            });
         }
     }
 
@@ -347,4 +355,3 @@ impl<J: QueuedJob> Core<J> {
         }
     }
 }
-

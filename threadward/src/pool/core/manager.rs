@@ -2,22 +2,20 @@
 //! management", "Idle timeout"): one step of work per pool for the
 //! process-wide manager, and the blocking loop the models drive.
 
-use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::state::Ticket;
+use super::state::{ExitHandle, Ticket};
 use super::{Core, Locked, QueuedJob, Wakes};
-#[cfg(all(test, any(loom, shuttle)))]
+#[cfg(all(test, shuttle))]
 use crate::sync;
 
 /// What the manager should do for a pool now.
-#[derive(Debug)]
 pub(crate) enum ManagerStep {
     /// Create worker `no` (reserved).
     Create(u64),
     /// Join a thread that left the pool (`Core::join_exited`): the pool is
     /// at `max_threads` and needs that thread's place.
-    Join(JoinHandle<()>),
+    Join(ExitHandle),
     /// Nothing to do until woken, or until this instant (an idle window
     /// ends).
     Wait(Option<Instant>),
@@ -72,7 +70,7 @@ impl<J: QueuedJob> Core<J> {
     /// of a worker to create, or `None` once the pool is shut down. Under
     /// loom and shuttle a timed wait "times out" at once, which ends the
     /// idle window then: reaping races everything.
-    #[cfg(all(test, any(loom, shuttle)))]
+    #[cfg(all(test, shuttle))]
     pub(crate) fn manager_next(&self) -> Option<u64> {
         loop {
             let now = Instant::now();
@@ -113,7 +111,7 @@ impl<J: QueuedJob> Core<J> {
     /// Hands exit tickets to the workers that stayed parked through the
     /// idle window (`idle_low` beyond `min_idle`), the coldest first, and
     /// wakes them.
-    fn reap_idle<'a>(&'a self, mut st: Locked<'a, J>) -> Locked<'a, J> {
+    pub(super) fn reap_idle<'a>(&'a self, mut st: Locked<'a, J>) -> Locked<'a, J> {
         if st.shutdown || st.closing {
             return st;
         }

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::record::ThreadRecord;
@@ -220,13 +219,46 @@ pub(crate) enum Ticket {
     Reap,
 }
 
+/// A thread's join handle, whichever thread type made it (std threads in
+/// the pool; loom's and shuttle's in the models, so the models run the
+/// same exit-and-join protocol).
+pub(crate) trait Joinable: Send {
+    /// Waits for the thread's exit to end.
+    fn join(self: Box<Self>);
+    /// Whether the thread's body has returned (a join then waits at most
+    /// for its thread-local destructors).
+    fn is_finished(&self) -> bool;
+}
+
+impl Joinable for std::thread::JoinHandle<()> {
+    fn join(self: Box<Self>) {
+        let _ = std::thread::JoinHandle::join(*self);
+    }
+    fn is_finished(&self) -> bool {
+        std::thread::JoinHandle::is_finished(self)
+    }
+}
+
+#[cfg(any(loom, shuttle))]
+impl Joinable for crate::sync::thread::JoinHandle<()> {
+    fn join(self: Box<Self>) {
+        let _ = crate::sync::thread::JoinHandle::join(*self);
+    }
+    fn is_finished(&self) -> bool {
+        true // the models have no time: a join is the wait
+    }
+}
+
+/// A thread that left the pool, to be joined.
+pub(crate) type ExitHandle = Box<dyn Joinable>;
+
 /// Where a worker's join handle is.
 #[derive(Default)]
 pub(crate) enum Handle {
     /// Thread creation has not returned yet.
     #[default]
     Pending,
-    Held(JoinHandle<()>),
+    Held(ExitHandle),
     /// Dropped by a shutdown (a straggler): nobody joins it.
     Detached,
 }
@@ -295,7 +327,7 @@ pub(crate) struct State<J> {
     pub(crate) exiting: usize,
     /// The handle of the last thread that left, for the next leaver (or
     /// the manager, or a submitter at the cap) to join.
-    pub(crate) last_exiting: Option<JoinHandle<()>>,
+    pub(crate) last_exiting: Option<ExitHandle>,
     /// Spares requested from the manager by a dispatch that used the last
     /// ones, not yet reserved (README.md: "Dispatch").
     pub(crate) grow: usize,
@@ -386,16 +418,23 @@ impl<J> State<J> {
     pub(crate) fn check_invariants(&self, cfg: &Config) {
         let c = &self.counters;
         // I1: every accepted job is in exactly one place.
-        let accounted = c.completed + c.panicked + c.cancelled + self.busy as u64 + self.queued() as u64;
+        let accounted =
+            c.completed + c.panicked + c.cancelled + self.busy as u64 + self.queued() as u64;
         assert_eq!(
             c.submitted, accounted,
             "I1 submitted == completed + panicked + cancelled + busy + queued"
         );
         // I2: the pool's OS threads never exceed the cap, and every
         // thread is in one of the counted conditions at most once.
-        assert!(self.threads <= cfg.max_threads, "I2 threads {} > max_threads {}", self.threads, cfg.max_threads);
         assert!(
-            self.spawning + self.exiting + self.busy + self.idle() + self.notify.total() <= self.threads,
+            self.threads <= cfg.max_threads,
+            "I2 threads {} > max_threads {}",
+            self.threads,
+            cfg.max_threads
+        );
+        assert!(
+            self.spawning + self.exiting + self.busy + self.idle() + self.notify.total()
+                <= self.threads,
             "I2 spawning {} + exiting {} + busy {} + idle {} + notified {} > threads {}",
             self.spawning,
             self.exiting,
@@ -404,9 +443,17 @@ impl<J> State<J> {
             self.notify.total(),
             self.threads
         );
-        assert!(self.last_exiting.is_none() || self.exiting > 0, "I2 a pending exit handle is counted");
+        assert!(
+            self.last_exiting.is_none() || self.exiting > 0,
+            "I2 a pending exit handle is counted"
+        );
         // I3: running counts a subset of the busy workers.
-        assert!(self.running <= self.busy, "I3 running {} > busy {}", self.running, self.busy);
+        assert!(
+            self.running <= self.busy,
+            "I3 running {} > busy {}",
+            self.running,
+            self.busy
+        );
         // I4: promises: reserved threads are being created; a promise per
         // class never outnumbers... the threads that hold it.
         assert!(self.coming.total() <= self.spawning, "I4 coming > spawning");
@@ -415,7 +462,10 @@ impl<J> State<J> {
         if let Some(n) = cfg.wait_bound() {
             if !self.shutdown {
                 let unserved = self.unserved(Class::Counted) + self.unserved(Class::Urgent);
-                assert!(unserved <= n, "I5 {unserved} jobs wait with no worker on its way, bound {n}");
+                assert!(
+                    unserved <= n,
+                    "I5 {unserved} jobs wait with no worker on its way, bound {n}"
+                );
             }
         }
         if self.shutdown {
@@ -433,7 +483,10 @@ impl<J> State<J> {
         for (no, w) in &self.workers {
             if let Some(Ticket::Job(c)) = w.ticket {
                 *notify.get_mut(c) += 1;
-                assert!(!self.idle_stack.contains(no), "I4 a claimed worker is still parked");
+                assert!(
+                    !self.idle_stack.contains(no),
+                    "I4 a claimed worker is still parked"
+                );
             }
             if let Some(c) = w.coming {
                 *coming.get_mut(c) += 1;
@@ -448,7 +501,13 @@ impl<J> State<J> {
         }
         assert_eq!(notify, self.notify, "I4 notify counts the Job tickets");
         assert_eq!(coming, self.coming, "I4 coming counts the reserved slots");
-        assert_eq!(running, self.running, "I3 running counts the counted, unblocked jobs");
-        assert!(self.workers.len() <= self.threads, "I2 a slot per thread at most");
+        assert_eq!(
+            running, self.running,
+            "I3 running counts the counted, unblocked jobs"
+        );
+        assert!(
+            self.workers.len() <= self.threads,
+            "I2 a slot per thread at most"
+        );
     }
 }

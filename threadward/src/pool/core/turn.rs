@@ -162,6 +162,15 @@ impl<J: QueuedJob> Core<J> {
         st.busy += 1;
         let now = Instant::now();
         if hint != JobHint::MayBlock {
+            // No counted job starts beyond the target unless a worker was
+            // promised to it (README.md: "Invariants", I3).
+            if cfg!(any(debug_assertions, loom, shuttle)) {
+                assert!(
+                    promise == Some(Class::Counted)
+                        || st.running < self.cfg.target.map_or(usize::MAX, |t| t + st.extra),
+                    "I3 a counted job started beyond the target without a promise"
+                );
+            }
             // A counted job starts: only here does the liveness backstop
             // see progress (a MayBlock job frees no room for the queue).
             st.last_start = now;
