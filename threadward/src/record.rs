@@ -215,9 +215,6 @@ pub(crate) struct ThreadRecord {
     pub(crate) finished: Latch,
     pub(crate) pause: Mutex<PauseState>,
     pub(crate) pause_cv: Condvar,
-    /// The pool this worker belongs to (a process-unique key), 0 for a
-    /// managed thread.
-    pub(crate) pool_key: u64,
     /// The kernel's id of the thread (for `/proc/self/task/TID`), set as it
     /// starts.
     pub(crate) tid: OnceLock<i32>,
@@ -340,15 +337,13 @@ impl ThreadRecord {
 
     /// Whether the calling OS thread is this managed thread.
     pub(crate) fn is_current(&self) -> bool {
-        CURRENT
-            .with(|c| c.get())
-            .is_some_and(|(id, _)| id == self.id)
+        CURRENT.with(|c| c.get()).is_some_and(|id| id == self.id)
     }
 
     /// Marks the calling OS thread as this managed thread. Called first
     /// thing on the new thread, before any user code or pool job runs.
     pub(crate) fn enter(&self) {
-        CURRENT.with(|c| c.set(Some((self.id, self.pool_key))));
+        CURRENT.with(|c| c.set(Some(self.id)));
         let _ = self
             .tid
             .set(rustix::thread::gettid().as_raw_nonzero().get());
@@ -356,8 +351,9 @@ impl ThreadRecord {
 }
 
 thread_local! {
-    /// The managed thread running on this OS thread: its id and pool key.
-    static CURRENT: std::cell::Cell<Option<(ThreadId, u64)>> = const { std::cell::Cell::new(None) };
+    /// The managed thread running on this OS thread (a pool worker's
+    /// pool and number are the pool's own thread-local, `pool::worker`).
+    static CURRENT: std::cell::Cell<Option<ThreadId>> = const { std::cell::Cell::new(None) };
 }
 
 struct Slot {
@@ -381,12 +377,7 @@ fn table() -> std::sync::MutexGuard<'static, Table> {
 }
 
 /// Takes a slot and records a new thread in it.
-pub(crate) fn register(
-    name: Arc<str>,
-    kind: ThreadKind,
-    pool_key: u64,
-    stop: StopSource,
-) -> Arc<ThreadRecord> {
+pub(crate) fn register(name: Arc<str>, kind: ThreadKind, stop: StopSource) -> Arc<ThreadRecord> {
     let mut t = table();
     let slot = match t.free.pop() {
         Some(s) => s,
@@ -413,7 +404,6 @@ pub(crate) fn register(
         finished: Latch::new(),
         pause: Mutex::new(PauseState::default()),
         pause_cv: Condvar::new(),
-        pool_key,
         tid: OnceLock::new(),
         state: AtomicU8::new(ThreadState::Starting.encode()),
         since: AtomicU64::new(now_nanos()),
@@ -527,7 +517,7 @@ mod tests {
     /// again, so no later thread can ever carry an old id.
     #[test]
     fn an_exhausted_slot_is_retired_not_wrapped() {
-        let first = register(Arc::from("gen-a"), ThreadKind::Thread, 0, StopSource::new());
+        let first = register(Arc::from("gen-a"), ThreadKind::Thread, StopSource::new());
         let slot = first.id.slot;
         release(first.id);
         // Pretend the slot was reused 2^32 - 2 times: the next thread in it
@@ -537,7 +527,7 @@ mod tests {
         let mut others = Vec::new();
         // Take free slots until ours comes back (other tests may hold some).
         for _ in 0..10_000 {
-            let r = register(Arc::from("gen-b"), ThreadKind::Thread, 0, StopSource::new());
+            let r = register(Arc::from("gen-b"), ThreadKind::Thread, StopSource::new());
             if r.id.slot == slot {
                 last = Some(r);
                 break;
@@ -548,7 +538,7 @@ mod tests {
         assert_eq!(last.id.generation, u32::MAX);
         release(last.id);
         for _ in 0..1000 {
-            let r = register(Arc::from("gen-c"), ThreadKind::Thread, 0, StopSource::new());
+            let r = register(Arc::from("gen-c"), ThreadKind::Thread, StopSource::new());
             assert_ne!(r.id.slot, slot, "an exhausted slot was handed out again");
             others.push(r);
         }

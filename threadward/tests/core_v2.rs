@@ -356,3 +356,72 @@ fn cancelled_queued_jobs_resolve_once_and_keep_the_identity() {
         assert!(identity_holds(&pool.stats()));
     });
 }
+
+/// A job's thread-local value whose destructor blocks (for as long as
+/// `SLOW_TLS_FOR`), set on the worker the job runs on.
+struct SlowTls;
+
+impl Drop for SlowTls {
+    fn drop(&mut self) {
+        std::thread::sleep(SLOW_TLS_FOR);
+    }
+}
+
+const SLOW_TLS_FOR: Duration = Duration::from_secs(3);
+
+thread_local! {
+    static SLOW: std::cell::RefCell<Option<SlowTls>> = const { std::cell::RefCell::new(None) };
+}
+
+fn set_slow_tls() {
+    SLOW.with(|s| *s.borrow_mut() = Some(SlowTls));
+}
+
+/// Threads count until their exit ended, and a shutdown joins the ones
+/// that left — but only once they are gone: a worker whose exit blocks in
+/// a job's thread-local destructor is detached at the deadline, and
+/// `threads` then counts only stragglers (none here).
+#[test]
+fn shutdown_keeps_its_deadline_when_a_leaving_workers_exit_blocks() {
+    bounded(30 * SEC, || {
+        let pool = Pool::builder().name("tls-exit").build().unwrap();
+        pool.spawn(|_| set_slow_tls()).unwrap().join().unwrap();
+        let start = Instant::now();
+        let report = pool.shutdown(Duration::from_millis(200));
+        let took = start.elapsed();
+        assert!(report.stragglers.is_empty(), "{report}");
+        assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
+        assert_eq!(pool.stats().threads, 0);
+    });
+}
+
+/// The process-wide manager joins a thread that left only once it is
+/// gone: a worker of one pool whose exit blocks in a job's thread-local
+/// destructor does not hold up thread creation for another pool.
+#[test]
+fn a_blocked_worker_exit_does_not_stall_the_manager() {
+    bounded(30 * SEC, || {
+        let a = Pool::builder()
+            .name("tls-a")
+            .min_idle(0)
+            .max_idle(0)
+            .build()
+            .unwrap();
+        // The job's worker parks over `max_idle(0)`: it exits at once,
+        // and its exit blocks in the destructor.
+        a.spawn(|_| set_slow_tls()).unwrap().join().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let b = Pool::builder()
+            .name("tls-b")
+            .min_idle(0)
+            .concurrency(Concurrency::Unlimited)
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        // Two jobs that must run at once: the second needs a thread from
+        // the manager.
+        common::run_together(&b, 2);
+        let took = start.elapsed();
+        assert!(took < SLOW_TLS_FOR / 2, "the manager was held up: {took:?}");
+    });
+}

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::io;
 use std::sync::Arc;
 
-use super::core::{Core, Report, WorkerSide};
+use super::core::{Core, Joinable, Report, WorkerSide};
 use super::job::Task;
 use crate::record::{ThreadRecord, ThreadState};
 use crate::thread::{spawn_worker, BlockHook};
@@ -38,31 +38,51 @@ pub(crate) fn current_worker(key: u64) -> Option<u64> {
 pub(crate) fn start_worker(pool: &PoolRef, no: u64) -> io::Result<()> {
     let c = pool.core.clone();
     let key = pool.key;
-    let (rec, handle) = spawn_worker(
-        pool.name.clone(),
-        pool.key,
-        no,
-        Some(pool.stack_size),
-        move |rec| {
-            WORKER.with(|w| w.set(Some((key, no))));
-            let hook: Option<Arc<dyn BlockHook>> = c.cfg.target.map(|_| {
-                Arc::new(Hook {
-                    core: c.clone(),
-                    no,
-                }) as Arc<dyn BlockHook>
-            });
-            c.work(
+    let (rec, handle) = spawn_worker(pool.name.clone(), no, Some(pool.stack_size), move |rec| {
+        WORKER.with(|w| w.set(Some((key, no))));
+        let hook: Option<Arc<dyn BlockHook>> = c.cfg.target.map(|_| {
+            Arc::new(Hook {
+                core: c.clone(),
                 no,
-                &Shipped {
-                    core: &c,
-                    rec,
-                    hook,
-                },
-            );
-        },
-    )?;
-    pool.core.spawned(no, Some(rec), Box::new(handle));
+            }) as Arc<dyn BlockHook>
+        });
+        c.work(
+            no,
+            &Shipped {
+                core: &c,
+                rec,
+                hook,
+            },
+        );
+    })?;
+    let thread = OsThread {
+        handle,
+        rec: rec.clone(),
+    };
+    pool.core.spawned(no, Some(rec), Box::new(thread));
     Ok(())
+}
+
+/// A worker's OS thread, as the exit chain joins it.
+struct OsThread {
+    handle: std::thread::JoinHandle<()>,
+    rec: Arc<ThreadRecord>,
+}
+
+impl Joinable for OsThread {
+    fn join(self: Box<Self>) {
+        let _ = self.handle.join();
+    }
+
+    /// Gone from `/proc/self/task`: its exit, thread-local destructors
+    /// included, has ended. (`JoinHandle::is_finished` turns true when the
+    /// body returned, before those destructors run.)
+    fn has_ended(&self) -> bool {
+        match self.rec.tid.get() {
+            Some(tid) => !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists(),
+            None => false,
+        }
+    }
 }
 
 /// The shipped worker's side: runs `Task`s, keeps the registry informed.

@@ -130,7 +130,6 @@ impl Builder {
             name: &name,
             os_name: os,
             kind: ThreadKind::Thread,
-            pool_key: 0,
             stack_size: self.stack_size,
             stop: self
                 .stop_on
@@ -193,7 +192,6 @@ where
 /// `{pool}-{no}`, whose OS name keeps the `-{no}` suffix visible.
 pub(crate) fn spawn_worker(
     pool: Arc<str>,
-    pool_key: u64,
     no: u64,
     stack_size: Option<usize>,
     body: impl FnOnce(&Arc<ThreadRecord>) + Send + 'static,
@@ -204,7 +202,6 @@ pub(crate) fn spawn_worker(
         name: &name,
         os_name: os_name_with_suffix(&pool, &suffix),
         kind: ThreadKind::PoolWorker { pool },
-        pool_key,
         stack_size,
         stop: StopSource::new(),
     };
@@ -220,7 +217,6 @@ pub(crate) fn spawn_service(
         name,
         os_name: os_name(name).to_owned(),
         kind: ThreadKind::PoolService,
-        pool_key: 0,
         stack_size: Some(128 * 1024),
         stop: StopSource::new(),
     };
@@ -285,7 +281,6 @@ struct Spec<'a> {
     name: &'a str,
     os_name: String,
     kind: ThreadKind,
-    pool_key: u64,
     stack_size: Option<usize>,
     /// The thread's stop state (a child of an outside token, or new).
     stop: StopSource,
@@ -320,7 +315,7 @@ fn start<R: Send + 'static>(
 ) -> io::Result<(Arc<ThreadRecord>, std::thread::JoinHandle<R>)> {
     let stack_size = validate(spec.name, spec.stack_size)?;
     budget::reserve()?;
-    let rec = record::register(Arc::from(spec.name), spec.kind, spec.pool_key, spec.stop);
+    let rec = record::register(Arc::from(spec.name), spec.kind, spec.stop);
     let mut builder = std::thread::Builder::new().name(spec.os_name);
     if let Some(s) = stack_size {
         builder = builder.stack_size(s);

@@ -49,32 +49,31 @@ pub fn task_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
+/// Names (comm) of this process's OS threads.
+pub fn task_names() -> Vec<String> {
+    tasks(|_| true)
+}
+
 /// Names (comm) of this process's OS threads that are alive: a thread
 /// whose exit is past the point where a joiner returns (the kernel
 /// cleared its tid and woke the joiner) can stay listed a few
 /// microseconds more, as a zombie (`Z`) or dead (`X`) task; it runs
 /// nothing and is not counted.
 pub fn live_task_names() -> Vec<String> {
+    tasks(|state| !matches!(state, 'Z' | 'X'))
+}
+
+/// Names of the tasks whose scheduler state passes `keep`.
+fn tasks(keep: impl Fn(char) -> bool) -> Vec<String> {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|e| {
             let dir = e.ok()?.path();
             let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
             let state = stat.rsplit_once(") ")?.1.chars().next()?;
-            if matches!(state, 'Z' | 'X') {
-                return None;
-            }
+            keep(state).then_some(())?;
             std::fs::read_to_string(dir.join("comm")).ok()
         })
-        .map(|s| s.trim_end().to_owned())
-        .collect()
-}
-
-/// Names (comm) of this process's OS threads.
-pub fn task_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
         .map(|s| s.trim_end().to_owned())
         .collect()
 }

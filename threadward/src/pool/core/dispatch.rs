@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 
 use super::state::{Class, Queue, State, Ticket};
 use super::{Core, Locked, QueuedJob, Wakes};
-use crate::sync::{self, Ordering};
+use std::sync::Arc;
+
+use crate::sync::{self, Condvar, Ordering};
 
 /// Why `submit` did not queue a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +37,7 @@ enum Admit {
     Refuse(Refusal),
     /// At `max_threads` with a thread on its way out: join it (outside
     /// the lock), then try again.
-    JoinFirst(super::state::ExitHandle),
+    JoinFirst(Vec<super::state::ExitHandle>),
 }
 
 impl<J: QueuedJob> Core<J> {
@@ -63,12 +65,14 @@ impl<J: QueuedJob> Core<J> {
         if st.shutdown {
             return 0;
         }
-        let unserved = self
-            .runnable(st, Class::Urgent)
-            .saturating_sub(st.notify.urgent)
-            + self
-                .runnable(st, Class::Counted)
-                .saturating_sub(st.notify.counted + st.spinning);
+        // (`spawning` below covers the reserved threads in `coming`.)
+        let unserved: usize = [Class::Urgent, Class::Counted]
+            .into_iter()
+            .map(|c| {
+                self.runnable(st, c)
+                    .saturating_sub(st.notify.get(c) + self.spinners(st, c))
+            })
+            .sum();
         let spare_gap = if st.closing {
             0
         } else {
@@ -81,6 +85,21 @@ impl<J: QueuedJob> Core<J> {
     pub(crate) fn deficit(&self, st: &State<J>) -> usize {
         self.wanted(st)
             .min(self.cfg.max_threads.saturating_sub(st.threads))
+    }
+
+    /// Spinners that will take a job of class `c` without a wake-up: they
+    /// serve counted jobs, and with a queue bound they are no promise (only
+    /// promises count as "a worker on its way").
+    fn spinners(&self, st: &State<J>, c: Class) -> usize {
+        match c {
+            Class::Counted if self.cfg.wait_bound().is_none() => st.spinning,
+            _ => 0,
+        }
+    }
+
+    /// The condvars of every parked worker.
+    pub(crate) fn parked(st: &State<J>) -> impl Iterator<Item = Arc<Condvar>> + '_ {
+        st.idle_stack.iter().map(|no| st.workers[no].cv.clone())
     }
 
     /// Claims the most recently parked worker for a job of class `c`.
@@ -101,33 +120,16 @@ impl<J: QueuedJob> Core<J> {
     /// none is parked (or a thread on its way out must be joined first).
     pub(crate) fn dispatch(&self, st: &mut State<J>, wakes: &mut Wakes) {
         self.queued_hint.store(st.queued(), Ordering::Relaxed);
-        while self.runnable(st, Class::Urgent) > st.promised(Class::Urgent) {
-            if !Self::claim_idle(st, Class::Urgent, wakes) {
-                break;
-            }
-        }
-        // A spinner takes a job without a wake-up; with a queue bound it is
-        // no promise (only promises count as "a worker on its way").
-        let spinners = if self.cfg.wait_bound().is_some() {
-            0
-        } else {
-            st.spinning
-        };
-        while self.runnable(st, Class::Counted) > st.promised(Class::Counted) + spinners {
-            if !Self::claim_idle(st, Class::Counted, wakes) {
-                break;
-            }
+        for c in [Class::Urgent, Class::Counted] {
+            while self.runnable(st, c) > st.promised(c) + self.spinners(st, c)
+                && Self::claim_idle(st, c, wakes)
+            {}
         }
         if st.closing && st.queued() == 0 {
             // Nothing left for a closing pool: parked workers exit.
-            wakes
-                .workers
-                .extend(st.idle_stack.iter().map(|no| st.workers[no].cv.clone()));
+            wakes.workers.extend(Self::parked(st));
         }
-        // A thread that left is joined by the manager (or the next leaver):
-        // it counts under `max_threads` until its exit ended.
-        let join_due = st.last_exiting.is_some();
-        if !st.manager_notified && (st.grow > 0 || self.deficit(st) > 0 || join_due) {
+        if !st.manager_notified && (st.grow > 0 || self.deficit(st) > 0) {
             st.manager_notified = true;
             wakes.manager = true;
         }
@@ -184,8 +186,9 @@ impl<J: QueuedJob> Core<J> {
         if st.threads < self.cfg.max_threads && (may_run || st.members() == 0) {
             return Admit::Queue(Submitted::CreateWorker(self.reserve_locked(st, Some(c))));
         }
-        if let Some(h) = st.last_exiting.take() {
-            return Admit::JoinFirst(h);
+        let ended = Self::take_ended(st);
+        if !ended.is_empty() {
+            return Admit::JoinFirst(ended);
         }
         match self.cfg.queue {
             Queue::Handoff => Admit::Refuse(Refusal::AtCapacity),

@@ -6,10 +6,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::state::{Class, Current, ExitHandle, Finishing, Handle, State, WorkerSlot};
+use super::turn::Block;
 use super::{Core, QueuedJob, Wakes};
 use crate::pool::stats::PoolStats;
 use crate::record::ThreadRecord;
 use crate::stop::StopSource;
+
+/// Handles of left threads looked at per `take_ended`.
+const EXIT_LOOKS: usize = 16;
 
 /// Where a worker was when it left (its exit guard says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,20 +78,18 @@ impl<J: QueuedJob> Core<J> {
     pub(crate) fn spawned(&self, no: u64, rec: Option<Arc<ThreadRecord>>, handle: ExitHandle) {
         let mut st = self.lock();
         st.counters.threads_spawned += 1;
-        let prev = match st.workers.get_mut(&no) {
+        match st.workers.get_mut(&no) {
             Some(slot) => {
                 slot.handle = Handle::Held(handle);
                 slot.rec = rec;
-                None
             }
-            // It already left (counted in `exiting`): its handle joins the
-            // exit chain.
-            None => st.last_exiting.replace(handle),
-        };
-        self.wake(st, Wakes::default()); // `settle_exits` may wait for it
-        if let Some(h) = prev {
-            self.join_exited(h);
+            // It already left (counted in `exiting`): its handle waits with
+            // the other exits to be joined.
+            None => st.exited.push_back(handle),
         }
+        // `settle_exits` may wait for it, the manager joins it.
+        let wakes = Self::exit_pending(&mut st);
+        self.wake(st, wakes);
     }
 
     /// Undoes the reservation of worker `no` after the OS refused it.
@@ -106,11 +108,11 @@ impl<J: QueuedJob> Core<J> {
 
     /// Bookkeeping of worker `me` leaving the pool. The thread stays
     /// counted in `threads` (as `exiting`) until its exit ended: whoever
-    /// joins its handle releases it. Returns the previous leaver's handle
-    /// for the caller to join (`join_exited`) outside the lock.
+    /// joins its handle releases it. Returns the earlier leavers that are
+    /// gone, for the caller to join (`join_exited`) outside the lock.
     ///
     /// Runs from the worker's exit guard, so also if the worker unwinds.
-    pub(crate) fn exit(&self, me: u64, leaving: Leaving) -> Option<ExitHandle> {
+    pub(crate) fn exit(&self, me: u64, leaving: Leaving) -> Vec<ExitHandle> {
         let mut st = self.lock();
         match leaving {
             Leaving::Starting => {
@@ -125,35 +127,68 @@ impl<J: QueuedJob> Core<J> {
         }
         // Never parked when it leaves, but be sure.
         st.idle_stack.retain(|&w| w != me);
-        let prev = match st.workers.remove(&me).map(|s| s.handle) {
+        // Before this thread's own handle goes in (it is not gone yet).
+        let ended = Self::take_ended(&mut st);
+        match st.workers.remove(&me).map(|s| s.handle) {
             Some(Handle::Held(h)) => {
                 st.exiting += 1;
-                st.last_exiting.replace(h)
+                st.exited.push_back(h);
             }
-            // `spawned` will bring the handle to the exit chain.
-            Some(Handle::Pending) => {
-                st.exiting += 1;
-                None
-            }
+            // `spawned` will bring the handle.
+            Some(Handle::Pending) => st.exiting += 1,
             // Detached by a shutdown (or unknown): nobody joins it.
-            Some(Handle::Detached) | None => {
-                st.threads -= 1;
-                None
-            }
-        };
+            Some(Handle::Detached) | None => st.threads -= 1,
+        }
         // One member fewer: if that leaves jobs or spares short, ask the
-        // manager (a job queued while we were leaving must still run).
-        self.serve_and_unlock(st);
-        prev
+        // manager (a job queued while we were leaving must still run); it
+        // also joins this thread once it is gone.
+        let mut wakes = Self::exit_pending(&mut st);
+        self.dispatch(&mut st, &mut wakes);
+        self.wake(st, wakes);
+        ended
     }
 
-    /// Joins a thread that left the pool (its exit is short: the loop
-    /// ended), then stops counting it.
-    pub(crate) fn join_exited(&self, h: ExitHandle) {
-        h.join();
+    /// Takes the handles of the threads that left and are gone (a join
+    /// returns at once). A look checks at most `EXIT_LOOKS` handles, the
+    /// oldest first, and puts those still there at the back: it costs a
+    /// few `/proc` lookups whatever the number waiting, and a thread whose
+    /// exit never ends (a blocked thread-local destructor) does not hide
+    /// the ones behind it.
+    pub(crate) fn take_ended(st: &mut State<J>) -> Vec<ExitHandle> {
+        let mut ended = Vec::new();
+        for _ in 0..st.exited.len().min(EXIT_LOOKS) {
+            let h = st.exited.pop_front().expect("counted");
+            if h.has_ended() {
+                ended.push(h);
+            } else {
+                st.exited.push_back(h);
+            }
+        }
+        ended
+    }
+
+    /// Handles wait to be joined: the manager is told once (it joins each
+    /// thread when it is gone, looking again every millisecond until then).
+    fn exit_pending(st: &mut State<J>) -> Wakes {
+        let mut wakes = Wakes::default();
+        if !st.exited.is_empty() && !st.manager_notified {
+            st.manager_notified = true;
+            wakes.manager = true;
+        }
+        wakes
+    }
+
+    /// Joins threads that left the pool and are gone (`take_ended`: the
+    /// joins return at once), then stops counting them.
+    pub(crate) fn join_exited(&self, ended: Vec<ExitHandle>) {
+        if ended.is_empty() {
+            return;
+        }
+        let n = ended.len();
+        ended.into_iter().for_each(|h| h.join());
         let mut st = self.lock();
-        st.exiting -= 1;
-        st.threads -= 1;
+        st.exiting -= n;
+        st.threads -= n;
         self.serve_and_unlock(st);
     }
 
@@ -241,21 +276,20 @@ impl<J: QueuedJob> Core<J> {
         me: Option<u64>,
         done: impl Fn(&State<J>) -> bool,
     ) -> bool {
-        let st = self.lock();
-        if done(&st) {
+        if done(&self.lock()) {
             return true;
         }
         if let Some(me) = me {
-            drop(st);
-            self.block(me, super::turn::Block::Enter);
-            let ok = self.wait_until(deadline, None, done);
-            self.block(me, super::turn::Block::Leave);
-            return ok;
+            self.block(me, Block::Enter);
         }
-        let mut st = st;
+        let mut st = self.lock();
         st.done_waiters += 1;
         let (mut st, ok) = st.wait_done(deadline, |st| done(st));
         st.done_waiters -= 1;
+        drop(st);
+        if let Some(me) = me {
+            self.block(me, Block::Leave);
+        }
         ok
     }
 
@@ -269,10 +303,16 @@ impl<J: QueuedJob> Core<J> {
         })
     }
 
-    /// Waits until no worker but the caller's own is left in the pool.
+    /// Waits until no worker but the caller's own is left in the pool and
+    /// nothing is queued (a closing pool still runs its queue: a job queued
+    /// while its last worker left gets a new thread), or the caller, the
+    /// last worker at `max_threads`, is what keeps the queue from running.
     pub(crate) fn wait_members(&self, deadline: Option<Instant>, me: Option<u64>) -> bool {
         let inside = usize::from(me.is_some());
-        self.wait_until(deadline, me, |st| st.members() <= inside)
+        let max = self.cfg.max_threads;
+        self.wait_until(deadline, me, |st| {
+            st.members() <= inside && (st.queued() == 0 || (inside == 1 && st.members() >= max))
+        })
     }
 
     /// At a shutdown's deadline: detaches every worker's handle (an exited
@@ -303,34 +343,34 @@ impl<J: QueuedJob> Core<J> {
     }
 
     /// After a shutdown's workers left: waits (until `deadline`) for the
-    /// threads on their way out to end, joining the last one, so `threads`
-    /// counts only stragglers. A thread whose exit outlasts the deadline
-    /// (a job's thread-local destructor that blocks) is detached.
+    /// threads on their way out to be gone, and joins them, so `threads`
+    /// counts only stragglers. Threads whose exit outlasts the deadline (a
+    /// job's thread-local destructor that blocks) are detached.
     pub(crate) fn settle_exits(&self, deadline: Option<Instant>) {
         loop {
             let mut st = self.lock();
-            if let Some(h) = st.last_exiting.take() {
+            let ended = Self::take_ended(&mut st);
+            if !ended.is_empty() {
                 drop(st);
-                while !h.is_finished() && deadline.map_or(true, |d| Instant::now() < d) {
-                    std::thread::sleep(std::time::Duration::from_micros(50));
-                }
-                if h.is_finished() {
-                    self.join_exited(h);
-                } else {
-                    drop(h); // detached: it ends on its own
-                    let mut st = self.lock();
-                    st.exiting -= 1;
-                    st.threads -= 1;
-                }
+                self.join_exited(ended);
                 continue;
             }
-            if st.exiting == 0 || deadline.is_some_and(|d| Instant::now() >= d) {
+            if st.exiting == 0 {
                 return;
             }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                // Detached: they end on their own.
+                let n = std::mem::take(&mut st.exited).len();
+                st.exiting -= n;
+                st.threads -= n;
+                return;
+            }
+            // Nothing tells when a thread is gone: look again shortly (a
+            // leaving thread is usually gone within microseconds).
+            let soon = now + std::time::Duration::from_micros(200);
+            let (st, _) = st.wait_done(Some(deadline.map_or(soon, |d| d.min(soon))), |_| false);
             drop(st);
-            self.wait_until(deadline, None, |st| {
-                st.exiting == 0 || st.last_exiting.is_some()
-            });
         }
     }
 

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use super::state::{ExitHandle, Ticket};
 use super::{Core, Locked, QueuedJob, Wakes};
-#[cfg(all(test, shuttle))]
-use crate::sync;
+
+/// How often the manager looks whether a thread that left is gone.
+const EXIT_RECHECK: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// What the manager should do for a pool now.
 pub(crate) enum ManagerStep {
@@ -15,7 +16,7 @@ pub(crate) enum ManagerStep {
     Create(u64),
     /// Join a thread that left the pool (`Core::join_exited`): the pool is
     /// at `max_threads` and needs that thread's place.
-    Join(ExitHandle),
+    Join(Vec<ExitHandle>),
     /// Nothing to do until woken, or until this instant (an idle window
     /// ends).
     Wait(Option<Instant>),
@@ -48,21 +49,32 @@ impl<J: QueuedJob> Core<J> {
             }
             st.grow = 0;
         }
-        if let Some(h) = st.last_exiting.take() {
-            // A thread that left stays counted until its exit ended.
-            return ManagerStep::Join(h);
+        // A thread that left stays counted until its exit ended: join it
+        // once it is gone (never wait on one whose exit a job's
+        // thread-local destructor holds up), look again in a millisecond.
+        let ended = Self::take_ended(&mut st);
+        if !ended.is_empty() {
+            return ManagerStep::Join(ended);
         }
+        let recheck = if st.exited.is_empty() {
+            None
+        } else {
+            now.checked_add(EXIT_RECHECK)
+        };
         st.manager_notified = false;
         if st.idle() <= self.cfg.min_idle {
             st.idle_deadline = None;
-            return ManagerStep::Wait(None);
+            return ManagerStep::Wait(recheck);
         }
         if st.idle_deadline.is_none() {
             // A window starts: whoever stays parked through it is reaped.
             st.idle_low = st.idle();
             st.idle_deadline = now.checked_add(self.cfg.idle_timeout);
         }
-        ManagerStep::Wait(st.idle_deadline)
+        ManagerStep::Wait(match (st.idle_deadline, recheck) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// A blocking manager loop on this pool's own condvar, for the models
@@ -86,18 +98,10 @@ impl<J: QueuedJob> Core<J> {
                     match deadline {
                         None => drop(st.wait(&self.manager_cv)),
                         Some(d) => {
-                            let left = d.saturating_duration_since(now);
-                            drop(st);
                             // Under the models a timed wait "times out" at
-                            // an arbitrary point (sync::wait_timeout).
-                            let (g, timed_out) = sync::wait_timeout(
-                                &self.st,
-                                &self.manager_cv,
-                                sync::lock(&self.st),
-                                left,
-                            );
-                            drop(g);
-                            let mut st = self.lock();
+                            // an arbitrary point (`sync::wait_timeout`).
+                            let left = d.saturating_duration_since(now);
+                            let (mut st, timed_out) = st.wait_timeout(&self.manager_cv, left);
                             if timed_out && st.idle_deadline.is_some() {
                                 st.idle_deadline = Some(now); // expired: reap next step
                             }

@@ -32,7 +32,7 @@ mod loom;
 pub(crate) use self::dispatch::{Refusal, Submitted};
 pub(crate) use self::manager::ManagerStep;
 pub(crate) use self::monitor::Verdict;
-pub(crate) use self::state::{Config, State};
+pub(crate) use self::state::{Config, Joinable, State};
 pub use self::state::{JobHint, Queue};
 pub(crate) use self::turn::{Block, Outcome, Report, WorkerSide};
 
@@ -102,6 +102,17 @@ impl<'a, J> Locked<'a, J> {
         self.core.check(&g);
         self.g = Some(sync::wait(cv, g));
         self
+    }
+
+    /// Waits on `cv` for at most `dur` (an unlock: the invariants are
+    /// checked first); whether it timed out.
+    #[cfg(all(test, shuttle))]
+    pub(crate) fn wait_timeout(mut self, cv: &Condvar, dur: std::time::Duration) -> (Self, bool) {
+        let g = self.g.take().expect("held");
+        self.core.check(&g);
+        let (g, timed_out) = sync::wait_timeout(&self.core.st, cv, g, dur);
+        self.g = Some(g);
+        (self, timed_out)
     }
 
     /// Waits on `done_cv` until `done` holds or `deadline` passes.

@@ -219,24 +219,18 @@ pub(crate) enum Ticket {
     Reap,
 }
 
-/// A thread's join handle, whichever thread type made it (std threads in
-/// the pool; loom's and shuttle's in the models, so the models run the
-/// same exit-and-join protocol).
+/// A thread's join handle, whichever thread type made it (the pool's
+/// workers, `pool::worker::OsThread`; loom's and shuttle's threads in the
+/// models, so the models run the same exit-and-join protocol).
 pub(crate) trait Joinable: Send {
     /// Waits for the thread's exit to end.
     fn join(self: Box<Self>);
-    /// Whether the thread's body has returned (a join then waits at most
-    /// for its thread-local destructors).
-    fn is_finished(&self) -> bool;
-}
-
-impl Joinable for std::thread::JoinHandle<()> {
-    fn join(self: Box<Self>) {
-        let _ = std::thread::JoinHandle::join(*self);
-    }
-    fn is_finished(&self) -> bool {
-        std::thread::JoinHandle::is_finished(self)
-    }
+    /// Whether the OS thread is gone, so `join` returns at once. Only the
+    /// thread that left joins without asking (it joins its predecessor);
+    /// the manager, a submitter and a shutdown ask first: a job's
+    /// thread-local destructor may block a thread's exit for ever, and
+    /// must not block them.
+    fn has_ended(&self) -> bool;
 }
 
 #[cfg(any(loom, shuttle))]
@@ -244,7 +238,7 @@ impl Joinable for crate::sync::thread::JoinHandle<()> {
     fn join(self: Box<Self>) {
         let _ = crate::sync::thread::JoinHandle::join(*self);
     }
-    fn is_finished(&self) -> bool {
+    fn has_ended(&self) -> bool {
         true // the models have no time: a join is the wait
     }
 }
@@ -325,9 +319,10 @@ pub(crate) struct State<J> {
     pub(crate) spawning: usize,
     /// Of `threads`, those that left the pool and are not joined yet.
     pub(crate) exiting: usize,
-    /// The handle of the last thread that left, for the next leaver (or
-    /// the manager, or a submitter at the cap) to join.
-    pub(crate) last_exiting: Option<ExitHandle>,
+    /// The handles of those (a thread whose creation has not returned yet
+    /// brings its own later): joined once gone, by the next leaver, the
+    /// manager, a submitter at the cap, or a shutdown.
+    pub(crate) exited: VecDeque<ExitHandle>,
     /// Spares requested from the manager by a dispatch that used the last
     /// ones, not yet reserved (README.md: "Dispatch").
     pub(crate) grow: usize,
@@ -364,7 +359,7 @@ impl<J> State<J> {
             threads: 0,
             spawning: 0,
             exiting: 0,
-            last_exiting: None,
+            exited: VecDeque::new(),
             grow: 0,
             busy: 0,
             running: 0,
@@ -444,7 +439,7 @@ impl<J> State<J> {
             self.threads
         );
         assert!(
-            self.last_exiting.is_none() || self.exiting > 0,
+            self.exited.len() <= self.exiting,
             "I2 a pending exit handle is counted"
         );
         // I3: running counts a subset of the busy workers.

@@ -80,9 +80,8 @@ struct ExitGuard<'a, J: QueuedJob, S: WorkerSide<J>> {
 impl<J: QueuedJob, S: WorkerSide<J>> Drop for ExitGuard<'_, J, S> {
     fn drop(&mut self) {
         self.side.leaving();
-        if let Some(prev) = self.core.exit(self.me, self.leaving.get()) {
-            self.core.join_exited(prev);
-        }
+        let ended = self.core.exit(self.me, self.leaving.get());
+        self.core.join_exited(ended);
     }
 }
 
@@ -233,8 +232,6 @@ impl<J: QueuedJob> Core<J> {
                 std::thread::yield_now();
             }
         }
-        #[cfg(any(loom, shuttle))]
-        let _ = self.queued_hint.load(Ordering::Relaxed);
     }
 
     /// Worker `me`'s job enters or leaves a wait that really blocks (cmwq's
