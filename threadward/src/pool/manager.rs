@@ -92,13 +92,6 @@ fn run() {
                         wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
                     }
                 },
-                ManagerStep::Join(h) => {
-                    // A thread on its way out holds the last place under
-                    // `max_threads`: wait for its exit, then look again.
-                    drop(retry);
-                    e.pool.core.join_exited(h);
-                    again = true;
-                }
                 ManagerStep::Wait(Some(t)) => wake_at = Some(wake_at.map_or(t, |w| w.min(t))),
                 ManagerStep::Wait(None) => {}
                 ManagerStep::Exit => e.done.store(true, SeqCst),

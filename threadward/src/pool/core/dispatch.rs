@@ -31,13 +31,20 @@ pub(crate) enum Submitted {
     Waiting,
 }
 
+/// What a submit does with a job that needs a thread at `max_threads`.
+enum Full {
+    Refuse(Refusal),
+    /// Queue it (an unbounded queue): a thread comes when one is freed.
+    Wait,
+}
+
 /// What a submit decided under the lock.
 enum Admit {
     Queue(Submitted),
     Refuse(Refusal),
-    /// At `max_threads` with a thread on its way out: join it (outside
-    /// the lock), then try again.
-    JoinFirst(Vec<super::state::ExitHandle>),
+    /// At `max_threads`: what to do unless a thread that left is gone and
+    /// its place can be had (`reap_exits`, outside the lock, once).
+    Full(Full),
 }
 
 impl<J: QueuedJob> Core<J> {
@@ -139,7 +146,7 @@ impl<J: QueuedJob> Core<J> {
     /// After a change that frees a place or a thread: serves what can run
     /// now, unlocks, and wakes whoever that concerns.
     pub(crate) fn serve_and_unlock(&self, mut st: Locked<'_, J>) {
-        let mut wakes = Wakes::default();
+        let mut wakes = Wakes::done();
         self.dispatch(&mut st, &mut wakes);
         self.wake(st, wakes);
     }
@@ -150,16 +157,24 @@ impl<J: QueuedJob> Core<J> {
     /// push (README: "Dispatch").
     pub(crate) fn submit(&self, job: J) -> Result<Submitted, (J, Refusal)> {
         let class = job.hint().class();
+        let mut reaped = false;
         loop {
             let mut st = self.lock();
-            match self.admit(&mut st, class) {
+            let full = match self.admit(&mut st, class) {
                 Admit::Queue(submitted) => return Ok(self.push(st, job, class, submitted)),
                 Admit::Refuse(r) => return Err((job, r)),
-                Admit::JoinFirst(h) => {
-                    drop(st);
-                    self.join_exited(h);
-                }
+                Admit::Full(full) => full,
+            };
+            if !st.exited.is_empty() && !reaped {
+                drop(st);
+                reaped = true;
+                self.reap_exits();
+                continue;
             }
+            return match full {
+                Full::Refuse(r) => Err((job, r)),
+                Full::Wait => Ok(self.push(st, job, class, Submitted::Queued)),
+            };
         }
     }
 
@@ -186,15 +201,11 @@ impl<J: QueuedJob> Core<J> {
         if st.threads < self.cfg.max_threads && (may_run || st.members() == 0) {
             return Admit::Queue(Submitted::CreateWorker(self.reserve_locked(st, Some(c))));
         }
-        let ended = Self::take_ended(st);
-        if !ended.is_empty() {
-            return Admit::JoinFirst(ended);
-        }
-        match self.cfg.queue {
-            Queue::Handoff => Admit::Refuse(Refusal::AtCapacity),
-            Queue::Bounded(_) => Admit::Refuse(Refusal::QueueFull),
-            Queue::Unbounded => Admit::Queue(Submitted::Queued),
-        }
+        Admit::Full(match self.cfg.queue {
+            Queue::Handoff => Full::Refuse(Refusal::AtCapacity),
+            Queue::Bounded(_) => Full::Refuse(Refusal::QueueFull),
+            Queue::Unbounded => Full::Wait,
+        })
     }
 
     fn push(&self, mut st: Locked<'_, J>, job: J, c: Class, mut submitted: Submitted) -> Submitted {
@@ -265,7 +276,7 @@ impl<J: QueuedJob> Core<J> {
             return false;
         };
         st.counters.cancelled += 1;
-        self.wake(st, Wakes::default());
+        self.wake(st, Wakes::done());
         sync::contain("the drop of a cancelled job", move || drop(job));
         true
     }

@@ -12,7 +12,7 @@ use crate::pool::stats::PoolStats;
 use crate::record::ThreadRecord;
 use crate::stop::StopSource;
 
-/// Handles of left threads looked at per `take_ended`.
+/// Handles of left threads looked at per `reap_exits`.
 const EXIT_LOOKS: usize = 16;
 
 /// Where a worker was when it left (its exit guard says).
@@ -87,8 +87,9 @@ impl<J: QueuedJob> Core<J> {
             // the other exits to be joined.
             None => st.exited.push_back(handle),
         }
-        // `settle_exits` may wait for it, the manager joins it.
-        let wakes = Self::exit_pending(&mut st);
+        // `settle_exits` may wait for it, the manager reaps it.
+        let mut wakes = Self::exit_pending(&mut st);
+        wakes.done = true;
         self.wake(st, wakes);
     }
 
@@ -107,12 +108,11 @@ impl<J: QueuedJob> Core<J> {
     }
 
     /// Bookkeeping of worker `me` leaving the pool. The thread stays
-    /// counted in `threads` (as `exiting`) until its exit ended: whoever
-    /// joins its handle releases it. Returns the earlier leavers that are
-    /// gone, for the caller to join (`join_exited`) outside the lock.
+    /// counted in `threads` (as `exiting`) until its exit ended: its handle
+    /// waits in `exited` for `reap_exits`.
     ///
     /// Runs from the worker's exit guard, so also if the worker unwinds.
-    pub(crate) fn exit(&self, me: u64, leaving: Leaving) -> Vec<ExitHandle> {
+    pub(crate) fn exit(&self, me: u64, leaving: Leaving) {
         let mut st = self.lock();
         match leaving {
             Leaving::Starting => {
@@ -127,8 +127,6 @@ impl<J: QueuedJob> Core<J> {
         }
         // Never parked when it leaves, but be sure.
         st.idle_stack.retain(|&w| w != me);
-        // Before this thread's own handle goes in (it is not gone yet).
-        let ended = Self::take_ended(&mut st);
         match st.workers.remove(&me).map(|s| s.handle) {
             Some(Handle::Held(h)) => {
                 st.exiting += 1;
@@ -141,30 +139,11 @@ impl<J: QueuedJob> Core<J> {
         }
         // One member fewer: if that leaves jobs or spares short, ask the
         // manager (a job queued while we were leaving must still run); it
-        // also joins this thread once it is gone.
+        // also reaps this thread once it is gone.
         let mut wakes = Self::exit_pending(&mut st);
+        wakes.done = true;
         self.dispatch(&mut st, &mut wakes);
         self.wake(st, wakes);
-        ended
-    }
-
-    /// Takes the handles of the threads that left and are gone (a join
-    /// returns at once). A look checks at most `EXIT_LOOKS` handles, the
-    /// oldest first, and puts those still there at the back: it costs a
-    /// few `/proc` lookups whatever the number waiting, and a thread whose
-    /// exit never ends (a blocked thread-local destructor) does not hide
-    /// the ones behind it.
-    pub(crate) fn take_ended(st: &mut State<J>) -> Vec<ExitHandle> {
-        let mut ended = Vec::new();
-        for _ in 0..st.exited.len().min(EXIT_LOOKS) {
-            let h = st.exited.pop_front().expect("counted");
-            if h.has_ended() {
-                ended.push(h);
-            } else {
-                st.exited.push_back(h);
-            }
-        }
-        ended
     }
 
     /// Handles wait to be joined: the manager is told once (it joins each
@@ -178,18 +157,30 @@ impl<J: QueuedJob> Core<J> {
         wakes
     }
 
-    /// Joins threads that left the pool and are gone (`take_ended`: the
-    /// joins return at once), then stops counting them.
-    pub(crate) fn join_exited(&self, ended: Vec<ExitHandle>) {
-        if ended.is_empty() {
-            return;
+    /// Joins the threads that left the pool and are gone, and stops
+    /// counting them; returns how many. It looks at no more than `EXIT_LOOKS`
+    /// handles, the oldest first, and does its `/proc` lookups and joins
+    /// outside the lock (they are syscalls: not on the pool lock while a
+    /// thousand workers leave at once). Handles of threads still there go
+    /// back at the end, so one whose exit never ends (a job's thread-local
+    /// destructor that blocks) hides none of the others and blocks nobody.
+    pub(crate) fn reap_exits(&self) -> usize {
+        let mut st = self.lock();
+        let n = st.exited.len().min(EXIT_LOOKS);
+        if n == 0 {
+            return 0;
         }
-        let n = ended.len();
+        let looked: Vec<ExitHandle> = st.exited.drain(..n).collect();
+        drop(st);
+        let (ended, pending): (Vec<_>, Vec<_>) = looked.into_iter().partition(|h| h.has_ended());
+        let gone = ended.len();
         ended.into_iter().for_each(|h| h.join());
         let mut st = self.lock();
-        st.exiting -= n;
-        st.threads -= n;
+        st.exited.extend(pending);
+        st.exiting -= gone;
+        st.threads -= gone;
         self.serve_and_unlock(st);
+        gone
     }
 
     /// Worker `me`'s current job ends: it leaves `running` if it counted
@@ -342,35 +333,25 @@ impl<J: QueuedJob> Core<J> {
         views
     }
 
-    /// After a shutdown's workers left: waits (until `deadline`) for the
-    /// threads on their way out to be gone, and joins them, so `threads`
-    /// counts only stragglers. Threads whose exit outlasts the deadline (a
-    /// job's thread-local destructor that blocks) are detached.
+    /// After a shutdown's workers left the pool: stops counting the
+    /// threads on their way out, so `threads` counts only stragglers. They
+    /// are detached, not joined (no new thread will take their place; a
+    /// job's thread-local destructor may hold up an exit for ever): it
+    /// waits (until `deadline`) only for a handle still on its way from
+    /// `spawned`, and for joins other threads have begun.
     pub(crate) fn settle_exits(&self, deadline: Option<Instant>) {
+        let mut st = self.lock();
         loop {
-            let mut st = self.lock();
-            let ended = Self::take_ended(&mut st);
-            if !ended.is_empty() {
-                drop(st);
-                self.join_exited(ended);
-                continue;
-            }
-            if st.exiting == 0 {
+            let n = std::mem::take(&mut st.exited).len();
+            st.exiting -= n;
+            st.threads -= n;
+            if st.exiting == 0 || deadline.is_some_and(|d| Instant::now() >= d) {
                 return;
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                // Detached: they end on their own.
-                let n = std::mem::take(&mut st.exited).len();
-                st.exiting -= n;
-                st.threads -= n;
-                return;
-            }
-            // Nothing tells when a thread is gone: look again shortly (a
-            // leaving thread is usually gone within microseconds).
-            let soon = now + std::time::Duration::from_micros(200);
-            let (st, _) = st.wait_done(Some(deadline.map_or(soon, |d| d.min(soon))), |_| false);
-            drop(st);
+            st.done_waiters += 1;
+            let (s, _) = st.wait_done(deadline, |st| st.exiting == 0 || !st.exited.is_empty());
+            st = s;
+            st.done_waiters -= 1;
         }
     }
 

@@ -214,7 +214,6 @@ fn reap_vs_new_job(max_threads: usize) {
         while c.lock().counters.completed == 0 {
             match c.manager_step(Instant::now()) {
                 super::ManagerStep::Create(no) => start(&c, no, None),
-                super::ManagerStep::Join(h) => c.join_exited(h),
                 _ => thread::yield_now(),
             }
         }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::state::{ExitHandle, Ticket};
+use super::state::Ticket;
 use super::{Core, Locked, QueuedJob, Wakes};
 
 /// How often the manager looks whether a thread that left is gone.
@@ -14,9 +14,6 @@ const EXIT_RECHECK: std::time::Duration = std::time::Duration::from_millis(1);
 pub(crate) enum ManagerStep {
     /// Create worker `no` (reserved).
     Create(u64),
-    /// Join a thread that left the pool (`Core::join_exited`): the pool is
-    /// at `max_threads` and needs that thread's place.
-    Join(Vec<ExitHandle>),
     /// Nothing to do until woken, or until this instant (an idle window
     /// ends).
     Wait(Option<Instant>),
@@ -31,6 +28,7 @@ impl<J: QueuedJob> Core<J> {
     /// standing spare request asks for one. Otherwise say until when
     /// nothing is due (the idle window's end, if one runs).
     pub(crate) fn manager_step(&self, now: Instant) -> ManagerStep {
+        self.reap_exits();
         let mut st = self.lock();
         if st.shutdown {
             return ManagerStep::Exit;
@@ -49,13 +47,9 @@ impl<J: QueuedJob> Core<J> {
             }
             st.grow = 0;
         }
-        // A thread that left stays counted until its exit ended: join it
-        // once it is gone (never wait on one whose exit a job's
-        // thread-local destructor holds up), look again in a millisecond.
-        let ended = Self::take_ended(&mut st);
-        if !ended.is_empty() {
-            return ManagerStep::Join(ended);
-        }
+        // A thread that left stays counted until its exit ended (reaped at
+        // the start of this step); while some are still there, look again
+        // in a millisecond.
         let recheck = if st.exited.is_empty() {
             None
         } else {
@@ -88,7 +82,6 @@ impl<J: QueuedJob> Core<J> {
             let now = Instant::now();
             match self.manager_step(now) {
                 ManagerStep::Create(no) => return Some(no),
-                ManagerStep::Join(h) => self.join_exited(h),
                 ManagerStep::Exit => return None,
                 ManagerStep::Wait(deadline) => {
                     let st = self.lock();

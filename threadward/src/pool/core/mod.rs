@@ -139,8 +139,21 @@ impl<'a, J> Locked<'a, J> {
 pub(crate) struct Wakes {
     pub(crate) workers: Vec<Arc<Condvar>>,
     pub(crate) manager: bool,
-    /// `wait_until` callers (only if any wait).
+    /// `wait_until` callers, if any wait: set by the transitions that can
+    /// make what they wait for true (a job ends, a worker leaves, a queued
+    /// job goes, a handle arrives), not by every unlock (a job leaving a
+    /// wait would otherwise wake a shutdown's wait a thousand times).
     pub(crate) done: bool,
+}
+
+impl Wakes {
+    /// Only the `wait_until` callers.
+    pub(crate) fn done() -> Wakes {
+        Wakes {
+            done: true,
+            ..Wakes::default()
+        }
+    }
 }
 
 impl<J> Core<J> {
@@ -180,8 +193,8 @@ impl<J> Core<J> {
     }
 
     /// Releases the lock, then issues the wake-ups.
-    pub(crate) fn wake(&self, st: Locked<'_, J>, mut wakes: Wakes) {
-        wakes.done |= st.done_waiters > 0;
+    pub(crate) fn wake(&self, st: Locked<'_, J>, wakes: Wakes) {
+        let done = wakes.done && st.done_waiters > 0;
         drop(st);
         for cv in wakes.workers {
             cv.notify_one();
@@ -189,7 +202,7 @@ impl<J> Core<J> {
         if wakes.manager {
             self.notify_manager();
         }
-        if wakes.done {
+        if done {
             self.done_cv.notify_all();
         }
     }

@@ -80,8 +80,7 @@ struct ExitGuard<'a, J: QueuedJob, S: WorkerSide<J>> {
 impl<J: QueuedJob, S: WorkerSide<J>> Drop for ExitGuard<'_, J, S> {
     fn drop(&mut self) {
         self.side.leaving();
-        let ended = self.core.exit(self.me, self.leaving.get());
-        self.core.join_exited(ended);
+        self.core.exit(self.me, self.leaving.get());
     }
 }
 
@@ -210,7 +209,7 @@ impl<J: QueuedJob> Core<J> {
         if next.is_none() && held {
             self.serve_and_unlock(st);
         } else {
-            self.wake(st, Wakes::default());
+            self.wake(st, Wakes::done());
         }
         next
     }
