@@ -222,6 +222,38 @@ impl StopSource {
     }
 }
 
+/// A stop state made on first use (a pool job's: most jobs never look at
+/// theirs, and a tiny job should not pay an allocation for it). Every
+/// reader goes through [`source`](Self::source), which makes it once
+/// (`OnceLock`), so a stop requested from outside and the job's own
+/// `Context` always meet in one state.
+#[derive(Default)]
+pub(crate) struct LazyStop(std::sync::OnceLock<StopSource>);
+
+impl LazyStop {
+    /// A lazy stop that already has its state (a child of an outside token).
+    pub(crate) fn ready(source: StopSource) -> LazyStop {
+        LazyStop(std::sync::OnceLock::from(source))
+    }
+
+    /// The stop state, made now if nothing made it yet.
+    pub(crate) fn source(&self) -> &StopSource {
+        self.0.get_or_init(StopSource::new)
+    }
+
+    /// Whether a stop was requested; makes nothing (a state nobody made
+    /// was never stopped).
+    pub(crate) fn requested(&self) -> bool {
+        self.0.get().is_some_and(StopSource::stop_requested)
+    }
+}
+
+/// Something that owns a [`LazyStop`] (a pool job's one allocation): what
+/// the job's `Context` and its worker's slot reach it through.
+pub(crate) trait HasStop: Send + Sync {
+    fn stop(&self) -> &LazyStop;
+}
+
 impl Default for StopSource {
     fn default() -> Self {
         StopSource::new()

@@ -425,3 +425,84 @@ fn a_blocked_worker_exit_does_not_stall_the_manager() {
         assert!(took < SLOW_TLS_FOR / 2, "the manager was held up: {took:?}");
     });
 }
+
+// The hot path: one allocation per job, the stop state made on first use.
+
+/// The closure of a cancelled job goes at the cancel, not with the last
+/// handle: what it captured (here a channel's sender) is released at once.
+#[test]
+fn cancel_drops_the_closure_at_once() {
+    bounded(30 * SEC, || {
+        let pool = Pool::builder()
+            .name("cdrop")
+            .max_threads(1)
+            .build()
+            .unwrap();
+        let blocker = common::running_sleeper(&pool);
+        let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+        let job = pool.spawn(move |_| drop(tx)).unwrap();
+        assert!(job.cancel());
+        // The handle is alive; the sender must be gone already.
+        assert_eq!(
+            rx.recv_timeout(Duration::ZERO),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        );
+        assert_eq!(job.join(), Err(JobError::Cancelled));
+        blocker.cancel();
+        assert!(pool.wait_idle_timeout(10 * SEC));
+    });
+}
+
+/// A refused job's closure is dropped by `spawn`, contained: a capture
+/// that panics when dropped does not unwind out of `spawn`.
+#[test]
+fn a_refused_jobs_closure_is_dropped_and_contained() {
+    struct Bomb(Arc<AtomicUsize>);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            panic!("a capture's drop panics");
+        }
+    }
+    bounded(30 * SEC, || {
+        let pool = Pool::builder().name("refuse").build().unwrap();
+        let _ = pool.shutdown(SEC);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let bomb = Bomb(drops.clone());
+        let out = pool.spawn(move |_| drop(bomb));
+        assert!(matches!(out, Err(threadward::SpawnError::ShutDown)));
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}
+
+/// A job that never looks at its token (so has no stop state yet) still
+/// sees a stop requested by `cancel` through `should_stop`, and one that
+/// makes its token later sees the same stop.
+#[test]
+fn a_stop_before_the_job_made_its_stop_state_is_seen() {
+    bounded(30 * SEC, || {
+        let pool = Pool::builder().name("lazy").build().unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let job = pool
+            .spawn(move |cx| {
+                tx.send(()).unwrap();
+                let mut spins = 0u64;
+                while !cx.should_stop() {
+                    spins += 1;
+                    std::thread::yield_now();
+                }
+                // The token made now is the stopped one.
+                (
+                    spins,
+                    cx.token().stop_requested(),
+                    cx.sleep(Duration::from_secs(30)),
+                )
+            })
+            .unwrap();
+        rx.recv_timeout(10 * SEC).unwrap();
+        assert!(!job.cancel(), "running: its stop is requested instead");
+        let (_, token_stopped, slept) = job.join_timeout(10 * SEC).unwrap().unwrap();
+        assert!(token_stopped);
+        assert!(slept.is_err(), "a stopped job's wait returns at once");
+    });
+}

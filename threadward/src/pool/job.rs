@@ -4,15 +4,15 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::core::{Core, JobHint, Outcome, QueuedJob, Report};
 use crate::record::{ThreadRecord, ThreadState};
-use crate::stop::StopSource;
+use crate::stop::{HasStop, LazyStop};
 use crate::sync::panic_message;
-use crate::sync::{self, Arc, Condvar, Mutex, MutexGuard};
+use crate::sync::{self, Condvar, Mutex, MutexGuard};
 use crate::thread::{BlockHook, Context};
 
 /// Identity of a pool job, unique per process.
@@ -94,24 +94,92 @@ struct Slot<T> {
     joining: bool,
 }
 
-/// Shared between the [`Job`] handle and the queued task.
+/// Shared between the [`Job`] handle and the worker that runs the job.
 pub(crate) struct JobInner<T> {
     id: u64,
-    stop: StopSource,
+    hint: JobHint,
+    /// Made on first use: by the job's `Context`, a stop of the job, or a
+    /// shutdown that finds it running.
+    stop: LazyStop,
     slot: Mutex<Slot<T>>,
     cv: Condvar,
 }
 
-impl<T> JobInner<T> {
-    #[cfg(all(test, loom))]
-    pub(crate) fn new(id: u64) -> Arc<JobInner<T>> {
-        JobInner::with_stop(id, StopSource::new())
-    }
+/// A job's one allocation: its shared state and, in `f`, its closure. The
+/// queue holds it as a [`Task`]; the [`Job`] handle as
+/// `JobCell<T, dyn Closure>`, which hides the closure's type.
+pub(crate) struct JobCell<T, F: ?Sized> {
+    inner: JobInner<T>,
+    /// This cell without keeping it alive: what a worker's slot holds so a
+    /// shutdown can reach the job's stop state (a strong reference there
+    /// could make a detached value drop under the pool lock).
+    me: Weak<dyn HasStop>,
+    f: F,
+}
 
-    /// A job whose stop state is `stop` (a child of an outside token).
-    pub(crate) fn with_stop(id: u64, stop: StopSource) -> Arc<JobInner<T>> {
-        Arc::new(JobInner {
+/// The closure's place in a [`JobCell`], its type hidden: whoever runs,
+/// aborts or cancels the job takes the closure out (exactly one does).
+pub(crate) trait Closure: Send + Sync {
+    /// Drops the closure if it is still there, contained (user code).
+    fn discard(&self);
+}
+
+impl<F: Send> Closure for std::sync::Mutex<Option<F>> {
+    fn discard(&self) {
+        let f = take_closure(self);
+        sync::contain("the drop of a job's closure", move || drop(f));
+    }
+}
+
+/// Takes the closure out of its place (a poisoned lock cannot happen: no
+/// user code runs under it).
+fn take_closure<F>(f: &std::sync::Mutex<Option<F>>) -> Option<F> {
+    f.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+}
+
+impl<T: Send + 'static, F: FnOnce(&Context) -> T + Send + 'static>
+    JobCell<T, std::sync::Mutex<Option<F>>>
+{
+    /// A queued job `id` with hint `hint` and stop state `stop`: the
+    /// task for the queue, and the cell for the handle.
+    pub(crate) fn new(
+        id: u64,
+        hint: JobHint,
+        stop: LazyStop,
+        f: F,
+    ) -> (Task, Arc<JobCell<T, dyn Closure>>) {
+        let cell = Arc::new_cyclic(|me: &Weak<Self>| JobCell {
+            inner: JobInner::new(id, hint, stop),
+            me: me.clone(),
+            f: std::sync::Mutex::new(Some(f)),
+        });
+        (cell.clone(), cell)
+    }
+}
+
+/// Drops a refused job (its task and its cell: the closure goes with
+/// them), contained.
+pub(crate) fn discard<T>(task: Task, cell: Arc<JobCell<T, dyn Closure>>) {
+    cell.f.discard();
+    sync::contain("the drop of a refused job", move || drop((task, cell)));
+}
+
+impl<T, F: ?Sized + Send + Sync> HasStop for JobCell<T, F>
+where
+    T: Send,
+{
+    fn stop(&self) -> &LazyStop {
+        &self.inner.stop
+    }
+}
+
+impl<T> JobInner<T> {
+    fn new(id: u64, hint: JobHint, stop: LazyStop) -> JobInner<T> {
+        JobInner {
             id,
+            hint,
             stop,
             slot: Mutex::new(Slot {
                 phase: Phase::Queued,
@@ -119,7 +187,7 @@ impl<T> JobInner<T> {
                 joining: false,
             }),
             cv: Condvar::new(),
-        })
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Slot<T>> {
@@ -189,79 +257,83 @@ struct Wake {
     waker: Option<Waker>,
 }
 
-/// A queued job: the closure plus its shared state.
-pub(crate) trait Runnable: Send {
+/// A queued job, its types hidden: what the pool's queue holds.
+pub(crate) trait Runnable: Send + Sync {
     fn id(&self) -> u64;
-    fn stop_source(&self) -> StopSource;
     fn hint(&self) -> JobHint;
+    /// The job's stop state, reachable without keeping the job alive.
+    fn stopper(&self) -> Weak<dyn HasStop>;
     /// Runs the job on worker `rec`. Its outcome is counted by `report`
     /// in the same critical section that stores the result, so whoever
     /// sees the result sees the count and the other way round. Never
     /// unwinds: every piece of user code in it (the closure, its drop, the
     /// value's drop, the panic payload, the waker) is contained.
     fn run(
-        self: Box<Self>,
-        rec: &std::sync::Arc<ThreadRecord>,
-        hook: Option<&std::sync::Arc<dyn BlockHook>>,
+        self: Arc<Self>,
+        rec: &Arc<ThreadRecord>,
+        hook: Option<&Arc<dyn BlockHook>>,
         report: Report<'_>,
     );
     /// Resolves a job that will never run with `why`; never unwinds.
-    fn abort(self: Box<Self>, why: JobError);
+    fn abort(self: Arc<Self>, why: JobError);
 }
 
-pub(crate) type Task = Box<dyn Runnable>;
+/// A queued job: its cell, shared with the job's handle (one allocation).
+pub(crate) type Task = Arc<dyn Runnable>;
 
 impl QueuedJob for Task {
     fn id(&self) -> u64 {
         (**self).id()
     }
-    fn stop_source(&self) -> Option<StopSource> {
-        Some((**self).stop_source())
+    fn stopper(&self) -> Option<Weak<dyn HasStop>> {
+        Some((**self).stopper())
     }
     fn hint(&self) -> JobHint {
         (**self).hint()
     }
 }
 
-pub(crate) struct Packet<F, T> {
-    pub(crate) job: Arc<JobInner<T>>,
-    pub(crate) hint: JobHint,
-    pub(crate) f: F,
-}
-
-impl<F, T> Runnable for Packet<F, T>
+impl<F, T> Runnable for JobCell<T, std::sync::Mutex<Option<F>>>
 where
     F: FnOnce(&Context) -> T + Send + 'static,
     T: Send + 'static,
 {
     fn id(&self) -> u64 {
-        self.job.id
-    }
-
-    fn stop_source(&self) -> StopSource {
-        self.job.stop.clone()
+        self.inner.id
     }
 
     fn hint(&self) -> JobHint {
-        self.hint
+        self.inner.hint
+    }
+
+    fn stopper(&self) -> Weak<dyn HasStop> {
+        self.me.clone()
     }
 
     fn run(
-        self: Box<Self>,
-        rec: &std::sync::Arc<ThreadRecord>,
-        hook: Option<&std::sync::Arc<dyn BlockHook>>,
+        self: Arc<Self>,
+        rec: &Arc<ThreadRecord>,
+        hook: Option<&Arc<dyn BlockHook>>,
         report: Report<'_>,
     ) {
-        let Packet { job, f, .. } = *self;
-        if !job.start() {
+        let job = &self.inner;
+        // Only the worker that took the job from the queue runs it, so
+        // after `start` the closure is there.
+        let f = if job.start() {
+            take_closure(&self.f)
+        } else {
+            None
+        };
+        let Some(f) = f else {
             // Cancelled after we took it: it never runs.
             report(Outcome::Skipped, &mut || {});
-            sync::contain("the drop of a cancelled job's closure", move || drop(f));
+            self.f.discard();
             return;
-        }
+        };
         rec.set_job(job.id);
         rec.set_state(ThreadState::Running);
-        let cx = Context::with_hook(rec.clone(), job.stop.token(), hook.cloned());
+        let stop: Arc<dyn HasStop> = self.clone();
+        let cx = Context::with_hook(rec.clone(), stop, hook.cloned());
         let out = catch_unwind(AssertUnwindSafe(move || f(&cx)));
         rec.set_job(0);
         let out = out.map_err(|payload| {
@@ -280,7 +352,8 @@ where
         // From here to the end the job's user code (its waker, a detached
         // value's drop) may still run on this worker, which may meanwhile
         // hold its next job: the worker stays named by this one too.
-        rec.set_finishing(job.id);
+        let id = job.id;
+        rec.set_finishing(id);
         report(outcome, &mut || {
             wake = out.take().and_then(|o| job.settle(o, false));
         });
@@ -288,15 +361,15 @@ where
             job.wake(w);
         }
         // The last reference of a detached job drops its value here.
-        sync::contain("the drop of a detached job's value", move || drop(job));
+        sync::contain("the drop of a detached job's value", move || drop(self));
         rec.set_finishing(0);
     }
 
-    fn abort(self: Box<Self>, why: JobError) {
-        let job = self.job.clone();
+    fn abort(self: Arc<Self>, why: JobError) {
         // Drop the closure (and what it captured) before waking the joiner.
+        self.f.discard();
+        self.inner.complete(Err(why), true);
         sync::contain("the drop of a job that never ran", move || drop(self));
-        job.complete(Err(why), true);
     }
 }
 
@@ -327,13 +400,17 @@ where
 /// # let _ = n;
 /// ```
 pub struct Job<T> {
-    inner: Arc<JobInner<T>>,
+    cell: Arc<JobCell<T, dyn Closure>>,
     core: Weak<Core<Task>>,
 }
 
 impl<T> Job<T> {
-    pub(crate) fn new(inner: Arc<JobInner<T>>, core: Weak<Core<Task>>) -> Job<T> {
-        Job { inner, core }
+    pub(crate) fn new(cell: Arc<JobCell<T, dyn Closure>>, core: Weak<Core<Task>>) -> Job<T> {
+        Job { cell, core }
+    }
+
+    fn inner(&self) -> &JobInner<T> {
+        &self.cell.inner
     }
 
     /// The job's id.
@@ -346,7 +423,7 @@ impl<T> Job<T> {
     /// let _id = job.id();
     /// ```
     pub fn id(&self) -> JobId {
-        JobId(self.inner.id)
+        JobId(self.inner().id)
     }
 
     /// Cancels the job: if it has not started it never will (and `join`
@@ -370,13 +447,15 @@ impl<T> Job<T> {
     /// assert!(first.join().unwrap().is_err());
     /// ```
     pub fn cancel(&self) -> bool {
-        let kept_from_running = self.inner.complete(Err(JobError::Cancelled), true);
+        let kept_from_running = self.inner().complete(Err(JobError::Cancelled), true);
         if kept_from_running {
+            // What the closure holds goes now, not with the last handle.
+            self.cell.f.discard();
             if let Some(core) = self.core.upgrade() {
-                core.remove_queued(self.inner.id);
+                core.remove_queued(self.inner().id);
             }
-        } else if self.inner.stop.request_stop() {
-            tracing::debug!(job = self.inner.id, "stop of a running job requested");
+        } else if self.inner().stop.source().request_stop() {
+            tracing::debug!(job = self.inner().id, "stop of a running job requested");
         }
         kept_from_running
     }
@@ -393,7 +472,7 @@ impl<T> Job<T> {
     /// assert!(job.is_finished());
     /// ```
     pub fn is_finished(&self) -> bool {
-        matches!(self.inner.lock().phase, Phase::Done(_) | Phase::Taken)
+        matches!(self.inner().lock().phase, Phase::Done(_) | Phase::Taken)
     }
 
     fn is_self(&self, phase: &Phase<T>) -> bool {
@@ -452,12 +531,12 @@ impl<T> Job<T> {
         deadline: Option<Instant>,
         give_up: impl Fn() -> bool,
     ) -> Result<Result<T, JobError>, Job<T>> {
-        let mut s = self.inner.lock();
+        let mut s = self.inner().lock();
         if self.is_self(&s.phase) {
             return Ok(Err(JobError::SelfJoin));
         }
         s.joining = true;
-        let (mut s, _) = sync::wait_until(&self.inner.slot, &self.inner.cv, s, deadline, |s| {
+        let (mut s, _) = sync::wait_until(&self.inner().slot, &self.inner().cv, s, deadline, |s| {
             matches!(s.phase, Phase::Done(_)) || give_up()
         });
         s.joining = false;
@@ -501,10 +580,10 @@ impl<T> Job<T> {
     where
         T: Send + 'static,
     {
-        let inner = self.inner.clone();
+        let cell = self.cell.clone();
         let _wake = cx.token().on_stop(move || {
-            let _s = inner.lock();
-            inner.cv.notify_all();
+            let _s = cell.inner.lock();
+            cell.inner.cv.notify_all();
         });
         let token = cx.token().clone();
         cx.blocking(|| self.wait_or(None, || token.stop_requested()))
@@ -558,10 +637,10 @@ impl<T> Job<T> {
     /// ```
     pub fn stop(self) -> Result<T, JobError> {
         {
-            let s = self.inner.lock();
+            let s = self.inner().lock();
             if self.is_self(&s.phase) {
                 drop(s);
-                self.inner.stop.request_stop();
+                self.inner().stop.source().request_stop();
                 return Err(JobError::SelfJoin);
             }
         }
@@ -574,7 +653,7 @@ impl<T> Future for Job<T> {
     type Output = Result<T, JobError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let mut s = self.inner.lock();
+        let mut s = self.inner().lock();
         match std::mem::replace(&mut s.phase, Phase::Taken) {
             Phase::Done(r) => Poll::Ready(r),
             Phase::Taken => panic!("Job polled after it returned Ready"),
@@ -596,7 +675,7 @@ impl<T> Drop for Job<T> {
     /// a handle's drop.
     fn drop(&mut self) {
         let done = {
-            let mut s = self.inner.lock();
+            let mut s = self.inner().lock();
             match std::mem::replace(&mut s.phase, Phase::Taken) {
                 Phase::Done(r) => Some(r),
                 other => {
@@ -701,7 +780,7 @@ impl<T> fmt::Debug for JobGuard<T> {
 impl<T> fmt::Debug for Job<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Job")
-            .field("id", &self.inner.id)
+            .field("id", &self.inner().id)
             .field("finished", &self.is_finished())
             .finish()
     }
@@ -719,27 +798,32 @@ mod loom_tests {
     #[test]
     fn loom_cancel_vs_run() {
         loom::model(|| {
-            let job: Arc<JobInner<u32>> = JobInner::new(1);
-            let j = job.clone();
+            let (_task, cell) = test_cell(1);
+            let j = cell.clone();
             let worker = thread::spawn(move || {
-                if !j.start() {
+                if !j.inner.start() {
                     return false;
                 }
-                if let Some(w) = j.settle(Ok(5), false) {
-                    j.wake(w);
+                if let Some(w) = j.inner.settle(Ok(5), false) {
+                    j.inner.wake(w);
                 }
                 true
             });
-            let cancelled = job.complete(Err(JobError::Cancelled), true);
+            let cancelled = cell.inner.complete(Err(JobError::Cancelled), true);
             let ran = worker.join().unwrap();
             assert!(cancelled ^ ran, "cancelled {cancelled}, ran {ran}");
-            let s = job.lock();
+            let s = cell.inner.lock();
             match &s.phase {
                 Phase::Done(Ok(5)) => assert!(ran),
                 Phase::Done(Err(JobError::Cancelled)) => assert!(cancelled),
                 _ => panic!("unresolved"),
             }
         });
+    }
+
+    /// A job cell as `Pool::spawn` makes it (its closure never runs).
+    fn test_cell(id: u64) -> (Task, Arc<JobCell<u32, dyn Closure>>) {
+        JobCell::new(id, JobHint::Auto, LazyStop::default(), |_: &Context| 0u32)
     }
 
     struct Count(AtomicUsize);
@@ -756,13 +840,13 @@ mod loom_tests {
     #[test]
     fn loom_poll_vs_completion_never_loses_the_wakeup() {
         loom::model(|| {
-            let inner: Arc<JobInner<u32>> = JobInner::new(2);
-            let mut job = Job::new(inner.clone(), Weak::new());
-            assert!(inner.start());
-            let i = inner.clone();
+            let (_task, cell) = test_cell(2);
+            let mut job = Job::new(cell.clone(), Weak::new());
+            assert!(cell.inner.start());
+            let i = cell.clone();
             let worker = thread::spawn(move || {
-                if let Some(w) = i.settle(Ok(7), false) {
-                    i.wake(w);
+                if let Some(w) = i.inner.settle(Ok(7), false) {
+                    i.inner.wake(w);
                 }
             });
             let count = std::sync::Arc::new(Count(AtomicUsize::new(0)));

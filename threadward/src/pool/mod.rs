@@ -44,9 +44,9 @@ pub use self::shutdown::{ShutdownReport, Straggler};
 pub use self::stats::PoolStats;
 
 use self::core::{Core, Refusal, Submitted};
-use self::job::{JobInner, Packet, Task};
+use self::job::{JobCell, Task};
 use self::worker::PoolRef;
-use crate::stop::StopSource;
+use crate::stop::LazyStop;
 use crate::sync;
 use crate::thread::Context;
 
@@ -241,7 +241,7 @@ impl Pool {
         F: FnOnce(&Context) -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.submit(hint, StopSource::new(), f)
+        self.submit(hint, LazyStop::default(), f)
     }
 
     /// [`spawn`](Pool::spawn) a job that is also stopped when `token`'s
@@ -276,45 +276,43 @@ impl Pool {
         F: FnOnce(&Context) -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.submit(JobHint::Auto, token.child(), f)
+        self.submit(JobHint::Auto, LazyStop::ready(token.child()), f)
     }
 
-    fn submit<F, T>(&self, hint: JobHint, stop: StopSource, f: F) -> Result<Job<T>, SpawnError>
+    fn submit<F, T>(&self, hint: JobHint, stop: LazyStop, f: F) -> Result<Job<T>, SpawnError>
     where
         F: FnOnce(&Context) -> T + Send + 'static,
         T: Send + 'static,
     {
         let id = NEXT_JOB.fetch_add(1, Ordering::Relaxed);
-        let inner = JobInner::with_stop(id, stop);
-        let task: Task = Box::new(Packet {
-            job: inner.clone(),
-            hint,
-            f,
-        });
+        let (task, cell) = JobCell::new(id, hint, stop, f);
         let pool = &self.shared.pool;
-        match pool.core.submit(task) {
-            Ok(Submitted::Queued) => {}
+        let refused = match pool.core.submit(task) {
+            Ok(Submitted::Queued) => None,
             Ok(Submitted::Waiting) => {
                 pool.core.take_saturation();
                 monitor::poke();
+                None
             }
             Ok(Submitted::CreateWorker(no)) => {
                 // A worker reserved for this job (an empty pool, or a
                 // bounded queue at its bound): create it before returning,
-                // so the OS's refusal reaches the caller.
-                if let Err(e) = worker::start_worker(pool, no) {
-                    if let Some(task) = pool.core.withdraw(no, id) {
-                        sync::contain("the drop of a refused job", move || drop(task));
-                        return Err(SpawnError::Os(e));
-                    }
-                    // Another worker took the job meanwhile: it is served.
-                }
+                // so the OS's refusal reaches the caller. If another worker
+                // took the job meanwhile, it is served.
+                worker::start_worker(pool, no)
+                    .err()
+                    .and_then(|e| Some((pool.core.withdraw(no, id)?, SpawnError::Os(e))))
             }
-            Err((_, Refusal::ShutDown)) => return Err(SpawnError::ShutDown),
-            Err((_, Refusal::QueueFull)) => return Err(SpawnError::QueueFull),
-            Err((_, Refusal::AtCapacity)) => return Err(SpawnError::AtCapacity),
+            Err((task, Refusal::ShutDown)) => Some((task, SpawnError::ShutDown)),
+            Err((task, Refusal::QueueFull)) => Some((task, SpawnError::QueueFull)),
+            Err((task, Refusal::AtCapacity)) => Some((task, SpawnError::AtCapacity)),
+        };
+        if let Some((task, e)) = refused {
+            // The job never runs: its closure goes now, contained.
+            job::discard(task, cell);
+            return Err(e);
         }
-        Ok(Job::new(inner, Arc::downgrade(&pool.core)))
+        Ok(Job::new(cell, Arc::downgrade(&pool.core)))
     }
 
     /// The pool's counts, read in one critical section.

@@ -198,10 +198,8 @@ impl Pool {
             }
             let (mut state, _) = w.rec.state();
             let (job, job_age) = match (&w.current, &w.finishing) {
-                (Some((job, started, stop)), _) => {
-                    if state == ThreadState::Running
-                        && stop.as_ref().is_some_and(|s| s.stop_requested())
-                    {
+                (Some((job, started, stop_requested)), _) => {
+                    if state == ThreadState::Running && *stop_requested {
                         state = ThreadState::Stopping; // a worker follows its job
                     }
                     (Some(JobId(*job)), Some(now - *started))

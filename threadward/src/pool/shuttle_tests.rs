@@ -8,13 +8,13 @@ use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
 
 use super::core::{Config, Core, Outcome, QueuedJob, Refusal, Report, Submitted, WorkerSide};
-use crate::stop::StopSource;
+use crate::stop::HasStop;
 
 impl QueuedJob for u64 {
     fn id(&self) -> u64 {
         *self
     }
-    fn stop_source(&self) -> Option<StopSource> {
+    fn stopper(&self) -> Option<std::sync::Weak<dyn HasStop>> {
         None
     }
 }

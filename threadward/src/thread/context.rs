@@ -9,7 +9,7 @@ use rustix::event::PollFlags;
 
 use crate::io::StopEventFd;
 use crate::record::{ThreadId, ThreadRecord, ThreadState, WaitKind};
-use crate::stop::{StopToken, Stopped};
+use crate::stop::{HasStop, StopToken, Stopped};
 use crate::sync;
 use crate::wait::{self, RecvError, StopChannel};
 
@@ -40,7 +40,11 @@ use crate::wait::{self, RecvError, StopChannel};
 /// ```
 pub struct Context {
     rec: Arc<ThreadRecord>,
-    token: StopToken,
+    /// The stop token: given (a managed thread, a job whose stop state
+    /// exists) or made on first use from `lazy` (a pool job's stop state,
+    /// which most jobs never look at).
+    token: OnceLock<StopToken>,
+    lazy: Option<std::sync::Arc<dyn HasStop>>,
     chan: OnceLock<StopChannel>,
     efd: OnceLock<StopEventFd>,
     /// Told when the code blocks (a pool job's accounting); `None` on a
@@ -72,18 +76,27 @@ impl Drop for Blocked<'_> {
 impl Context {
     /// A context observing `token` on the managed thread `rec`.
     pub(crate) fn new(rec: Arc<ThreadRecord>, token: StopToken) -> Context {
-        Context::with_hook(rec, token, None)
+        Context {
+            rec,
+            token: OnceLock::from(token),
+            lazy: None,
+            chan: OnceLock::new(),
+            efd: OnceLock::new(),
+            hook: None,
+        }
     }
 
     /// A context whose blocking waits are reported to `hook`.
+    /// A pool job's context: its stop state is `stop`'s, made on first use.
     pub(crate) fn with_hook(
         rec: Arc<ThreadRecord>,
-        token: StopToken,
+        stop: std::sync::Arc<dyn HasStop>,
         hook: Option<Arc<dyn BlockHook>>,
     ) -> Context {
         Context {
             rec,
-            token,
+            token: OnceLock::new(),
+            lazy: Some(stop),
             chan: OnceLock::new(),
             efd: OnceLock::new(),
             hook,
@@ -144,7 +157,11 @@ impl Context {
     /// assert_eq!(t.stop().unwrap(), "done");
     /// ```
     pub fn should_stop(&self) -> bool {
-        self.token.stop_requested()
+        match (self.token.get(), &self.lazy) {
+            (Some(t), _) => t.stop_requested(),
+            (None, Some(lazy)) => lazy.stop().requested(),
+            (None, None) => unreachable!("a context has a token or a lazy stop"),
+        }
     }
 
     /// The stop token, for registering [`on_stop`](StopToken::on_stop)
@@ -162,7 +179,13 @@ impl Context {
     /// t.stop().unwrap();
     /// ```
     pub fn token(&self) -> &StopToken {
-        &self.token
+        self.token.get_or_init(|| {
+            let lazy = self
+                .lazy
+                .as_ref()
+                .expect("a context has a token or a lazy stop");
+            lazy.stop().source().token()
+        })
     }
 
     /// The id of the managed thread running this code.
@@ -198,7 +221,7 @@ impl Context {
     }
 
     fn stop_channel(&self) -> &StopChannel {
-        self.chan.get_or_init(|| StopChannel::new(&self.token))
+        self.chan.get_or_init(|| StopChannel::new(self.token()))
     }
 
     /// Sleeps for `d`, or until stopped.
@@ -229,7 +252,7 @@ impl Context {
         let deadline = Instant::now().checked_add(d);
         loop {
             let done = self.waiting(WaitKind::Sleep, || {
-                chan.sleep_kickable(&self.token, deadline, &self.rec.kick.rx)
+                chan.sleep_kickable(self.token(), deadline, &self.rec.kick.rx)
             })?;
             if done {
                 return Ok(());
@@ -340,7 +363,7 @@ impl Context {
         let chan = self.stop_channel();
         loop {
             let got = self.waiting(WaitKind::Channel, || {
-                chan.recv_kickable(&self.token, rx, deadline, &self.rec.kick.rx)
+                chan.recv_kickable(self.token(), rx, deadline, &self.rec.kick.rx)
             })?;
             match got {
                 Some(m) => return Ok(m),
@@ -445,7 +468,7 @@ impl Context {
             return Ok((guard, false)); // nothing to wait for
         }
         self.waiting(WaitKind::Condvar, || {
-            wait::condvar_wait_while_until(&self.token, cv, guard, deadline, cond)
+            wait::condvar_wait_while_until(self.token(), cv, guard, deadline, cond)
         })
     }
 
@@ -465,7 +488,7 @@ impl Context {
         let efd = match self.efd.get() {
             Some(e) => e,
             None => {
-                let e = StopEventFd::new(&self.token)?;
+                let e = StopEventFd::new(self.token())?;
                 self.efd.get_or_init(|| e)
             }
         };
@@ -478,7 +501,7 @@ impl Context {
         }
         loop {
             let ready = self.waiting(WaitKind::Fd, || {
-                efd.wait(&self.token, &fd, flags, deadline, &kick)
+                efd.wait(self.token(), &fd, flags, deadline, &kick)
             })?;
             if ready {
                 return Ok(());
@@ -685,17 +708,17 @@ impl Context {
         // Slow path: make our own stop (a pool job's token may differ from
         // the thread's) wake the pause condvar.
         let waker = rec.clone();
-        let _guard = self.token.on_stop(move || {
+        let _guard = self.token().on_stop(move || {
             let _p = sync::lock(&waker.pause);
             waker.pause_cv.notify_all();
         });
         let mut p = sync::lock(&rec.pause);
-        if p.requested && !self.token.stop_requested() {
+        if p.requested && !self.token().stop_requested() {
             p.paused = true;
             rec.set_state(ThreadState::Paused);
             rec.pause_cv.notify_all();
             let _blocked = self.enter_blocking();
-            while p.requested && !self.token.stop_requested() {
+            while p.requested && !self.token().stop_requested() {
                 p = sync::wait(&rec.pause_cv, p);
             }
             p.paused = false;

@@ -63,18 +63,31 @@ pub fn live_task_names() -> Vec<String> {
     tasks(|state| !matches!(state, 'Z' | 'X'))
 }
 
-/// Names of the tasks whose scheduler state passes `keep`.
+/// Names of the tasks whose scheduler state passes `keep`, all at one
+/// instant. A walk reads the tasks one after another, so a thread read
+/// alive early in it may have exited, been joined and replaced before a
+/// later one is read: both would be counted although never alive at once.
+/// So every task is read twice, the second time after the whole first
+/// pass: one alive at both reads was alive throughout, in particular when
+/// each other kept task was read alive.
 fn tasks(keep: impl Fn(char) -> bool) -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
+    let alive = |dir: &std::path::Path| {
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        let state = stat.rsplit_once(") ")?.1.chars().next()?;
+        keep(state).then_some(())
+    };
+    let first: Vec<(std::path::PathBuf, String)> = std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|e| {
             let dir = e.ok()?.path();
-            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-            let state = stat.rsplit_once(") ")?.1.chars().next()?;
-            keep(state).then_some(())?;
-            std::fs::read_to_string(dir.join("comm")).ok()
+            alive(&dir)?;
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            Some((dir, name.trim_end().to_owned()))
         })
-        .map(|s| s.trim_end().to_owned())
+        .collect();
+    first
+        .into_iter()
+        .filter_map(|(dir, name)| alive(&dir).map(|()| name))
         .collect()
 }
 

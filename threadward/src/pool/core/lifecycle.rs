@@ -29,8 +29,8 @@ pub(crate) enum Leaving {
 /// A worker as a shutdown report sees it.
 pub(crate) struct WorkerView {
     pub(crate) rec: Arc<ThreadRecord>,
-    /// The running job: id, start, stop state.
-    pub(crate) current: Option<(u64, Instant, Option<StopSource>)>,
+    /// The running job: id, start, whether its stop was requested.
+    pub(crate) current: Option<(u64, Instant, bool)>,
     /// The previous job, if its user code may still run on the worker.
     pub(crate) finishing: Option<Finishing>,
 }
@@ -230,7 +230,7 @@ impl<J: QueuedJob> Core<J> {
         let stops = st
             .workers
             .values()
-            .filter_map(|w| w.current.as_ref()?.stop.clone())
+            .filter_map(|w| w.current.as_ref()?.stop_source())
             .collect();
         let wakes = Self::wake_all_parked(&st);
         self.wake(st, wakes);
@@ -320,7 +320,7 @@ impl<J: QueuedJob> Core<J> {
             let current = slot
                 .current
                 .as_ref()
-                .map(|c| (c.job, c.started, c.stop.clone()));
+                .map(|c| (c.job, c.started, c.stop_requested()));
             let finishing = slot.finishing.filter(|f| rec.finishing() == Some(f.job));
             if current.is_some() || finishing.is_some() {
                 views.push(WorkerView {

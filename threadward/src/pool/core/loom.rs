@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use super::state::{Config, JobHint, Queue};
 use super::{Block, Core, Outcome, QueuedJob, Refusal, Report, Submitted, Verdict, WorkerSide};
-use crate::stop::StopSource;
+use crate::stop::HasStop;
 use crate::sync::{thread, Arc};
 
 impl QueuedJob for u64 {
     fn id(&self) -> u64 {
         *self
     }
-    fn stop_source(&self) -> Option<StopSource> {
+    fn stopper(&self) -> Option<std::sync::Weak<dyn HasStop>> {
         None
     }
     fn hint(&self) -> JobHint {

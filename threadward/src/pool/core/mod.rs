@@ -16,7 +16,7 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use crate::stop::StopSource;
+use crate::stop::HasStop;
 use crate::sync::{self, AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard};
 
 mod dispatch;
@@ -39,8 +39,9 @@ pub(crate) use self::turn::{Block, Outcome, Report, WorkerSide};
 /// What the protocol needs to know of a queued job.
 pub(crate) trait QueuedJob: Send {
     fn id(&self) -> u64;
-    /// The job's stop state, if one exists yet.
-    fn stop_source(&self) -> Option<StopSource>;
+    /// The job's stop state (made on first use), reachable without keeping
+    /// the job alive; `None` for the models' jobs, which have none.
+    fn stopper(&self) -> Option<std::sync::Weak<dyn HasStop>>;
     /// How the job expects to behave (a hint given at spawn).
     fn hint(&self) -> JobHint {
         JobHint::Auto

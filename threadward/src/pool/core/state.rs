@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::record::ThreadRecord;
-use crate::stop::StopSource;
+use crate::stop::{HasStop, StopSource};
 use crate::sync::Condvar;
 
 /// How many jobs may wait in a pool with no worker on its way to them.
@@ -160,7 +160,8 @@ impl Config {
 /// The job a worker runs right now.
 pub(crate) struct Current {
     pub(crate) job: u64,
-    pub(crate) stop: Option<StopSource>,
+    /// The job's stop state, reached without keeping the job alive.
+    pub(crate) stop: Option<std::sync::Weak<dyn HasStop>>,
     pub(crate) started: Instant,
     pub(crate) hint: JobHint,
     /// Depth of library waits and `blocking` sections the job is in.
@@ -174,6 +175,23 @@ impl Current {
     /// Whether the job counts in `State::running` now.
     pub(crate) fn in_running(&self) -> bool {
         self.hint != JobHint::MayBlock && self.blocked == 0 && !self.compensated
+    }
+    /// The job's stop state, made now if the job made none. Called under
+    /// the pool lock only: while the job is current its worker holds it,
+    /// so the reference taken here is never the last one (a detached
+    /// job's value is never dropped by this).
+    pub(crate) fn stop_source(&self) -> Option<StopSource> {
+        let job = self.stop.as_ref()?.upgrade()?;
+        let source = job.stop().source().clone();
+        drop(job);
+        Some(source)
+    }
+    /// Whether the job's stop was requested (makes no stop state).
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade)
+            .is_some_and(|job| job.stop().requested())
     }
     /// Whether the monitor may compensate it.
     pub(crate) fn watched(&self) -> bool {

@@ -177,7 +177,7 @@ impl<J: QueuedJob> Core<J> {
         let slot = st.workers.get_mut(&me).expect("a worker has a slot");
         slot.current = Some(Current {
             job: job.id(),
-            stop: job.stop_source(),
+            stop: job.stopper(),
             started: now,
             hint,
             blocked: 0,
