@@ -1,47 +1,63 @@
 //! A 30-line harness for profiling the pool's per-job cost: `N` tiny jobs
-//! through `Pool::spawn` with the handle dropped, from `S` submitters.
+//! through `Pool::spawn` with the handle dropped, from `S` submitters,
+//! `R` rounds, each beside the same jobs on a fixed ncpu `threadpool`.
 //!
-//! `cargo run --release -p threadward-bench --example tiny_jobs -- 200000 1`
+//! `cargo run --release -p threadward-bench --example tiny_jobs -- 200000 1 5`
 //! (run under `perf record -g` to see where a job's time goes).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Runs `n` jobs counting into one counter from `subs` threads through
+/// `submit`, waits until all ran; jobs per second.
+fn round(n: usize, subs: usize, submit: &(dyn Fn(Box<dyn FnOnce() + Send>) + Sync)) -> f64 {
+    let done = Arc::new(AtomicUsize::new(0));
+    let per = n / subs;
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..subs {
+            s.spawn(|| {
+                for _ in 0..per {
+                    let d = done.clone();
+                    submit(Box::new(move || {
+                        d.fetch_add(1, Ordering::Relaxed);
+                    }));
+                }
+            });
+        }
+    });
+    while done.load(Ordering::Relaxed) < per * subs {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "jobs did not finish"
+        );
+        std::thread::yield_now();
+    }
+    (per * subs) as f64 / t0.elapsed().as_secs_f64()
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map_or(200_000, |a| a.parse().expect("N"));
     let subs: usize = args.next().map_or(1, |a| a.parse().expect("S"));
     let reps: usize = args.next().map_or(5, |a| a.parse().expect("R"));
+    let ncpu = std::thread::available_parallelism().map_or(2, |n| n.get());
     let pool = threadward::Pool::builder()
         .name("tiny")
         .build()
         .expect("pool");
+    let fixed = std::sync::Mutex::new(threadpool::ThreadPool::new(ncpu));
     for _ in 0..reps {
-        let done = Arc::new(AtomicUsize::new(0));
-        let t0 = Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..subs {
-                s.spawn(|| {
-                    for _ in 0..n / subs {
-                        let d = done.clone();
-                        drop(pool.spawn(move |_| d.fetch_add(1, Ordering::Relaxed)));
-                    }
-                });
-            }
-        });
-        while done.load(Ordering::Relaxed) < n / subs * subs {
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "jobs did not finish"
-            );
-            std::thread::yield_now();
-        }
-        let dt = t0.elapsed();
+        // The boxed closure is the bench's; both systems get the same one.
+        let tw = round(n, subs, &|f| drop(pool.spawn(move |_| f())));
+        let tp = round(n, subs, &|f| fixed.lock().unwrap().execute(f));
         let st = pool.stats();
         println!(
-            "{n} jobs, {subs} submitter(s): {:.0} k jobs/s, threads {} (peak {}, compensated {})",
-            n as f64 / dt.as_secs_f64() / 1e3,
+            "{n} jobs, {subs} submitter(s): threadward {:.0} k/s, threadpool {:.0} k/s ({:.2}x), threads {} (peak {}, compensated {})",
+            tw / 1e3,
+            tp / 1e3,
+            tw / tp,
             st.threads,
             st.peak,
             st.compensated

@@ -226,25 +226,26 @@ impl StopSource {
 /// theirs, and a tiny job should not pay an allocation for it). Every
 /// reader goes through [`source`](Self::source), which makes it once
 /// (`OnceLock`), so a stop requested from outside and the job's own
-/// `Context` always meet in one state.
+/// `Context` always meet in one state. Boxed: 16 bytes in the job's cell
+/// instead of 24 (a cell under 128 bytes stays in malloc's fastest bins).
 #[derive(Default)]
-pub(crate) struct LazyStop(std::sync::OnceLock<StopSource>);
+pub(crate) struct LazyStop(std::sync::OnceLock<Box<StopSource>>);
 
 impl LazyStop {
     /// A lazy stop that already has its state (a child of an outside token).
     pub(crate) fn ready(source: StopSource) -> LazyStop {
-        LazyStop(std::sync::OnceLock::from(source))
+        LazyStop(std::sync::OnceLock::from(Box::new(source)))
     }
 
     /// The stop state, made now if nothing made it yet.
     pub(crate) fn source(&self) -> &StopSource {
-        self.0.get_or_init(StopSource::new)
+        self.0.get_or_init(|| Box::new(StopSource::new()))
     }
 
     /// Whether a stop was requested; makes nothing (a state nobody made
     /// was never stopped).
     pub(crate) fn requested(&self) -> bool {
-        self.0.get().is_some_and(StopSource::stop_requested)
+        self.0.get().is_some_and(|s| s.stop_requested())
     }
 }
 

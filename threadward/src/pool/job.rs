@@ -83,7 +83,9 @@ pub enum JobError {
 enum Phase<T> {
     Queued,
     Running(std::thread::ThreadId),
-    Done(Result<T, JobError>),
+    /// The error boxed: a job cell under 128 bytes stays in malloc's
+    /// fastest bins (`JobError` holds a `String`).
+    Done(Result<T, Box<JobError>>),
     Taken,
 }
 
@@ -110,10 +112,6 @@ pub(crate) struct JobInner<T> {
 /// `JobCell<T, dyn Closure>`, which hides the closure's type.
 pub(crate) struct JobCell<T, F: ?Sized> {
     inner: JobInner<T>,
-    /// This cell without keeping it alive: what a worker's slot holds so a
-    /// shutdown can reach the job's stop state (a strong reference there
-    /// could make a detached value drop under the pool lock).
-    me: Weak<dyn HasStop>,
     f: F,
 }
 
@@ -150,9 +148,8 @@ impl<T: Send + 'static, F: FnOnce(&Context) -> T + Send + 'static>
         stop: LazyStop,
         f: F,
     ) -> (Task, Arc<JobCell<T, dyn Closure>>) {
-        let cell = Arc::new_cyclic(|me: &Weak<Self>| JobCell {
+        let cell = Arc::new(JobCell {
             inner: JobInner::new(id, hint, stop),
-            me: me.clone(),
             f: std::sync::Mutex::new(Some(f)),
         });
         (cell.clone(), cell)
@@ -219,7 +216,7 @@ impl<T> JobInner<T> {
         if !allowed {
             return None;
         }
-        s.phase = Phase::Done(out);
+        s.phase = Phase::Done(out.map_err(Box::new));
         Some(Wake {
             joiner: s.joining,
             waker: s.waker.take(),
@@ -261,8 +258,10 @@ struct Wake {
 pub(crate) trait Runnable: Send + Sync {
     fn id(&self) -> u64;
     fn hint(&self) -> JobHint;
-    /// The job's stop state, reachable without keeping the job alive.
-    fn stopper(&self) -> Weak<dyn HasStop>;
+    /// The job's stop state, reachable without keeping the job alive (a
+    /// strong reference in a worker's slot could make a detached value
+    /// drop under the pool lock).
+    fn stopper(self: Arc<Self>) -> Weak<dyn HasStop>;
     /// Runs the job on worker `rec`. Its outcome is counted by `report`
     /// in the same critical section that stores the result, so whoever
     /// sees the result sees the count and the other way round. Never
@@ -286,7 +285,7 @@ impl QueuedJob for Task {
         (**self).id()
     }
     fn stopper(&self) -> Option<Weak<dyn HasStop>> {
-        Some((**self).stopper())
+        Some(self.clone().stopper())
     }
     fn hint(&self) -> JobHint {
         (**self).hint()
@@ -306,8 +305,9 @@ where
         self.inner.hint
     }
 
-    fn stopper(&self) -> Weak<dyn HasStop> {
-        self.me.clone()
+    fn stopper(self: Arc<Self>) -> Weak<dyn HasStop> {
+        let weak: Weak<Self> = Arc::downgrade(&self);
+        weak
     }
 
     fn run(
@@ -545,7 +545,7 @@ impl<T> Job<T> {
             return Err(self);
         }
         match std::mem::replace(&mut s.phase, Phase::Taken) {
-            Phase::Done(r) => Ok(r),
+            Phase::Done(r) => Ok(r.map_err(|e| *e)),
             _ => unreachable!("checked above"),
         }
     }
@@ -655,7 +655,7 @@ impl<T> Future for Job<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let mut s = self.inner().lock();
         match std::mem::replace(&mut s.phase, Phase::Taken) {
-            Phase::Done(r) => Poll::Ready(r),
+            Phase::Done(r) => Poll::Ready(r.map_err(|e| *e)),
             Phase::Taken => panic!("Job polled after it returned Ready"),
             other => {
                 s.phase = other;
@@ -815,7 +815,7 @@ mod loom_tests {
             let s = cell.inner.lock();
             match &s.phase {
                 Phase::Done(Ok(5)) => assert!(ran),
-                Phase::Done(Err(JobError::Cancelled)) => assert!(cancelled),
+                Phase::Done(Err(e)) if **e == JobError::Cancelled => assert!(cancelled),
                 _ => panic!("unresolved"),
             }
         });
