@@ -42,6 +42,8 @@ fn main() {
     let n: usize = args.next().map_or(200_000, |a| a.parse().expect("N"));
     let subs: usize = args.next().map_or(1, |a| a.parse().expect("S"));
     let reps: usize = args.next().map_or(5, |a| a.parse().expect("R"));
+    // A fourth argument `tw` leaves threadpool out (for a profile).
+    let both = args.next().as_deref() != Some("tw");
     let ncpu = std::thread::available_parallelism().map_or(2, |n| n.get());
     let pool = threadward::Pool::builder()
         .name("tiny")
@@ -51,7 +53,11 @@ fn main() {
     for _ in 0..reps {
         // The boxed closure is the bench's; both systems get the same one.
         let tw = round(n, subs, &|f| drop(pool.spawn(move |_| f())));
-        let tp = round(n, subs, &|f| fixed.lock().unwrap().execute(f));
+        let tp = if both {
+            round(n, subs, &|f| fixed.lock().unwrap().execute(f))
+        } else {
+            f64::NAN
+        };
         let st = pool.stats();
         println!(
             "{n} jobs, {subs} submitter(s): threadward {:.0} k/s, threadpool {:.0} k/s ({:.2}x), threads {} (peak {}, compensated {})",

@@ -135,7 +135,11 @@ impl<J: QueuedJob> Core<J> {
     /// keeping its place in `running`) takes a job of that class whatever
     /// the target says; otherwise, or if there is none: `MayBlock` jobs
     /// first, then a counted one only in room nobody was promised.
-    fn take(&self, st: &mut State<J>, me: u64, promise: Option<Class>) -> Option<J> {
+    ///
+    /// `now` is the job's start time, read by the caller: before it took
+    /// the lock on a busy pool's path (`report`), so the clock is not read
+    /// under the lock.
+    fn take(&self, st: &mut State<J>, me: u64, promise: Option<Class>, now: Instant) -> Option<J> {
         let promised = match promise {
             Some(Class::Urgent) => st.urgent.pop_front(),
             Some(Class::Counted) => st.queue.pop_front(),
@@ -158,7 +162,6 @@ impl<J: QueuedJob> Core<J> {
             st.extra = 0; // the backstop's allowance ends with the backlog
         }
         st.busy += 1;
-        let now = Instant::now();
         if hint != JobHint::MayBlock {
             // No counted job starts beyond the target unless a worker was
             // promised to it (README.md: "Invariants", I3).
@@ -193,6 +196,7 @@ impl<J: QueuedJob> Core<J> {
     /// `running` passes to that job without a gap; if there is none, the
     /// place goes to whoever may use it.
     fn report(&self, me: u64, outcome: Outcome, settle: &mut dyn FnMut()) -> Option<J> {
+        let now = Instant::now();
         let mut st = self.lock();
         settle();
         st.busy -= 1;
@@ -202,7 +206,7 @@ impl<J: QueuedJob> Core<J> {
             Outcome::Skipped => st.counters.cancelled += 1,
         }
         let held = Self::release_current(&mut st, me);
-        let next = self.take(&mut st, me, held.then_some(Class::Counted));
+        let next = self.take(&mut st, me, held.then_some(Class::Counted), now);
         if let Some(w) = st.workers.get_mut(&me) {
             w.after_park &= next.is_none(); // a handed job is a run of jobs
         }
@@ -265,7 +269,7 @@ impl<J: QueuedJob> Core<J> {
         let mut parked = false;
         let mut reaped = false;
         loop {
-            if let Some(job) = self.take(&mut st, me, promise) {
+            if let Some(job) = self.take(&mut st, me, promise, Instant::now()) {
                 self.queued_hint.store(st.queued(), Ordering::Relaxed);
                 if let Some(w) = st.workers.get_mut(&me) {
                     w.after_park = parked;
