@@ -506,3 +506,44 @@ fn a_stop_before_the_job_made_its_stop_state_is_seen() {
         assert!(slept.is_err(), "a stopped job's wait returns at once");
     });
 }
+
+/// Cancelling queued jobs never scans the queue: 50 000 jobs queued
+/// behind a blocked worker, cancelled newest first (the worst order for a
+/// scan from the front), then the worker freed. Every cancelled job
+/// resolves `Cancelled`, the identity holds throughout, and a job
+/// submitted after them runs (the dead entries are passed over). The
+/// bound is a hang bound: a scan per cancel made this O(n²).
+#[test]
+fn cancelling_a_long_queue_is_linear_and_keeps_the_identity() {
+    bounded(60 * SEC, || {
+        let pool = Pool::builder()
+            .name("cancel-long")
+            .max_threads(1)
+            .build()
+            .unwrap();
+        let blocker = common::running_sleeper(&pool);
+        let jobs: Vec<_> = (0..50_000u32)
+            .map(|i| pool.spawn(move |_| i).unwrap())
+            .collect();
+        assert_eq!(pool.stats().queued, 50_000);
+        for (n, j) in jobs.iter().rev().enumerate() {
+            assert!(j.cancel());
+            if n % 5_000 == 0 {
+                let s = pool.stats();
+                assert!(identity_holds(&s), "{s:?}");
+                assert_eq!(s.queued, 50_000 - n - 1);
+            }
+        }
+        assert_eq!(pool.stats().queued, 0);
+        let last = pool.spawn(|_| "ran").unwrap();
+        blocker.cancel();
+        assert_eq!(last.join_timeout(10 * SEC).unwrap(), Ok("ran"));
+        for j in jobs {
+            assert_eq!(j.join(), Err(JobError::Cancelled));
+        }
+        assert!(pool.wait_idle_timeout(10 * SEC));
+        let s = pool.stats();
+        assert!(identity_holds(&s), "{s:?}");
+        assert_eq!(s.cancelled, 50_000);
+    });
+}

@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use super::core::{Core, JobHint, Outcome, QueuedJob, Report};
+use super::core::{Core, JobHint, Outcome, QueueMark, QueuedJob, Report};
 use crate::record::{ThreadRecord, ThreadState};
 use crate::stop::{HasStop, LazyStop};
 use crate::sync::panic_message;
@@ -103,6 +103,8 @@ pub(crate) struct JobInner<T> {
     /// Made on first use: by the job's `Context`, a stop of the job, or a
     /// shutdown that finds it running.
     stop: LazyStop,
+    /// Kept by the pool's queue: a cancel finds the job there in O(1).
+    queued: QueueMark,
     slot: Mutex<Slot<T>>,
     cv: Condvar,
 }
@@ -178,6 +180,7 @@ impl<T> JobInner<T> {
             id,
             hint,
             stop,
+            queued: QueueMark::default(),
             slot: Mutex::new(Slot {
                 phase: Phase::Queued,
                 waker: None,
@@ -258,6 +261,7 @@ struct Wake {
 pub(crate) trait Runnable: Send + Sync {
     fn id(&self) -> u64;
     fn hint(&self) -> JobHint;
+    fn mark(&self) -> &QueueMark;
     /// The job's stop state, reachable without keeping the job alive (a
     /// strong reference in a worker's slot could make a detached value
     /// drop under the pool lock).
@@ -290,6 +294,9 @@ impl QueuedJob for Task {
     fn hint(&self) -> JobHint {
         (**self).hint()
     }
+    fn mark(&self) -> &QueueMark {
+        (**self).mark()
+    }
 }
 
 impl<F, T> Runnable for JobCell<T, std::sync::Mutex<Option<F>>>
@@ -303,6 +310,10 @@ where
 
     fn hint(&self) -> JobHint {
         self.inner.hint
+    }
+
+    fn mark(&self) -> &QueueMark {
+        &self.inner.queued
     }
 
     fn stopper(self: Arc<Self>) -> Weak<dyn HasStop> {
@@ -452,7 +463,7 @@ impl<T> Job<T> {
             // What the closure holds goes now, not with the last handle.
             self.cell.f.discard();
             if let Some(core) = self.core.upgrade() {
-                core.remove_queued(self.inner().id);
+                core.remove_queued(&self.inner().queued, self.inner().hint.class());
             }
         } else if self.inner().stop.source().request_stop() {
             tracing::debug!(job = self.inner().id, "stop of a running job requested");

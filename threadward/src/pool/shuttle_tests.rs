@@ -7,17 +7,9 @@ use std::collections::BTreeSet;
 use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
 
-use super::core::{Config, Core, Outcome, QueuedJob, Refusal, Report, Submitted, WorkerSide};
-use crate::stop::HasStop;
-
-impl QueuedJob for u64 {
-    fn id(&self) -> u64 {
-        *self
-    }
-    fn stopper(&self) -> Option<std::sync::Weak<dyn HasStop>> {
-        None
-    }
-}
+use super::core::{
+    model_job, Class, Config, Core, ModelJob, Outcome, Refusal, Report, Submitted, WorkerSide,
+};
 
 type Ran = Arc<Mutex<Vec<u64>>>;
 
@@ -25,16 +17,18 @@ type Ran = Arc<Mutex<Vec<u64>>>;
 /// critical section.
 struct Side(Ran);
 
-impl WorkerSide<u64> for Side {
-    fn run(&self, id: u64, report: Report<'_>) {
-        report(Outcome::Completed, &mut || self.0.lock().unwrap().push(id));
+impl WorkerSide<ModelJob> for Side {
+    fn run(&self, job: ModelJob, report: Report<'_>) {
+        report(Outcome::Completed, &mut || {
+            self.0.lock().unwrap().push(job.0)
+        });
     }
     fn set_idle(&self, _: bool) {}
 }
 
 /// Starts reserved worker `no` running the shipped worker loop, and hands
 /// its handle to the core (which joins it when it leaves).
-fn start(core: &Arc<Core<u64>>, no: u64, ran: &Ran) {
+fn start(core: &Arc<Core<ModelJob>>, no: u64, ran: &Ran) {
     let (c, r) = (core.clone(), ran.clone());
     let h = thread::spawn(move || c.work(no, &Side(r)));
     core.spawned(no, None, Box::new(h));
@@ -47,7 +41,7 @@ fn start(core: &Arc<Core<u64>>, no: u64, ran: &Ran) {
 /// job shows up as a deadlock in `wait_until`, which shuttle reports);
 /// without it, the shutdown races the submitters.
 fn scenario(min_idle: usize, max_threads: usize, drain_first: bool, target: Option<usize>) {
-    let core = Arc::new(Core::<u64>::new(Config::for_models(
+    let core = Arc::new(Core::<ModelJob>::new(Config::for_models(
         min_idle,
         max_threads,
         target,
@@ -63,14 +57,17 @@ fn scenario(min_idle: usize, max_threads: usize, drain_first: bool, target: Opti
             }
         })
     };
+    // Jobs 1-6, shared with the canceller (which cancels as
+    // `Job::cancel` does: through the job's mark).
+    let jobs: Vec<ModelJob> = (1..=6).map(model_job).collect();
     let submitters: Vec<_> = [1u64, 4]
         .into_iter()
         .map(|base| {
-            let (c, r) = (core.clone(), ran.clone());
+            let (c, r, jobs) = (core.clone(), ran.clone(), jobs.clone());
             thread::spawn(move || {
                 let mut accepted = Vec::new();
                 for id in base..base + 3 {
-                    match c.submit(id) {
+                    match c.submit(jobs[id as usize - 1].clone()) {
                         Ok(Submitted::Queued | Submitted::Waiting) => accepted.push(id),
                         // Every worker was reaped: the job is queued with a
                         // worker reserved for it; create it, as Pool::spawn does.
@@ -87,11 +84,11 @@ fn scenario(min_idle: usize, max_threads: usize, drain_first: bool, target: Opti
         })
         .collect();
     let canceller = {
-        let c = core.clone();
+        let (c, jobs) = (core.clone(), jobs.clone());
         thread::spawn(move || {
             [2u64, 5]
                 .into_iter()
-                .filter(|id| c.remove_queued(*id))
+                .filter(|id| c.remove_queued(&jobs[*id as usize - 1].1, Class::Counted))
                 .collect::<Vec<_>>()
         })
     };
@@ -104,6 +101,7 @@ fn scenario(min_idle: usize, max_threads: usize, drain_first: bool, target: Opti
         core.wait_idle(None, None);
     }
     let (drained, _) = core.begin_shutdown();
+    let drained: Vec<u64> = drained.iter().map(|j| j.0).collect();
     if drain_first {
         assert!(drained.is_empty());
     }

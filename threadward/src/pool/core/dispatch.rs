@@ -1,13 +1,12 @@
 //! Dispatch (README.md: "Dispatch", "Concurrency management"): a submit,
 //! and who is woken whenever room or work appears.
 
-use std::collections::VecDeque;
-
+use super::queue::QueueMark;
 use super::state::{Class, Queue, State, Ticket};
 use super::{Core, Locked, QueuedJob, Wakes};
 use std::sync::Arc;
 
-use crate::sync::{self, Condvar, Ordering};
+use crate::sync::{Condvar, Ordering};
 
 /// Why `submit` did not queue a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,8 +209,8 @@ impl<J: QueuedJob> Core<J> {
 
     fn push(&self, mut st: Locked<'_, J>, job: J, c: Class, mut submitted: Submitted) -> Submitted {
         match c {
-            Class::Urgent => st.urgent.push_back(job),
-            Class::Counted => st.queue.push_back(job),
+            Class::Urgent => st.urgent.push(job),
+            Class::Counted => st.queue.push(job),
         }
         st.counters.submitted += 1;
         let mut wakes = Wakes::default();
@@ -260,7 +259,7 @@ impl<J: QueuedJob> Core<J> {
     pub(crate) fn withdraw(&self, no: u64, id: u64) -> Option<J> {
         let mut st = self.lock();
         self.unreserve_locked(&mut st, no);
-        let job = remove_from(&mut st.queue, id).or_else(|| remove_from(&mut st.urgent, id));
+        let job = st.queue.remove(id).or_else(|| st.urgent.remove(id));
         if job.is_some() {
             st.counters.submitted -= 1;
         }
@@ -268,21 +267,22 @@ impl<J: QueuedJob> Core<J> {
         job
     }
 
-    /// Removes a queued job (cancellation); whether it was still queued.
-    pub(crate) fn remove_queued(&self, id: u64) -> bool {
+    /// A queued job of class `c` whose mark is `mark` is cancelled: it is
+    /// marked dead where it waits (README.md: "Cancelling a queued job",
+    /// O(1)) and counted cancelled. Whether it was still queued (if not, a
+    /// worker took it and counts it, or a shutdown did). The caller has
+    /// dropped its closure already.
+    pub(crate) fn remove_queued(&self, mark: &QueueMark, c: Class) -> bool {
         let mut st = self.lock();
-        let Some(job) = remove_from(&mut st.queue, id).or_else(|| remove_from(&mut st.urgent, id))
-        else {
-            return false;
+        let killed = match c {
+            Class::Counted => st.queue.kill(mark),
+            Class::Urgent => st.urgent.kill(mark),
         };
+        if !killed {
+            return false;
+        }
         st.counters.cancelled += 1;
-        self.wake(st, Wakes::done());
-        sync::contain("the drop of a cancelled job", move || drop(job));
+        self.serve_and_unlock(st);
         true
     }
-}
-
-fn remove_from<J: QueuedJob>(q: &mut VecDeque<J>, id: u64) -> Option<J> {
-    let pos = q.iter().position(|j| j.id() == id)?;
-    q.remove(pos)
 }

@@ -224,8 +224,8 @@ impl<J: QueuedJob> Core<J> {
     pub(crate) fn begin_shutdown(&self) -> (Vec<J>, Vec<StopSource>) {
         let mut st = self.lock();
         st.shutdown = true;
-        let mut jobs: Vec<J> = st.urgent.drain(..).collect();
-        jobs.extend(st.queue.drain(..));
+        let mut jobs: Vec<J> = st.urgent.drain().collect();
+        jobs.extend(st.queue.drain());
         st.counters.cancelled += jobs.len() as u64;
         let stops = st
             .workers

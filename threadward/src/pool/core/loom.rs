@@ -9,49 +9,35 @@
 use std::time::{Duration, Instant};
 
 use super::state::{Config, JobHint, Queue};
-use super::{Block, Core, Outcome, QueuedJob, Refusal, Report, Submitted, Verdict, WorkerSide};
-use crate::stop::HasStop;
+use super::{
+    model_job, Block, Core, ModelJob, Outcome, Refusal, Report, Submitted, Verdict, WorkerSide,
+    MAY_BLOCK,
+};
 use crate::sync::{thread, Arc};
-
-impl QueuedJob for u64 {
-    fn id(&self) -> u64 {
-        *self
-    }
-    fn stopper(&self) -> Option<std::sync::Weak<dyn HasStop>> {
-        None
-    }
-    fn hint(&self) -> JobHint {
-        if *self >= MAY_BLOCK {
-            JobHint::MayBlock
-        } else {
-            JobHint::Auto
-        }
-    }
-}
 
 fn config(min_idle: usize, max_threads: usize, target: Option<usize>) -> Config {
     Config::for_models(min_idle, max_threads, target)
 }
 
-fn plain(min_idle: usize, max_threads: usize) -> Arc<Core<u64>> {
+fn plain(min_idle: usize, max_threads: usize) -> Arc<Core<ModelJob>> {
     Arc::new(Core::new(config(min_idle, max_threads, None)))
 }
 
-fn managed(target: usize, max_threads: usize) -> Arc<Core<u64>> {
+fn managed(target: usize, max_threads: usize) -> Arc<Core<ModelJob>> {
     Arc::new(Core::new(config(0, max_threads, Some(target))))
 }
 
 /// A model worker's side: job `blocks` (if any) blocks through the hook
 /// until no counted job is queued, as a job waiting for another would.
 struct Side {
-    core: Arc<Core<u64>>,
+    core: Arc<Core<ModelJob>>,
     me: u64,
     blocks: Option<u64>,
 }
 
-impl WorkerSide<u64> for Side {
-    fn run(&self, job: u64, report: Report<'_>) {
-        if self.blocks == Some(job) {
+impl WorkerSide<ModelJob> for Side {
+    fn run(&self, job: ModelJob, report: Report<'_>) {
+        if self.blocks == Some(job.0) {
             self.core.block(self.me, Block::Enter);
             while !self.core.lock().queue.is_empty() {
                 thread::yield_now();
@@ -64,7 +50,7 @@ impl WorkerSide<u64> for Side {
 }
 
 /// Starts reserved worker `no` on a model thread, as `start_worker` does.
-fn start(c: &Arc<Core<u64>>, no: u64, blocks: Option<u64>) {
+fn start(c: &Arc<Core<ModelJob>>, no: u64, blocks: Option<u64>) {
     let c2 = c.clone();
     let h = thread::spawn(move || {
         let side = Side {
@@ -78,14 +64,14 @@ fn start(c: &Arc<Core<u64>>, no: u64, blocks: Option<u64>) {
 }
 
 /// A reserved spare, started.
-fn spare(c: &Arc<Core<u64>>, blocks: Option<u64>) {
+fn spare(c: &Arc<Core<ModelJob>>, blocks: Option<u64>) {
     let no = c.reserve();
     start(c, no, blocks);
 }
 
 /// Submits `job`, creating the thread the submit reserved for it.
-fn submit(c: &Arc<Core<u64>>, job: u64) -> Result<Submitted, Refusal> {
-    let r = c.submit(job).map_err(|(_, r)| r);
+fn submit(c: &Arc<Core<ModelJob>>, job: u64) -> Result<Submitted, Refusal> {
+    let r = c.submit(model_job(job)).map_err(|(_, r)| r);
     if let Ok(Submitted::CreateWorker(no)) = r {
         start(c, no, None);
     }
@@ -94,7 +80,7 @@ fn submit(c: &Arc<Core<u64>>, job: u64) -> Result<Submitted, Refusal> {
 
 /// Shuts down and waits for every worker to leave and be joined (as
 /// `Pool::shutdown`'s `finish` does).
-fn finish(c: &Arc<Core<u64>>) -> usize {
+fn finish(c: &Arc<Core<ModelJob>>) -> usize {
     let (taken, _) = c.begin_shutdown();
     assert!(c.wait_members(None, None));
     c.settle_exits(None);
@@ -111,13 +97,13 @@ fn finish(c: &Arc<Core<u64>>) -> usize {
 fn loom_cap_reservation_racing_submitters() {
     for queue in [Queue::Unbounded, Queue::Handoff] {
         loom::model(move || {
-            let c = Arc::new(Core::<u64>::new(Config {
+            let c = Arc::new(Core::<ModelJob>::new(Config {
                 queue,
                 ..config(0, 1, None)
             }));
             let c2 = c.clone();
-            let other = thread::spawn(move || c2.submit(1).map_err(|(_, r)| r));
-            let mine = c.submit(2).map_err(|(_, r)| r);
+            let other = thread::spawn(move || c2.submit(model_job(1)).map_err(|(_, r)| r));
+            let mine = c.submit(model_job(2)).map_err(|(_, r)| r);
             let theirs = other.join().unwrap();
             let creators = [mine, theirs]
                 .iter()
@@ -146,7 +132,7 @@ fn loom_submit_vs_worker_parking_with_a_target() {
     loom::model(|| submit_vs_parking(managed(1, 1)));
 }
 
-fn submit_vs_parking(c: Arc<Core<u64>>) {
+fn submit_vs_parking(c: Arc<Core<ModelJob>>) {
     spare(&c, None);
     submit(&c, 7).expect("accepted");
     assert!(c.wait_until(None, None, |st| st.counters.completed == 1));
@@ -161,7 +147,7 @@ fn loom_spawn_vs_shutdown() {
         let c = plain(1, 1);
         spare(&c, None);
         let c3 = c.clone();
-        let s = thread::spawn(move || c3.submit(1).map_err(|(_, r)| r));
+        let s = thread::spawn(move || c3.submit(model_job(1)).map_err(|(_, r)| r));
         let taken = finish(&c);
         let submitted = s.join().unwrap();
         let st = c.lock();
@@ -299,13 +285,10 @@ fn loom_may_block_claim_is_typed() {
         spare(&c, None);
         submit(&c, 10).expect("accepted");
         let c2 = c.clone();
-        let s = thread::spawn(move || c2.submit(MAY_BLOCK).map_err(|(_, r)| r));
+        let s = thread::spawn(move || c2.submit(model_job(MAY_BLOCK)).map_err(|(_, r)| r));
         submit(&c, 11).expect("accepted");
         s.join().unwrap().expect("accepted");
         assert!(c.wait_until(None, None, |st| st.counters.completed == 3));
         finish(&c);
     });
 }
-
-/// Job ids at or above this are `MayBlock` in the models.
-const MAY_BLOCK: u64 = 1 << 40;

@@ -23,6 +23,7 @@ mod dispatch;
 mod lifecycle;
 mod manager;
 mod monitor;
+mod queue;
 mod state;
 mod turn;
 
@@ -32,6 +33,9 @@ mod loom;
 pub(crate) use self::dispatch::{Refusal, Submitted};
 pub(crate) use self::manager::ManagerStep;
 pub(crate) use self::monitor::Verdict;
+pub(crate) use self::queue::QueueMark;
+#[cfg(all(test, shuttle))]
+pub(crate) use self::state::Class;
 pub(crate) use self::state::{Config, Joinable, State};
 pub use self::state::{JobHint, Queue};
 pub(crate) use self::turn::{Block, Outcome, Report, WorkerSide};
@@ -42,16 +46,54 @@ pub(crate) trait QueuedJob: Send {
     /// The job's stop state (made on first use), reachable without keeping
     /// the job alive; `None` for the models' jobs, which have none.
     fn stopper(&self) -> Option<std::sync::Weak<dyn HasStop>>;
+    /// Where the job is with respect to the queue (kept by the queue).
+    fn mark(&self) -> &QueueMark;
     /// How the job expects to behave (a hint given at spawn).
     fn hint(&self) -> JobHint {
         JobHint::Auto
     }
 }
 
+/// The models' job: a number (`MAY_BLOCK` and above: a `MayBlock` job)
+/// and the mark the queue keeps, shared like a pool job's cell so a model
+/// can cancel it as `Job::cancel` does.
+#[cfg(all(test, any(loom, shuttle)))]
+pub(crate) type ModelJob = std::sync::Arc<(u64, QueueMark)>;
+
+/// A model job numbered `n`.
+#[cfg(all(test, any(loom, shuttle)))]
+pub(crate) fn model_job(n: u64) -> ModelJob {
+    std::sync::Arc::new((n, QueueMark::default()))
+}
+
+/// Model job numbers at or above this are `MayBlock`.
+#[cfg(all(test, any(loom, shuttle)))]
+pub(crate) const MAY_BLOCK: u64 = 1 << 40;
+
+#[cfg(all(test, any(loom, shuttle)))]
+impl QueuedJob for ModelJob {
+    fn id(&self) -> u64 {
+        self.0
+    }
+    fn stopper(&self) -> Option<std::sync::Weak<dyn HasStop>> {
+        None
+    }
+    fn mark(&self) -> &QueueMark {
+        &self.1
+    }
+    fn hint(&self) -> JobHint {
+        if self.0 >= MAY_BLOCK {
+            JobHint::MayBlock
+        } else {
+            JobHint::Auto
+        }
+    }
+}
+
 /// How a pool wakes the process-wide manager.
 pub(crate) type Notifier = Box<dyn Fn() + Send + Sync>;
 
-pub(crate) struct Core<J> {
+pub(crate) struct Core<J: QueuedJob> {
     st: Mutex<State<J>>,
     /// Wakes the manager; `None`: the models' per-core manager condvar.
     notifier: Option<Notifier>,
@@ -68,25 +110,25 @@ pub(crate) struct Core<J> {
 
 /// The pool lock, held: derefs to the state, and checks the invariants
 /// when it is released (debug builds, loom, shuttle).
-pub(crate) struct Locked<'a, J> {
+pub(crate) struct Locked<'a, J: QueuedJob> {
     core: &'a Core<J>,
     g: Option<MutexGuard<'a, State<J>>>,
 }
 
-impl<J> Deref for Locked<'_, J> {
+impl<J: QueuedJob> Deref for Locked<'_, J> {
     type Target = State<J>;
     fn deref(&self) -> &State<J> {
         self.g.as_ref().expect("held")
     }
 }
 
-impl<J> DerefMut for Locked<'_, J> {
+impl<J: QueuedJob> DerefMut for Locked<'_, J> {
     fn deref_mut(&mut self) -> &mut State<J> {
         self.g.as_mut().expect("held")
     }
 }
 
-impl<J> Drop for Locked<'_, J> {
+impl<J: QueuedJob> Drop for Locked<'_, J> {
     fn drop(&mut self) {
         if let Some(g) = &self.g {
             if cfg!(any(debug_assertions, loom, shuttle)) && !std::thread::panicking() {
@@ -96,7 +138,7 @@ impl<J> Drop for Locked<'_, J> {
     }
 }
 
-impl<'a, J> Locked<'a, J> {
+impl<'a, J: QueuedJob> Locked<'a, J> {
     /// Waits on `cv` (an unlock: the invariants are checked first).
     pub(crate) fn wait(mut self, cv: &Condvar) -> Self {
         let g = self.g.take().expect("held");
@@ -157,7 +199,7 @@ impl Wakes {
     }
 }
 
-impl<J> Core<J> {
+impl<J: QueuedJob> Core<J> {
     /// A core whose manager is woken through `notifier` (`None`: the
     /// models' blocking manager loop on the core's own condvar).
     pub(crate) fn with_notifier(cfg: Config, notifier: Option<Notifier>) -> Core<J> {

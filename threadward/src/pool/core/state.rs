@@ -7,6 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::queue::JobQueue;
 use crate::record::ThreadRecord;
 use crate::stop::{HasStop, StopSource};
 use crate::sync::Condvar;
@@ -314,9 +315,9 @@ pub(crate) struct Counters {
 /// Everything one pool lock guards (README.md: "State").
 pub(crate) struct State<J> {
     /// Counted jobs (`Auto`, `Cpu`), oldest first.
-    pub(crate) queue: VecDeque<J>,
+    pub(crate) queue: JobQueue<J>,
     /// `MayBlock` jobs: taken first, whatever the target says.
-    pub(crate) urgent: VecDeque<J>,
+    pub(crate) urgent: JobQueue<J>,
     /// Parked workers, most recently parked last (LIFO wake-up, the
     /// reaper takes the coldest from the front).
     pub(crate) idle_stack: Vec<u64>,
@@ -367,8 +368,8 @@ pub(crate) struct State<J> {
 impl<J> State<J> {
     pub(crate) fn new() -> State<J> {
         State {
-            queue: VecDeque::new(),
-            urgent: VecDeque::new(),
+            queue: JobQueue::new(),
+            urgent: JobQueue::new(),
             idle_stack: Vec::new(),
             notify: PerClass::default(),
             coming: PerClass::default(),
@@ -430,7 +431,10 @@ impl<J> State<J> {
     /// in debug builds and under the models. Panics naming the broken one.
     pub(crate) fn check_invariants(&self, cfg: &Config) {
         let c = &self.counters;
-        // I1: every accepted job is in exactly one place.
+        // I1: every accepted job is in exactly one place (a cancelled one
+        // left in a queue counts as cancelled only).
+        self.queue.check();
+        self.urgent.check();
         let accounted =
             c.completed + c.panicked + c.cancelled + self.busy as u64 + self.queued() as u64;
         assert_eq!(
@@ -485,14 +489,18 @@ impl<J> State<J> {
             assert_eq!(self.queued(), 0, "I1 a shut-down pool keeps no queue");
         }
     }
+}
 
-    /// The walks over all workers (models only): the counts agree with the
-    /// slots they summarise.
-    #[cfg(any(loom, shuttle))]
+#[cfg(any(loom, shuttle))]
+impl<J: super::QueuedJob> State<J> {
+    /// The walks over all workers and queued jobs (models only): the
+    /// counts agree with what they summarise.
     pub(crate) fn check_slots(&self) {
         let mut notify = PerClass::default();
         let mut coming = PerClass::default();
         let mut running = 0;
+        self.queue.check_marks();
+        self.urgent.check_marks();
         for (no, w) in &self.workers {
             if let Some(Ticket::Job(c)) = w.ticket {
                 *notify.get_mut(c) += 1;

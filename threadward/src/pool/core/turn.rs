@@ -141,17 +141,17 @@ impl<J: QueuedJob> Core<J> {
     /// under the lock.
     fn take(&self, st: &mut State<J>, me: u64, promise: Option<Class>, now: Instant) -> Option<J> {
         let promised = match promise {
-            Some(Class::Urgent) => st.urgent.pop_front(),
-            Some(Class::Counted) => st.queue.pop_front(),
+            Some(Class::Urgent) => st.urgent.pop(),
+            Some(Class::Counted) => st.queue.pop(),
             None => None,
         };
         let job = match promised {
             Some(job) => job,
             None => {
-                if let Some(job) = st.urgent.pop_front() {
+                if let Some(job) = st.urgent.pop() {
                     job
                 } else if !st.queue.is_empty() && self.room(st) > st.promised(Class::Counted) {
-                    st.queue.pop_front()?
+                    st.queue.pop()?
                 } else {
                     return None;
                 }
