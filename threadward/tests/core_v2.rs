@@ -547,3 +547,43 @@ fn cancelling_a_long_queue_is_linear_and_keeps_the_identity() {
         assert_eq!(s.cancelled, 50_000);
     });
 }
+
+/// Shutdown pacing waits for the exits of the workers that left before,
+/// but never blindly: 16 workers whose exits all block in a job's
+/// thread-local destructor (3 s) do not make a shutdown wait for them one
+/// after another, nor at all beyond `PACE_WAIT` each at once. The pool
+/// reports no straggler (their jobs ended) and counts no thread.
+#[test]
+fn shutdown_pacing_gives_up_on_exits_that_do_not_end() {
+    bounded(30 * SEC, || {
+        let pool = Pool::builder()
+            .name("pace")
+            .concurrency(Concurrency::Unlimited)
+            .build()
+            .unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let jobs: Vec<_> = (0..16)
+            .map(|_| {
+                let tx = tx.clone();
+                pool.spawn(move |cx| {
+                    set_slow_tls();
+                    tx.send(()).unwrap();
+                    let _ = cx.sleep(Duration::from_secs(60));
+                })
+                .unwrap()
+            })
+            .collect();
+        for _ in 0..16 {
+            rx.recv_timeout(10 * SEC).unwrap();
+        }
+        let start = Instant::now();
+        let report = pool.shutdown(10 * SEC);
+        let took = start.elapsed();
+        assert!(took < SLOW_TLS_FOR / 2, "shutdown waited on exits: {took:?}");
+        assert!(report.stragglers.is_empty(), "{report}");
+        assert_eq!(pool.stats().threads, 0);
+        for j in jobs {
+            assert!(j.join_timeout(SEC).is_ok());
+        }
+    });
+}

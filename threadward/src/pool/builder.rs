@@ -92,7 +92,8 @@ impl PoolBuilder {
                 max_threads: 512,
                 idle_timeout: Duration::from_secs(10),
                 queue: Queue::Unbounded,
-                target: None, // set from `concurrency` at build
+                target: None,   // set from `concurrency` at build
+                exit_window: 1, // the CPUs, set at build
             },
             concurrency: Concurrency::Cpus,
             stack_size: DEFAULT_STACK_SIZE,
@@ -277,12 +278,12 @@ impl PoolBuilder {
             ));
         }
         let mut b = self;
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        b.cfg.exit_window = cpus;
         b.cfg.target = match b.concurrency {
-            Concurrency::Cpus => Some(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1),
-            ),
+            Concurrency::Cpus => Some(cpus),
             Concurrency::Limit(0) => {
                 return invalid("pool concurrency must be at least 1".into());
             }

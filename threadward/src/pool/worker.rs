@@ -83,6 +83,36 @@ impl Joinable for OsThread {
             None => false,
         }
     }
+
+    /// Through a pidfd of the thread (`PIDFD_THREAD`, Linux 6.9), which
+    /// turns readable when the thread has exited. Where the kernel has no
+    /// thread pidfds it only asks.
+    fn wait_ended(&self, timeout: std::time::Duration) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        use rustix::process::{pidfd_open, Pid, PidfdFlags};
+        /// `PIDFD_THREAD` (= `O_EXCL`): a pidfd for one thread.
+        const PIDFD_THREAD: u32 = 0o200;
+        let Some(pid) = self.rec.tid.get().and_then(|&t| Pid::from_raw(t)) else {
+            return false;
+        };
+        let fd = match pidfd_open(pid, PidfdFlags::from_bits_retain(PIDFD_THREAD)) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::SRCH) => return true, // gone already
+            Err(_) => return self.has_ended(),
+        };
+        let timeout = Timespec {
+            tv_sec: timeout.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: timeout.subsec_nanos().into(),
+        };
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        loop {
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(n) => return n > 0,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return self.has_ended(),
+            }
+        }
+    }
 }
 
 /// The shipped worker's side: runs `Task`s, keeps the registry informed.

@@ -28,6 +28,10 @@ impl<J: QueuedJob> Core<J> {
     /// standing spare request asks for one. Otherwise say until when
     /// nothing is due (the idle window's end, if one runs).
     pub(crate) fn manager_step(&self, now: Instant) -> ManagerStep {
+        if self.lock().shutdown {
+            // The shutdown settles the exits itself (it detaches them).
+            return ManagerStep::Exit;
+        }
         self.reap_exits();
         let mut st = self.lock();
         if st.shutdown {

@@ -131,6 +131,9 @@ pub(crate) struct Config {
     /// Jobs running at once (not blocked) the pool aims for; `None`: one
     /// thread per concurrent job (no concurrency management).
     pub(crate) target: Option<usize>,
+    /// Workers leaving a shut-down pool that exit at once (the CPUs):
+    /// each waits for the exit of the one that left this many before it.
+    pub(crate) exit_window: usize,
 }
 
 impl Config {
@@ -144,6 +147,7 @@ impl Config {
             queue: Queue::Unbounded,
             max_idle: usize::MAX,
             target,
+            exit_window: 1,
         }
     }
 
@@ -250,6 +254,13 @@ pub(crate) trait Joinable: Send {
     /// thread-local destructor may block a thread's exit for ever, and
     /// must not block them.
     fn has_ended(&self) -> bool;
+    /// Waits at most `timeout` for the thread's exit to end; whether it
+    /// did (then `join` returns at once). Where the OS cannot wait for one
+    /// thread's end, it only asks (`has_ended`).
+    fn wait_ended(&self, timeout: std::time::Duration) -> bool {
+        let _ = timeout;
+        self.has_ended()
+    }
 }
 
 #[cfg(any(loom, shuttle))]
