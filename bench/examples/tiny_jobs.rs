@@ -53,6 +53,7 @@ fn main() {
     for _ in 0..reps {
         // The boxed closure is the bench's; both systems get the same one.
         let tw = round(n, subs, &|f| drop(pool.spawn(move |_| f())));
+        let ex = round(n, subs, &|f| pool.execute(move |_| f()).expect("accepted"));
         let tp = if both {
             round(n, subs, &|f| fixed.lock().unwrap().execute(f))
         } else {
@@ -60,10 +61,12 @@ fn main() {
         };
         let st = pool.stats();
         println!(
-            "{n} jobs, {subs} submitter(s): threadward {:.0} k/s, threadpool {:.0} k/s ({:.2}x), threads {} (peak {}, compensated {})",
+            "{n} jobs, {subs} submitter(s): spawn {:.0} k/s ({:.2}x), execute {:.0} k/s ({:.2}x), threadpool {:.0} k/s, threads {} (peak {}, compensated {})",
             tw / 1e3,
-            tp / 1e3,
             tw / tp,
+            ex / 1e3,
+            ex / tp,
+            tp / 1e3,
             st.threads,
             st.peak,
             st.compensated

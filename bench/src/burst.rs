@@ -161,36 +161,96 @@ pub fn scale(kind: Kind, n: usize) -> ScaleRep {
     }
 }
 
-/// Completed jobs per second for `total` tiny jobs submitted from
+/// What each job of a throughput run does.
+#[derive(Clone, Copy)]
+pub enum Work<'a> {
+    /// Adds one to a counter.
+    Tiny,
+    /// `std::fs::metadata` of one of these files (a syscall, no block on
+    /// a warm cache), then adds one.
+    Metadata(&'a MetadataFiles),
+}
+
+/// A directory of small files for the metadata jobs, removed on drop.
+pub struct MetadataFiles {
+    dir: std::path::PathBuf,
+    paths: Arc<Vec<std::path::PathBuf>>,
+}
+
+impl MetadataFiles {
+    /// 256 empty files in a fresh temporary directory.
+    pub fn create() -> MetadataFiles {
+        let dir = std::env::temp_dir().join(format!("threadward-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("bench temp dir");
+        let paths: Vec<_> = (0..256)
+            .map(|i| {
+                let p = dir.join(format!("f{i}"));
+                std::fs::write(&p, b"").expect("bench temp file");
+                p
+            })
+            .collect();
+        MetadataFiles {
+            dir,
+            paths: Arc::new(paths),
+        }
+    }
+}
+
+impl Drop for MetadataFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Completed jobs per second for `total` jobs doing `work`, submitted from
 /// `submitters` threads to a fresh (then warmed) `kind` system, and the
 /// most threads it used where it tells.
-pub fn throughput(kind: Kind, total: usize, submitters: usize) -> (Option<f64>, Option<usize>) {
+pub fn throughput(
+    kind: Kind,
+    total: usize,
+    submitters: usize,
+    work: Work<'_>,
+) -> (Option<f64>, Option<usize>) {
     let base_threads = thread_count();
     let exec = kind.build(2);
     let done = Arc::new(AtomicUsize::new(0));
     let stop_flag = AtomicBool::new(false);
-    // Warm-up so lazily created threads exist.
-    for _ in 0..100 {
+    let paths = match work {
+        Work::Tiny => None,
+        Work::Metadata(files) => Some(files.paths.clone()),
+    };
+    let job = |i: usize| -> Box<dyn FnOnce() + Send> {
         let d = done.clone();
-        exec.submit(Box::new(move || {
-            d.fetch_add(1, Ordering::Relaxed);
-        }));
+        match &paths {
+            None => Box::new(move || {
+                d.fetch_add(1, Ordering::Relaxed);
+            }),
+            Some(paths) => {
+                let paths = paths.clone();
+                Box::new(move || {
+                    let _ = std::hint::black_box(std::fs::metadata(&paths[i % paths.len()]));
+                    d.fetch_add(1, Ordering::Relaxed);
+                })
+            }
+        }
+    };
+    // Warm-up so lazily created threads exist.
+    for i in 0..100 {
+        exec.submit(job(i));
     }
     wait_for(BURST_TIMEOUT, || done.load(Ordering::Relaxed) == 100);
     done.store(0, Ordering::Relaxed);
     let per = total / submitters;
     let t0 = Instant::now();
     thread::scope(|s| {
-        for _ in 0..submitters {
-            s.spawn(|| {
-                for _ in 0..per {
+        for k in 0..submitters {
+            let (exec, job, stop_flag) = (&exec, &job, &stop_flag);
+            s.spawn(move || {
+                for i in 0..per {
                     if stop_flag.load(Ordering::Relaxed) {
                         return;
                     }
-                    let d = done.clone();
-                    exec.submit(Box::new(move || {
-                        d.fetch_add(1, Ordering::Relaxed);
-                    }));
+                    exec.submit(job(k * per + i));
                 }
             });
         }

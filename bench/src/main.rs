@@ -104,9 +104,10 @@ const POOLS: [Kind; 7] = [
 
 /// Systems in the throughput scenario (a new thread per job is left out:
 /// it measures thread creation, see the burst scenario).
-const THROUGHPUT: [Kind; 6] = [
+const THROUGHPUT: [Kind; 7] = [
     Kind::CondvarAfter,
     Kind::Threadward,
+    Kind::ThreadwardExecute,
     Kind::ThreadwardUnlimited,
     Kind::Tokio,
     Kind::Smol,
@@ -136,7 +137,8 @@ fn config(quick: bool) -> Config {
         dispatch_samples: if quick { 400 } else { 3000 },
         reps: if quick { 2 } else { 5 },
         throughput_jobs: if quick { 20_000 } else { 200_000 },
-        throughput_reps: if quick { 1 } else { 3 },
+        throughput_reps: if quick { 1 } else { 5 },
+        metadata_jobs: if quick { 10_000 } else { 100_000 },
         scale_n: if quick { 2000 } else { 10_000 },
         mem_n: 1000,
     }
@@ -154,7 +156,7 @@ fn main() {
         (Scenario::Stop, STOPS.len() * cfg.reps),
         (
             Scenario::Throughput,
-            THROUGHPUT.len() * 2 * cfg.throughput_reps,
+            THROUGHPUT.len() * 3 * cfg.throughput_reps,
         ),
         (Scenario::Scale, POOLS.len()),
         (Scenario::Managed, managed::STEPS),
@@ -296,22 +298,30 @@ fn main() {
     }
 
     if want(Scenario::Throughput) {
-        for kind in THROUGHPUT {
-            pb.set_message(format!("throughput: {}", kind.short()));
-            let mut peak: Option<usize> = None;
-            let mut run = |subs: usize| {
-                let v: Vec<f64> = (0..cfg.throughput_reps)
-                    .filter_map(|_| {
-                        let (r, p) = burst::throughput(kind, cfg.throughput_jobs, subs);
-                        peak = peak.max(p);
-                        pb.inc(1);
-                        r
-                    })
-                    .collect();
-                median(&v).filter(|_| v.len() == cfg.throughput_reps)
-            };
-            let one = run(1);
-            let two = run(2);
+        // Interleaved: each round runs every system once per measure, so a
+        // noisy moment of the machine hits them all alike; medians of the
+        // rounds are reported.
+        let files = burst::MetadataFiles::create();
+        let mut runs: Vec<[Vec<f64>; 3]> = vec![Default::default(); THROUGHPUT.len()];
+        let mut peaks: Vec<Option<usize>> = vec![None; THROUGHPUT.len()];
+        for _ in 0..cfg.throughput_reps {
+            for (i, &kind) in THROUGHPUT.iter().enumerate() {
+                pb.set_message(format!("throughput: {}", kind.short()));
+                let works = [
+                    (burst::Work::Tiny, cfg.throughput_jobs, 1),
+                    (burst::Work::Tiny, cfg.throughput_jobs, 2),
+                    (burst::Work::Metadata(&files), cfg.metadata_jobs, 1),
+                ];
+                for (m, (work, n, subs)) in works.into_iter().enumerate() {
+                    let (r, p) = burst::throughput(kind, n, subs, work);
+                    peaks[i] = peaks[i].max(p);
+                    runs[i][m].extend(r);
+                    pb.inc(1);
+                }
+            }
+        }
+        for (i, kind) in THROUGHPUT.into_iter().enumerate() {
+            let med = |v: &Vec<f64>| median(v).filter(|_| v.len() == cfg.throughput_reps);
             let name = match kind {
                 Kind::CondvarAfter => "ref: one worker, Mutex<VecDeque>+Condvar",
                 Kind::Threadpool => "threadpool (2 threads)",
@@ -319,9 +329,10 @@ fn main() {
             };
             results.throughput.push(ThroughputRow {
                 system: name.into(),
-                one_submitter: one,
-                two_submitters: two,
-                peak_threads: peak,
+                one_submitter: med(&runs[i][0]),
+                two_submitters: med(&runs[i][1]),
+                metadata: med(&runs[i][2]),
+                peak_threads: peaks[i],
             });
         }
     }

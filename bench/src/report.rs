@@ -47,6 +47,8 @@ pub struct Config {
     pub throughput_jobs: usize,
     /// Repetitions of each throughput run.
     pub throughput_reps: usize,
+    /// `std::fs::metadata` jobs per run of that throughput measure.
+    pub metadata_jobs: usize,
     /// Concurrently blocked jobs in the scale scenario.
     pub scale_n: usize,
     /// Threads created in the memory scenario.
@@ -111,6 +113,8 @@ pub struct ThroughputRow {
     pub one_submitter: Option<f64>,
     /// With two submitter threads.
     pub two_submitters: Option<f64>,
+    /// `std::fs::metadata` jobs, one submitter.
+    pub metadata: Option<f64>,
     /// Most threads the system had during the runs, where it tells.
     pub peak_threads: Option<usize>,
 }
@@ -488,16 +492,27 @@ impl Results {
                     k(r.two_submitters),
                     ratio(tw.and_then(|t| t.one_submitter), r.one_submitter),
                     ratio(tw.and_then(|t| t.two_submitters), r.two_submitters),
+                    k(r.metadata),
+                    ratio(tw.and_then(|t| t.metadata), r.metadata),
                     r.peak_threads.map_or_else(|| "?".into(), |p| p.to_string()),
                 ]
             })
             .collect();
         table(
             &format!(
-                "5. Throughput: {} tiny jobs, thousand jobs/s (median of {}; tw/this > 1 means threadward is faster)",
-                self.config.throughput_jobs, self.config.throughput_reps
+                "5. Throughput: {} tiny jobs and {} std::fs::metadata jobs, thousand jobs/s (median of {} interleaved rounds; tw = Pool::spawn; tw/this > 1 means threadward is faster)",
+                self.config.throughput_jobs, self.config.metadata_jobs, self.config.throughput_reps
             ),
-            &["system", "1 submitter", "2 submitters", "tw/this 1", "tw/this 2", "peak threads"],
+            &[
+                "system",
+                "tiny, 1 submitter",
+                "tiny, 2 submitters",
+                "tw/this 1",
+                "tw/this 2",
+                "metadata, 1 submitter",
+                "tw/this",
+                "peak threads",
+            ],
             &rows,
         );
 
@@ -596,23 +611,31 @@ impl Results {
             find(&self.memory, |r| r.system.starts_with(name)).map(|r| r.rss_per_thread_kib)
         };
         let mut managed_targets = Vec::new();
-        let tput = |name: &str, two: bool| {
-            find(&self.throughput, |r| r.system.starts_with(name)).and_then(|r| {
-                if two {
-                    r.two_submitters
-                } else {
-                    r.one_submitter
-                }
-            })
+        // Measure 0: tiny jobs, 1 submitter; 1: 2 submitters; 2: metadata.
+        let tput = |name: &str, m: usize| {
+            find(&self.throughput, |r| r.system.starts_with(name))
+                .and_then(|r| [r.one_submitter, r.two_submitters, r.metadata][m])
         };
-        for (two, label) in [(false, "1 submitter"), (true, "2 submitters")] {
-            managed_targets.push(Target::new(
-                &format!("tiny jobs, {label}: fixed ncpu pool / threadward (tw >= 0.5x)"),
-                tput("threadpool", two),
-                tput("threadward Pool::spawn", two),
-                2.0,
-                false,
-            ));
+        // Issue 19's targets: tw >= 0.8x a fixed pool on tiny jobs, 0.95x
+        // on metadata jobs (a fixed pool / tw <= 1.25, <= 1.053).
+        for (m, label, limit) in [
+            (0, "tiny jobs, 1 submitter", 1.25),
+            (1, "tiny jobs, 2 submitters", 1.25),
+            (2, "fs::metadata jobs, 1 submitter", 1.0 / 0.95),
+        ] {
+            for sys in ["threadward Pool::spawn", "threadward Pool::execute"] {
+                managed_targets.push(Target::new(
+                    &format!(
+                        "{label}: fixed ncpu pool / {} (tw >= {:.2}x)",
+                        sys.trim_start_matches("threadward "),
+                        1.0 / limit
+                    ),
+                    tput("threadpool", m),
+                    tput(sys, m),
+                    limit,
+                    false,
+                ));
+            }
         }
         if let Some(m) = &self.managed {
             for g in &m.gaps {

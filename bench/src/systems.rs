@@ -44,6 +44,8 @@ pub enum Kind {
     ThreadwardMayBlock,
     /// A pool with `Concurrency::Unlimited` (a thread per concurrent job).
     ThreadwardUnlimited,
+    /// The default pool, jobs submitted with `Pool::execute` (no handle).
+    ThreadwardExecute,
     /// tokio `spawn_blocking` with its default cap of 512 threads.
     Tokio,
     /// tokio `spawn_blocking` with `max_blocking_threads` raised to the need.
@@ -71,6 +73,7 @@ impl Kind {
             Kind::Threadward => "threadward Pool::spawn",
             Kind::ThreadwardMayBlock => "threadward spawn_hinted(MayBlock)",
             Kind::ThreadwardUnlimited => "threadward Concurrency::Unlimited",
+            Kind::ThreadwardExecute => "threadward Pool::execute",
             Kind::Tokio => "tokio spawn_blocking",
             Kind::TokioRaised => "tokio spawn_blocking (cap raised)",
             Kind::Smol => "smol blocking::unblock",
@@ -88,6 +91,7 @@ impl Kind {
             Kind::Threadward => "threadward",
             Kind::ThreadwardMayBlock => "tw-mayblock",
             Kind::ThreadwardUnlimited => "tw-unlimited",
+            Kind::ThreadwardExecute => "tw-execute",
             Kind::Tokio => "tokio",
             Kind::TokioRaised => "tokio+cap",
             Kind::Smol => "smol",
@@ -113,7 +117,10 @@ impl Kind {
             Kind::ParkWorker => Box::new(ParkWorker::new()),
             Kind::CondvarAfter => Box::new(CondvarQueue::new(false)),
             Kind::CondvarUnder => Box::new(CondvarQueue::new(true)),
-            Kind::Threadward | Kind::ThreadwardMayBlock | Kind::ThreadwardUnlimited => {
+            Kind::Threadward
+            | Kind::ThreadwardMayBlock
+            | Kind::ThreadwardUnlimited
+            | Kind::ThreadwardExecute => {
                 let mut b = threadward::Pool::builder()
                     .name("tw-bench")
                     .max_threads(threads.max(512) + 64);
@@ -128,6 +135,7 @@ impl Kind {
                 Box::new(Tw {
                     pool: b.build().expect("threadward pool"),
                     hint,
+                    execute: self == Kind::ThreadwardExecute,
                 })
             }
             Kind::Tokio | Kind::TokioRaised => {
@@ -156,10 +164,18 @@ pub struct Tw {
     pub pool: threadward::Pool,
     /// The hint of every job.
     pub hint: threadward::JobHint,
+    /// Submit with `Pool::execute` (no handle) instead of `spawn_hinted`.
+    pub execute: bool,
 }
 
 impl Exec for Tw {
     fn submit(&self, job: Task) {
+        if self.execute {
+            self.pool
+                .execute(move |_| job())
+                .expect("threadward execute");
+            return;
+        }
         // Dropping the `Job` handle detaches it.
         drop(
             self.pool

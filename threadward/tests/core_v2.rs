@@ -579,11 +579,46 @@ fn shutdown_pacing_gives_up_on_exits_that_do_not_end() {
         let start = Instant::now();
         let report = pool.shutdown(10 * SEC);
         let took = start.elapsed();
-        assert!(took < SLOW_TLS_FOR / 2, "shutdown waited on exits: {took:?}");
+        assert!(
+            took < SLOW_TLS_FOR / 2,
+            "shutdown waited on exits: {took:?}"
+        );
         assert!(report.stragglers.is_empty(), "{report}");
         assert_eq!(pool.stats().threads, 0);
         for j in jobs {
             assert!(j.join_timeout(SEC).is_ok());
         }
+    });
+}
+
+/// `Pool::execute`: handle-free jobs run, a panicking one is contained and
+/// counted, and a refused one is dropped (not run) with the refusal said.
+#[test]
+fn execute_runs_counts_panics_and_refuses_after_shutdown() {
+    bounded(30 * SEC, || {
+        let pool = Pool::builder().name("exec").build().unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        for i in 0..1_000 {
+            let ran = ran.clone();
+            pool.execute(move |_| {
+                ran.fetch_add(1, Ordering::SeqCst);
+                assert!(i % 100 != 7, "job {i} panics");
+            })
+            .unwrap();
+        }
+        assert!(pool.wait_idle_timeout(10 * SEC));
+        let s = pool.stats();
+        assert_eq!(ran.load(Ordering::SeqCst), 1_000);
+        assert_eq!((s.completed, s.panicked), (990, 10), "{s:?}");
+        assert!(identity_holds(&s));
+        let _ = pool.shutdown(SEC);
+        let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+        let out = pool.execute(move |_| drop(tx));
+        assert!(matches!(out, Err(threadward::SpawnError::ShutDown)));
+        // Refused: the closure is gone (its sender dropped) and never ran.
+        assert_eq!(
+            rx.recv_timeout(Duration::ZERO),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        );
     });
 }

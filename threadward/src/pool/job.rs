@@ -142,27 +142,14 @@ fn take_closure<F>(f: &std::sync::Mutex<Option<F>>) -> Option<F> {
 impl<T: Send + 'static, F: FnOnce(&Context) -> T + Send + 'static>
     JobCell<T, std::sync::Mutex<Option<F>>>
 {
-    /// A queued job `id` with hint `hint` and stop state `stop`: the
-    /// task for the queue, and the cell for the handle.
-    pub(crate) fn new(
-        id: u64,
-        hint: JobHint,
-        stop: LazyStop,
-        f: F,
-    ) -> (Task, Arc<JobCell<T, dyn Closure>>) {
-        let cell = Arc::new(JobCell {
+    /// A job `id` with hint `hint` and stop state `stop`, in its cell: the
+    /// queue holds it as a [`Task`], a handle as a `JobCell<T, dyn Closure>`.
+    pub(crate) fn new(id: u64, hint: JobHint, stop: LazyStop, f: F) -> Arc<Self> {
+        Arc::new(JobCell {
             inner: JobInner::new(id, hint, stop),
             f: std::sync::Mutex::new(Some(f)),
-        });
-        (cell.clone(), cell)
+        })
     }
-}
-
-/// Drops a refused job (its task and its cell: the closure goes with
-/// them), contained.
-pub(crate) fn discard<T>(task: Task, cell: Arc<JobCell<T, dyn Closure>>) {
-    cell.f.discard();
-    sync::contain("the drop of a refused job", move || drop((task, cell)));
 }
 
 impl<T, F: ?Sized + Send + Sync> HasStop for JobCell<T, F>
@@ -834,7 +821,8 @@ mod loom_tests {
 
     /// A job cell as `Pool::spawn` makes it (its closure never runs).
     fn test_cell(id: u64) -> (Task, Arc<JobCell<u32, dyn Closure>>) {
-        JobCell::new(id, JobHint::Auto, LazyStop::default(), |_: &Context| 0u32)
+        let cell = JobCell::new(id, JobHint::Auto, LazyStop::default(), |_: &Context| 0u32);
+        (cell.clone(), cell)
     }
 
     struct Count(AtomicUsize);

@@ -285,7 +285,51 @@ impl Pool {
         T: Send + 'static,
     {
         let id = NEXT_JOB.fetch_add(1, Ordering::Relaxed);
-        let (task, cell) = JobCell::new(id, hint, stop, f);
+        let cell = JobCell::new(id, hint, stop, f);
+        self.enqueue(cell.clone(), id)?;
+        Ok(Job::new(cell, Arc::downgrade(&self.shared.pool.core)))
+    }
+
+    /// Runs `f` on the pool like [`spawn`](Pool::spawn), with no handle:
+    /// nothing to join, cancel or drop (`threadpool::execute`,
+    /// `rayon::spawn`). The cheapest way to submit: a job whose result
+    /// nobody waits for skips the handle's share of the job's cell and its
+    /// drop. A panic in `f` is contained and counted in
+    /// [`PoolStats::panicked`]; the pool's shutdown stops it like any job.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Pool::spawn); a refused job is dropped without running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// let done = Arc::new(AtomicUsize::new(0));
+    /// for _ in 0..100 {
+    ///     let done = done.clone();
+    ///     pool.execute(move |_| {
+    ///         done.fetch_add(1, Ordering::Relaxed);
+    ///     })
+    ///     .unwrap();
+    /// }
+    /// pool.wait_idle();
+    /// assert_eq!(done.load(Ordering::Relaxed), 100);
+    /// ```
+    pub fn execute<F>(&self, f: F) -> Result<(), SpawnError>
+    where
+        F: FnOnce(&Context) + Send + 'static,
+    {
+        let id = NEXT_JOB.fetch_add(1, Ordering::Relaxed);
+        self.enqueue(JobCell::new(id, JobHint::Auto, LazyStop::default(), f), id)
+    }
+
+    /// Queues job `id`; a refused one is resolved and dropped here (its
+    /// closure's drop contained).
+    fn enqueue(&self, task: Task, id: u64) -> Result<(), SpawnError> {
         let pool = &self.shared.pool;
         let refused = match pool.core.submit(task) {
             Ok(Submitted::Queued) => None,
@@ -307,12 +351,14 @@ impl Pool {
             Err((task, Refusal::QueueFull)) => Some((task, SpawnError::QueueFull)),
             Err((task, Refusal::AtCapacity)) => Some((task, SpawnError::AtCapacity)),
         };
-        if let Some((task, e)) = refused {
-            // The job never runs: its closure goes now, contained.
-            job::discard(task, cell);
-            return Err(e);
+        match refused {
+            Some((task, e)) => {
+                // The job never runs: its closure goes now, contained.
+                task.abort(JobError::ShutDown);
+                Err(e)
+            }
+            None => Ok(()),
         }
-        Ok(Job::new(cell, Arc::downgrade(&pool.core)))
     }
 
     /// The pool's counts, read in one critical section.
