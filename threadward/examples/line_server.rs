@@ -148,11 +148,14 @@ fn main() -> io::Result<()> {
         "line server on {}; Ctrl-C or end of stdin stops it",
         server.addr()
     );
+    // A first Ctrl-C stops the service; a second ends the process at once.
     #[cfg(feature = "signal")]
-    let _signals = threadward::signal::stop_on_signals(
-        server.stop_source(),
-        &[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM],
-    )?;
+    let signals = {
+        use threadward::signal::{StopOnSignals, SIGINT, SIGTERM};
+        StopOnSignals::new(server.stop_source(), &[SIGINT, SIGTERM])
+            .second_signal_exits()
+            .install()?
+    };
     // End of stdin also stops it (handy in scripts).
     let svc = server.stop_source().clone();
     // (Not `cx.io(stdin)`: that would leave the terminal's shared file
@@ -169,14 +172,14 @@ fn main() -> io::Result<()> {
         svc.request_stop();
         Ok::<_, io::Error>(())
     })?;
-    let waiter = threadward::spawn("main-wait", {
-        let token = server.stop_source().token();
-        move |cx| {
-            while !token.stop_requested() && cx.sleep(Duration::from_millis(50)).is_ok() {}
-        }
-    })?;
-    waiter.join().map_err(io::Error::other)?;
+    // `main` blocks until a signal or the end of stdin stops the service.
+    server.stop_source().token().wait();
     let report = server.shutdown();
     eprintln!("{report}");
+    // Exit as a shell expects after a signal: 130 for SIGINT, 143 for SIGTERM.
+    #[cfg(feature = "signal")]
+    if let Some(code) = signals.exit_code() {
+        std::process::exit(code);
+    }
     Ok(())
 }

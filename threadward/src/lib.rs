@@ -137,7 +137,7 @@
 //! use std::time::Duration;
 //!
 //! let mut stages = threadward::Stages::new("svc");
-//! let config = stages.start("config", || Ok::<_, std::io::Error>((7, || {})))?;
+//! let config: u64 = stages.start_no_undo("config", || "7".parse())?;
 //! stages.thread("worker", Duration::from_secs(1), move || {
 //!     threadward::spawn("worker", move |cx| while cx.sleep(Duration::from_millis(config)).is_ok() {})
 //! })?;
@@ -205,8 +205,8 @@ pub mod channel {
     pub use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 }
 pub use pool::{
-    Concurrency, Job, JobError, JobGuard, JobHint, JobId, Pool, PoolBuilder, PoolStats, Queue,
-    ShutdownReport, SpawnError, Straggler, DEFAULT_STACK_SIZE,
+    Concurrency, Job, JobError, JobGuard, JobHint, JobId, JobSet, JoinNextError, MapError, Pool,
+    PoolBuilder, PoolStats, Queue, ShutdownReport, SpawnError, Straggler, DEFAULT_STACK_SIZE,
 };
 pub use registry::ThreadId;
 pub use stages::{Degraded, StageError, Stages, StagesReport, UndoOutcome, UndoneStage};

@@ -432,6 +432,11 @@ pub(crate) fn release(id: ThreadId) {
 }
 
 /// The record of a live thread, if `id` still names one.
+/// The record of the managed thread running on this OS thread, if any.
+pub(crate) fn current() -> Option<Arc<ThreadRecord>> {
+    find(CURRENT.with(|c| c.get())?)
+}
+
 pub(crate) fn find(id: ThreadId) -> Option<Arc<ThreadRecord>> {
     let t = table();
     let entry = t.slots.get(id.slot as usize)?;

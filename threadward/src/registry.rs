@@ -119,9 +119,10 @@ impl fmt::Display for Snapshot {
             let s = &p.stats;
             writeln!(
                 f,
-                "pool {}: {} threads ({} idle, {} busy), {} queued, peak {}, {} spawned, {} submitted, {} completed, {} panicked, {} cancelled, {} spawn failures",
-                p.name, s.threads, s.idle, s.busy, s.queued, s.peak, s.threads_spawned,
-                s.submitted, s.completed, s.panicked, s.cancelled, s.spawn_failures
+                "pool {}: {} threads ({} idle, {} busy, {} running, {} compensated), {} queued, peak {}, {} spawned, {} submitted, {} completed, {} panicked, {} cancelled, {} spawn failures, {} stalls",
+                p.name, s.threads, s.idle, s.busy, s.running, s.compensated, s.queued, s.peak,
+                s.threads_spawned, s.submitted, s.completed, s.panicked, s.cancelled,
+                s.spawn_failures, s.stalls
             )?;
         }
         if let Some(last) = self.incidents.last() {
@@ -130,6 +131,65 @@ impl fmt::Display for Snapshot {
                 "incidents: {} (latest: {})",
                 self.incidents_total, last.message
             )?;
+        }
+        Ok(())
+    }
+}
+
+impl Snapshot {
+    /// The snapshot in a few lines, for services with thousands of
+    /// threads: one line per pool (threads, running, blocked, compensated,
+    /// queued, stalls) and the count of threads in each state, instead of
+    /// a line per thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().name("summ").build().unwrap();
+    /// let text = threadward::registry::snapshot().summary().to_string();
+    /// assert!(text.contains("pool summ:"));
+    /// assert!(text.starts_with("threads:"));
+    /// # drop(pool);
+    /// ```
+    pub fn summary(&self) -> Summary<'_> {
+        Summary(self)
+    }
+}
+
+/// [`Snapshot::summary`]: `Display` renders it.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary<'a>(&'a Snapshot);
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snap = self.0;
+        let mut by_state: Vec<(String, usize)> = Vec::new();
+        for t in &snap.threads {
+            let s = t.state.to_string();
+            match by_state.iter_mut().find(|(k, _)| *k == s) {
+                Some((_, n)) => *n += 1,
+                None => by_state.push((s, 1)),
+            }
+        }
+        by_state.sort();
+        let states: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        writeln!(f, "threads: {} ({})", snap.threads.len(), states.join(", "))?;
+        for p in &snap.pools {
+            let s = &p.stats;
+            writeln!(
+                f,
+                "pool {}: {} threads, {} running, {} blocked, {} compensated, {} queued, {} stalls",
+                p.name,
+                s.threads,
+                s.running,
+                s.busy.saturating_sub(s.running),
+                s.compensated,
+                s.queued,
+                s.stalls
+            )?;
+        }
+        if snap.incidents_total > 0 {
+            writeln!(f, "incidents: {}", snap.incidents_total)?;
         }
         Ok(())
     }

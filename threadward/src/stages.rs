@@ -344,6 +344,34 @@ impl Stages {
         }
     }
 
+    /// Starts a required stage that has nothing to undo (a configuration
+    /// read, a check): `init` returns just the value. It is recorded like
+    /// any stage (in [`started`](Stages::started), in order), and its undo
+    /// does nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Stages::start).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut s = threadward::Stages::new("svc");
+    /// let port: u16 = s.start_no_undo("config", || "7878".parse()).unwrap();
+    /// assert_eq!(port, 7878);
+    /// assert_eq!(s.started(), ["config"]);
+    /// ```
+    pub fn start_no_undo<T, E>(
+        &mut self,
+        name: &str,
+        init: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, StageError>
+    where
+        E: Into<BoxError>,
+    {
+        self.start(name, || init().map(|v| (v, || {})))
+    }
+
     /// Runs `init`; on success records its undo and returns the value.
     fn try_start<T, U, E>(
         &mut self,

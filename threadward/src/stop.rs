@@ -387,6 +387,61 @@ impl StopToken {
         }
     }
 
+    /// Blocks until a stop is requested: for code outside managed threads
+    /// and pool jobs (a `main` waiting for its signal, a foreign thread).
+    /// Returns at once if the stop was already requested; otherwise the
+    /// stopping thread wakes it directly (no polling). A token nobody waits
+    /// on costs `request_stop` nothing.
+    ///
+    /// Inside a managed thread or a pool job, use the
+    /// [`Context`](crate::Context) waits instead: they also end on the
+    /// caller's *own* stop, and a pool job's wait tells its pool the job
+    /// blocks (so another job runs meanwhile), which this wait does not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let service = threadward::StopSource::new();
+    /// let token = service.token();
+    /// let stopper = std::thread::spawn(move || service.request_stop());
+    /// token.wait(); // e.g. main, until a signal stops the service
+    /// assert!(token.stop_requested());
+    /// stopper.join().unwrap();
+    /// ```
+    pub fn wait(&self) {
+        self.wait_deadline(None);
+    }
+
+    /// [`wait`](Self::wait) for at most `timeout` (any `Duration`, `MAX`
+    /// included); whether the stop was requested.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let service = threadward::StopSource::new();
+    /// assert!(!service.token().wait_timeout(Duration::from_millis(1)));
+    /// service.request_stop();
+    /// assert!(service.token().wait_timeout(Duration::ZERO));
+    /// ```
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> bool {
+        self.wait_deadline(sync::deadline_after(timeout))
+    }
+
+    /// Waits until the stop or `deadline`; whether the stop came.
+    fn wait_deadline(&self, deadline: Option<std::time::Instant>) -> bool {
+        if self.stop_requested() {
+            return true;
+        }
+        let latch = Arc::new(sync::Latch::new());
+        let l = latch.clone();
+        // Runs at once if the stop came meanwhile; dropped (deregistered)
+        // when this returns.
+        let _wake = self.on_stop(move || l.set());
+        latch.wait_deadline(deadline) || self.stop_requested()
+    }
+
     /// A future that completes when the stop is requested: await a stop
     /// from async code without any runtime dependency (the waker is woken
     /// from the stopping thread).

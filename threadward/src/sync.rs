@@ -136,6 +136,10 @@ pub enum IncidentKind {
     /// The process-wide pool monitor could not start: blocked jobs are
     /// only compensated through the library's own waits and hints.
     NoMonitor,
+    /// A pool's jobs waited for a thread at `max_threads`, with none free
+    /// and none on its way, longer than its stall threshold (one per
+    /// episode; also counted in `PoolStats::stalls`).
+    PoolStalled,
 }
 
 /// How many incidents are kept (the oldest are dropped first).

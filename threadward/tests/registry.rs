@@ -182,3 +182,43 @@ fn incidents_without_a_caller_are_in_the_snapshot() {
         .iter()
         .any(|i| i.message.contains("callback boom")));
 }
+
+/// The pools' service threads show their real wait (idle while no pool
+/// needs them, not "running"); the pool line says running and
+/// compensated; the summary is one line per pool plus the thread states.
+#[test]
+fn service_threads_show_idle_and_the_summary_is_short() {
+    use threadward::registry::snapshot;
+    let pool = threadward::Pool::builder()
+        .name("svc-idle")
+        .build()
+        .unwrap();
+    pool.spawn(|_| ()).unwrap().join().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let snap = snapshot();
+        let service: Vec<_> = snap
+            .threads
+            .iter()
+            .filter(|t| t.kind == ThreadKind::PoolService)
+            .collect();
+        assert!(!service.is_empty(), "the manager is listed");
+        if service.iter().all(|t| t.state == ThreadState::Idle) {
+            let text = snap.to_string();
+            assert!(
+                text.contains("running") && text.contains("compensated"),
+                "{text}"
+            );
+            let summary = snap.summary().to_string();
+            assert!(summary.starts_with("threads: "), "{summary}");
+            assert!(summary.contains("pool svc-idle: "), "{summary}");
+            assert!(summary.lines().count() <= 2 + snap.pools.len(), "{summary}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "service threads never idle: {snap}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

@@ -156,3 +156,37 @@ fn panicking_callback_does_not_skip_the_others() {
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     assert!(source.stop_requested());
 }
+
+/// `StopToken::wait` and `wait_timeout`: at once when already stopped,
+/// woken by a stop from another thread (no polling: well inside the
+/// bound), a timeout that passes says `false`, `Duration::MAX` waits, and
+/// a child's token wakes on the parent's stop.
+#[test]
+fn token_wait_wakes_on_stop_and_times_out() {
+    use std::time::{Duration, Instant};
+    let source = StopSource::new();
+    let token = source.token();
+    let start = Instant::now();
+    assert!(!token.wait_timeout(Duration::from_millis(20)));
+    assert!(start.elapsed() >= Duration::from_millis(20));
+    assert!(!token.wait_timeout(Duration::ZERO));
+    let child = token.child().token();
+    let s = source.clone();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        s.request_stop();
+    });
+    let waiter = std::thread::spawn(move || {
+        let t = Instant::now();
+        assert!(child.wait_timeout(Duration::MAX));
+        t.elapsed()
+    });
+    token.wait();
+    assert!(token.stop_requested());
+    let waited = waiter.join().unwrap();
+    assert!(waited < Duration::from_secs(10), "woken late: {waited:?}");
+    stopper.join().unwrap();
+    // Already stopped: at once, both forms.
+    token.wait();
+    assert!(token.wait_timeout(Duration::ZERO));
+}

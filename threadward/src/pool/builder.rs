@@ -95,6 +95,7 @@ impl PoolBuilder {
                 queue: Queue::Unbounded,
                 target: None,   // set from `concurrency` at build
                 exit_window: 1, // the CPUs, set at build
+                stall_after: Duration::from_secs(1),
             },
             concurrency: Concurrency::Cpus,
             stack_size: DEFAULT_STACK_SIZE,
@@ -192,6 +193,29 @@ impl PoolBuilder {
     /// ```
     pub fn idle_timeout(mut self, d: Duration) -> PoolBuilder {
         self.cfg.idle_timeout = d;
+        self
+    }
+
+    /// How long jobs may wait for a thread once `max_threads` are all busy
+    /// (none parked, none being created) before the pool says it is
+    /// stalled (default 1 s): one `tracing` warning per episode with the
+    /// pool's counts, an incident in the registry's snapshot, and
+    /// [`PoolStats::stalls`](crate::PoolStats::stalls). A job taken by any
+    /// worker meanwhile is progress, not a stall. Checked by the
+    /// process-wide manager thread, for every pool (`Unlimited` included).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder()
+    ///     .max_threads(64)
+    ///     .stall_warning(std::time::Duration::from_millis(250))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn stall_warning(mut self, after: Duration) -> PoolBuilder {
+        self.cfg.stall_after = after;
         self
     }
 

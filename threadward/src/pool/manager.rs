@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::core::ManagerStep;
+use super::core::{ManagerStep, StallEvent};
+use super::service::idle;
 use super::service::Service;
 use super::worker::{start_worker, PoolRef};
 
@@ -59,6 +60,7 @@ pub(crate) fn register(alive: &Arc<()>, pool: PoolRef) -> io::Result<()> {
 fn run() {
     let svc = service();
     let guard = svc.guard();
+    let me = crate::record::current();
     loop {
         let Some(list) = svc.live(|e| !e.done.load(SeqCst)) else {
             std::mem::forget(guard); // `live` marked the thread gone
@@ -96,6 +98,11 @@ fn run() {
                 ManagerStep::Wait(None) => {}
                 ManagerStep::Exit => e.done.store(true, SeqCst),
             }
+            let (event, recheck) = e.pool.core.check_stall(now);
+            if let Some(t) = recheck {
+                wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
+            }
+            report_stall(&e.pool.name, event);
         }
         drop(list);
         if again {
@@ -104,8 +111,36 @@ fn run() {
         // A ring during the pass (a pool wants more) makes this return at
         // once: another pass.
         match wake_at {
-            None => svc.bell.sleep(),
-            Some(t) => svc.bell.nap(t.saturating_duration_since(Instant::now())),
+            None => idle(&me, || svc.bell.sleep()),
+            Some(t) => idle(&me, || {
+                svc.bell.nap(t.saturating_duration_since(Instant::now()))
+            }),
         }
+    }
+}
+
+/// Says what `check_stall` saw: a stall once per episode (a warning and an
+/// incident), and its end.
+fn report_stall(pool: &str, event: Option<StallEvent>) {
+    match event {
+        Some(StallEvent::Began {
+            waited,
+            queued,
+            threads,
+            busy,
+        }) => {
+            tracing::warn!(pool, ?waited, queued, threads, busy,
+                "pool stalled: jobs wait for a thread and max_threads is reached (raise max_threads, or stop the jobs that hold the threads)");
+            crate::sync::incident(
+                crate::sync::IncidentKind::PoolStalled,
+                format!(
+                    "pool {pool}: {queued} job(s) waited {waited:?} for a thread at max_threads ({threads} threads, {busy} busy)"
+                ),
+            );
+        }
+        Some(StallEvent::Ended(after)) => {
+            tracing::info!(pool, ?after, "pool no longer stalled");
+        }
+        None => {}
     }
 }

@@ -25,6 +25,7 @@ mod job;
 mod manager;
 mod monitor;
 mod service;
+mod set;
 mod shutdown;
 #[cfg(all(test, shuttle))]
 mod shuttle_tests;
@@ -40,6 +41,7 @@ use std::time::{Duration, Instant};
 pub use self::builder::{Concurrency, PoolBuilder, DEFAULT_STACK_SIZE};
 pub use self::core::{JobHint, Queue};
 pub use self::job::{Job, JobError, JobGuard, JobId};
+pub use self::set::{JobSet, JoinNextError, MapError};
 pub use self::shutdown::{ShutdownReport, Straggler};
 pub use self::stats::PoolStats;
 
@@ -284,7 +286,40 @@ impl Pool {
         F: FnOnce(&Context) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let id = NEXT_JOB.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_job_id();
+        self.submit_as(id, hint, stop, f)
+    }
+
+    /// A fresh job id (a job set names its jobs before it spawns them).
+    pub(crate) fn next_job_id(&self) -> u64 {
+        NEXT_JOB.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// [`spawn_hinted`](Pool::spawn_hinted) of a job whose id is `id`.
+    pub(crate) fn spawn_with_id<F, T>(
+        &self,
+        id: u64,
+        hint: JobHint,
+        f: F,
+    ) -> Result<Job<T>, SpawnError>
+    where
+        F: FnOnce(&Context) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit_as(id, hint, LazyStop::default(), f)
+    }
+
+    fn submit_as<F, T>(
+        &self,
+        id: u64,
+        hint: JobHint,
+        stop: LazyStop,
+        f: F,
+    ) -> Result<Job<T>, SpawnError>
+    where
+        F: FnOnce(&Context) -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let cell = JobCell::new(id, hint, stop, f);
         self.enqueue(cell.clone(), id)?;
         Ok(Job::new(cell, Arc::downgrade(&self.shared.pool.core)))
@@ -323,7 +358,7 @@ impl Pool {
     where
         F: FnOnce(&Context) + Send + 'static,
     {
-        let id = NEXT_JOB.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_job_id();
         self.enqueue(JobCell::new(id, JobHint::Auto, LazyStop::default(), f), id)
     }
 

@@ -95,6 +95,7 @@ fn sample(tid: i32) -> Option<(u8, u64)> {
 fn run() {
     let svc = service();
     let guard = svc.guard();
+    let me = crate::record::current();
     let mut tick = TICK_MIN;
     let mut quiet = 0u32;
     let mut samples: HashMap<(usize, u64), Sample> = HashMap::new();
@@ -120,7 +121,7 @@ fn run() {
             }
             drop(saturated);
             drop(pools);
-            svc.bell.sleep();
+            super::service::idle(&me, || svc.bell.sleep());
             continue;
         }
         let mut acted = false;
@@ -185,6 +186,8 @@ fn run() {
                 tick = (tick * 2).min(TICK_MAX);
             }
         }
+        // A tick's nap is short: the thread shows as running (it is
+        // watching); only its long sleep shows as idle.
         svc.bell.nap(tick);
     }
 }

@@ -96,3 +96,16 @@ impl<E: Clone + 'static> Drop for Running<E> {
         self.service.lock().running = false;
     }
 }
+
+/// The service thread `me` waits in `wait` for its bell: the snapshot
+/// shows it idle meanwhile (as a parked worker), not running.
+pub(crate) fn idle(me: &Option<std::sync::Arc<crate::record::ThreadRecord>>, wait: impl FnOnce()) {
+    use crate::record::ThreadState;
+    if let Some(me) = me {
+        me.set_state(ThreadState::Idle);
+    }
+    wait();
+    if let Some(me) = me {
+        me.set_state(ThreadState::Running);
+    }
+}

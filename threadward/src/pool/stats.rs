@@ -47,4 +47,9 @@ pub struct PoolStats {
     /// Jobs the monitor found blocked outside the library's waits, or
     /// hogging a CPU, and stopped counting against the target.
     pub compensated: u64,
+    /// Stalls warned about: jobs waited for a thread at `max_threads`, with
+    /// none free and none on its way, longer than the pool's stall
+    /// threshold ([`PoolBuilder::stall_warning`](crate::PoolBuilder::stall_warning)).
+    /// Each also logs one warning and records an incident.
+    pub stalls: u64,
 }

@@ -123,6 +123,23 @@ impl Context {
     /// `pause_point`) do this by themselves. Without it, the pool's monitor
     /// still notices a blocked job, a millisecond or so later.
     ///
+    /// Wrap only the call that blocks, not the work around it: everything
+    /// inside `f` runs uncounted, so a whole read-then-hash loop inside
+    /// `blocking` also hashes uncounted, and the pool starts another job
+    /// for every one of them (29-54 threads instead of 8 in a user's file
+    /// hasher). Read inside `blocking`, compute outside it:
+    ///
+    /// ```no_run
+    /// # fn hash(_: &[u8]) -> u64 { 0 }
+    /// # let pool = threadward::Pool::builder().build().unwrap();
+    /// # let path = std::path::PathBuf::from("f");
+    /// pool.spawn(move |cx| {
+    ///     let bytes = cx.blocking(|| std::fs::read(&path))?; // blocks: uncounted
+    ///     Ok::<_, std::io::Error>(hash(&bytes)) // computes: counted
+    /// })
+    /// .unwrap();
+    /// ```
+    ///
     /// # Examples
     ///
     /// ```

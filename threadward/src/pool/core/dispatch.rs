@@ -135,7 +135,10 @@ impl<J: QueuedJob> Core<J> {
             // Nothing left for a closing pool: parked workers exit.
             wakes.workers.extend(Self::parked(st));
         }
-        if !st.manager_notified && (st.grow > 0 || self.deficit(st) > 0) {
+        // Jobs that no thread can run start a stall episode: the manager
+        // times it (`check_stall`).
+        let stalled = st.stall.is_none() && self.starved(st);
+        if !st.manager_notified && (st.grow > 0 || self.deficit(st) > 0 || stalled) {
             st.manager_notified = true;
             wakes.manager = true;
         }

@@ -416,6 +416,7 @@ impl<J: QueuedJob> Core<J> {
             cancelled: c.cancelled,
             spawn_failures: c.spawn_failures,
             compensated: c.compensated_blocked + c.compensated_hogs,
+            stalls: c.stalls,
         }
     }
 }

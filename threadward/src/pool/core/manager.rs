@@ -2,9 +2,9 @@
 //! management", "Idle timeout"): one step of work per pool for the
 //! process-wide manager, and the blocking loop the models drive.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::state::Ticket;
+use super::state::{Stall, State, Ticket};
 use super::{Core, Locked, QueuedJob, Wakes};
 
 /// How often the manager looks whether a thread that left is gone.
@@ -131,4 +131,83 @@ impl<J: QueuedJob> Core<J> {
         self.wake(st, wakes);
         self.lock()
     }
+
+    /// Jobs wait that no thread can run: the pool is at `max_threads`
+    /// with no worker parked, none claimed and none being created.
+    pub(crate) fn starved(&self, st: &State<J>) -> bool {
+        !st.shutdown
+            && st.queued() > 0
+            && st.threads >= self.cfg.max_threads
+            && st.idle() == 0
+            && st.notify.total() + st.coming.total() == 0
+    }
+
+    /// The manager's stall check at `now` (README.md: "Stalls"): a stall
+    /// begins when jobs are starved, is warned about once it lasted
+    /// `stall_after` with no job taken meanwhile, and ends when they are
+    /// no longer starved or a job was taken. Returns what changed and when
+    /// to look again.
+    pub(crate) fn check_stall(&self, now: Instant) -> (Option<StallEvent>, Option<Instant>) {
+        let mut st = self.lock();
+        let after = self.cfg.stall_after;
+        if !self.starved(&st) {
+            let ended = st.stall.take().filter(|s| s.warned);
+            return (
+                ended.map(|s| StallEvent::Ended(now.saturating_duration_since(s.since))),
+                None,
+            );
+        }
+        let taken = st.counters.taken;
+        let recheck = |since: Instant| since.checked_add(after).max(now.checked_add(after / 4));
+        match st.stall {
+            Some(s) if s.taken != taken => {
+                // Progress: a job was taken. Not a stall; a new watch.
+                let was = s.warned;
+                st.stall = Some(Stall {
+                    since: now,
+                    taken,
+                    warned: false,
+                });
+                let event = was.then(|| StallEvent::Ended(now.saturating_duration_since(s.since)));
+                (event, recheck(now))
+            }
+            Some(mut s) => {
+                if s.warned || now.saturating_duration_since(s.since) < after {
+                    return (None, recheck(s.since));
+                }
+                s.warned = true;
+                st.stall = Some(s);
+                st.counters.stalls += 1;
+                let event = StallEvent::Began {
+                    waited: now.saturating_duration_since(s.since),
+                    queued: st.queued(),
+                    threads: st.threads,
+                    busy: st.busy,
+                };
+                (Some(event), recheck(now))
+            }
+            None => {
+                st.stall = Some(Stall {
+                    since: now,
+                    taken,
+                    warned: false,
+                });
+                (None, recheck(now))
+            }
+        }
+    }
+}
+
+/// What `check_stall` saw change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StallEvent {
+    /// Jobs have waited `waited` for a thread at `max_threads`.
+    Began {
+        waited: Duration,
+        queued: usize,
+        threads: usize,
+        busy: usize,
+    },
+    /// The stall warned about ended after this long.
+    Ended(Duration),
 }

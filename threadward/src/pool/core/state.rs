@@ -131,6 +131,9 @@ pub(crate) struct Config {
     /// Jobs running at once (not blocked) the pool aims for; `None`: one
     /// thread per concurrent job (no concurrency management).
     pub(crate) target: Option<usize>,
+    /// How long jobs may wait for a thread at `max_threads`, with none
+    /// free and none on its way, before the pool warns of a stall.
+    pub(crate) stall_after: Duration,
     /// Workers leaving a shut-down pool that exit at once (the CPUs):
     /// each waits for the exit of the one that left this many before it.
     pub(crate) exit_window: usize,
@@ -148,6 +151,7 @@ impl Config {
             max_idle: usize::MAX,
             target,
             exit_window: 1,
+            stall_after: Duration::from_secs(1),
         }
     }
 
@@ -321,6 +325,22 @@ pub(crate) struct Counters {
     pub(crate) compensated_blocked: u64,
     /// Jobs the monitor found hogging a CPU past the threshold.
     pub(crate) compensated_hogs: u64,
+    /// Stall episodes warned about: jobs waited for a thread at
+    /// `max_threads`, with none free or on its way, for `stall_after`.
+    pub(crate) stalls: u64,
+    /// Jobs taken by workers so far (the stall check's sign of progress).
+    pub(crate) taken: u64,
+}
+
+/// A stall episode in progress (README.md: "Stalls").
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stall {
+    /// When jobs were first seen waiting with no thread to run them.
+    pub(crate) since: Instant,
+    /// `Counters::taken` then: any take since is progress.
+    pub(crate) taken: u64,
+    /// Warned about (once per episode).
+    pub(crate) warned: bool,
 }
 
 /// Everything one pool lock guards (README.md: "State").
@@ -374,6 +394,8 @@ pub(crate) struct State<J> {
     pub(crate) next_worker: u64,
     pub(crate) workers: HashMap<u64, WorkerSlot, BuildHasherDefault<WorkerNoHasher>>,
     pub(crate) counters: Counters,
+    /// The stall episode in progress, if any.
+    pub(crate) stall: Option<Stall>,
 }
 
 impl<J> State<J> {
@@ -403,6 +425,7 @@ impl<J> State<J> {
             next_worker: 0,
             workers: HashMap::default(),
             counters: Counters::default(),
+            stall: None,
         }
     }
 

@@ -162,6 +162,7 @@ impl<J: QueuedJob> Core<J> {
             st.extra = 0; // the backstop's allowance ends with the backlog
         }
         st.busy += 1;
+        st.counters.taken += 1;
         if hint != JobHint::MayBlock {
             // No counted job starts beyond the target unless a worker was
             // promised to it (README.md: "Invariants", I3).

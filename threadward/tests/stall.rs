@@ -1,0 +1,79 @@
+//! A pool that is stuck says so: jobs waiting for a thread at
+//! `max_threads` longer than the stall threshold give one warning per
+//! episode, an incident in the snapshot and `PoolStats::stalls`; a pool
+//! that makes progress does not.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{bounded, eventually, SEC};
+use threadward::registry::IncidentKind;
+use threadward::{Concurrency, Pool};
+
+#[test]
+fn jobs_waiting_at_max_threads_are_reported_once_per_episode() {
+    bounded(60 * SEC, || {
+        let pool = Pool::builder()
+            .name("stalled")
+            .concurrency(Concurrency::Unlimited)
+            .max_threads(2)
+            .min_idle(0)
+            .stall_warning(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let hold = || pool.spawn(|cx| cx.sleep(Duration::from_secs(60))).unwrap();
+        let (a, b) = (hold(), hold());
+        eventually(10 * SEC, "both threads busy", || pool.stats().busy == 2);
+        let waiting = pool.spawn(|_| "served").unwrap();
+        eventually(10 * SEC, "the stall reported", || pool.stats().stalls == 1);
+        let incident = threadward::registry::snapshot()
+            .incidents
+            .into_iter()
+            .find(|i| i.kind == IncidentKind::PoolStalled && i.message.contains("stalled"));
+        assert!(incident.is_some(), "no PoolStalled incident names the pool");
+        // Still stalled later: no second report for the same episode.
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(pool.stats().stalls, 1);
+        // Freed: the waiting job runs; the episode ends.
+        a.cancel();
+        assert_eq!(waiting.join_timeout(10 * SEC).unwrap(), Ok("served"));
+        // A new episode is a new report.
+        let c = hold();
+        eventually(10 * SEC, "both threads busy again", || {
+            pool.stats().busy == 2
+        });
+        let again = pool.spawn(|_| ()).unwrap();
+        eventually(10 * SEC, "the second stall reported", || {
+            pool.stats().stalls == 2
+        });
+        b.cancel();
+        c.cancel();
+        assert!(again.join_timeout(10 * SEC).is_ok());
+    });
+}
+
+#[test]
+fn a_busy_pool_that_makes_progress_is_not_stalled() {
+    bounded(60 * SEC, || {
+        let pool = Pool::builder()
+            .name("busy")
+            .max_threads(1)
+            .min_idle(0)
+            .stall_warning(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        // 30 jobs of 20 ms behind one thread: 600 ms of queue, but a job
+        // starts every 20 ms.
+        let jobs: Vec<_> = (0..30)
+            .map(|_| {
+                pool.spawn(|cx| cx.sleep(Duration::from_millis(20)))
+                    .unwrap()
+            })
+            .collect();
+        for j in jobs {
+            assert!(j.join_timeout(30 * SEC).is_ok());
+        }
+        assert_eq!(pool.stats().stalls, 0);
+    });
+}
