@@ -176,6 +176,9 @@ pub mod pool_protocol {
 }
 
 mod io;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod pool;
 mod record;
 pub mod registry;
