@@ -819,6 +819,53 @@ mod loom_tests {
         });
     }
 
+    /// Counts its drops: a job set's notice, in the models.
+    struct Notice(std::sync::Arc<AtomicUsize>);
+
+    impl Drop for Notice {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A job set's cancel-on-drop racing the job's start (`Job::cancel`
+    /// against the worker's `run`, on the shipped cell): the closure's
+    /// captures (a set's notice) are dropped exactly once, on whichever
+    /// side won, and the job resolves exactly once.
+    #[test]
+    fn loom_cancel_on_drop_vs_start_drops_the_notice_once() {
+        loom::model(|| {
+            let drops = std::sync::Arc::new(AtomicUsize::new(0));
+            let notice = Notice(drops.clone());
+            let cell = JobCell::new(3, JobHint::Auto, LazyStop::default(), move |_: &Context| {
+                let _n = notice;
+                9u32
+            });
+            let c = cell.clone();
+            let worker = thread::spawn(move || {
+                if !c.inner.start() {
+                    c.f.discard();
+                    return false;
+                }
+                // The closure runs (its notice drops at its end).
+                let f = take_closure(&c.f).expect("taken once");
+                drop(f);
+                if let Some(w) = c.inner.settle(Ok(9), false) {
+                    c.inner.wake(w);
+                }
+                true
+            });
+            let cancelled = cell.inner.complete(Err(JobError::Cancelled), true);
+            if cancelled {
+                cell.f.discard();
+            }
+            let ran = worker.join().unwrap();
+            assert!(cancelled ^ ran);
+            assert_eq!(drops.load(Ordering::SeqCst), 1, "the notice dropped once");
+            assert!(matches!(cell.inner.lock().phase, Phase::Done(_)));
+        });
+    }
+
     /// A job cell as `Pool::spawn` makes it (its closure never runs).
     fn test_cell(id: u64) -> (Task, Arc<JobCell<u32, dyn Closure>>) {
         let cell = JobCell::new(id, JobHint::Auto, LazyStop::default(), |_: &Context| 0u32);
