@@ -140,6 +140,10 @@ pub enum IncidentKind {
     /// and none on its way, longer than its stall threshold (one per
     /// episode; also counted in `PoolStats::stalls`).
     PoolStalled,
+    /// A pool began refusing jobs at capacity (`QueueFull`, `AtCapacity`;
+    /// one per episode, until a job is accepted again; each refusal counts
+    /// in `PoolStats::refused`).
+    PoolRefusing,
 }
 
 /// How many incidents are kept (the oldest are dropped first).

@@ -77,3 +77,43 @@ fn a_busy_pool_that_makes_progress_is_not_stalled() {
         assert_eq!(pool.stats().stalls, 0);
     });
 }
+
+/// Refusals at capacity: each counts in `PoolStats::refused`; the first of
+/// an episode (until a job is accepted again) records one incident.
+#[test]
+fn refusals_at_capacity_are_counted_and_reported_once_per_episode() {
+    bounded(30 * SEC, || {
+        let pool = Pool::builder()
+            .name("refuser")
+            .max_threads(1)
+            .min_idle(0)
+            .queue(threadward::Queue::Handoff)
+            .build()
+            .unwrap();
+        let incidents = || {
+            threadward::registry::snapshot()
+                .incidents
+                .into_iter()
+                .filter(|i| i.kind == IncidentKind::PoolRefusing && i.message.contains("refuser"))
+                .count()
+        };
+        let busy = pool.spawn(|cx| cx.sleep(Duration::from_secs(60))).unwrap();
+        for _ in 0..5 {
+            assert!(matches!(
+                pool.spawn(|_| ()),
+                Err(threadward::SpawnError::AtCapacity)
+            ));
+        }
+        assert_eq!(pool.stats().refused, 5);
+        assert_eq!(incidents(), 1);
+        busy.cancel();
+        assert!(pool.wait_idle_timeout(10 * SEC));
+        // (A handoff needs the worker parked, not on its way there.)
+        eventually(10 * SEC, "the worker parked", || pool.stats().idle == 1);
+        // Accepted again: the episode ended; the next refusal starts another.
+        let busy = pool.spawn(|cx| cx.sleep(Duration::from_secs(60))).unwrap();
+        assert!(pool.spawn(|_| ()).is_err());
+        assert_eq!((pool.stats().refused, incidents()), (6, 2));
+        busy.cancel();
+    });
+}

@@ -390,6 +390,17 @@ impl Pool {
             Some((task, e)) => {
                 // The job never runs: its closure goes now, contained.
                 task.abort(JobError::ShutDown);
+                if matches!(e, SpawnError::QueueFull | SpawnError::AtCapacity) {
+                    if let Some((threads, queued, refused)) = pool.core.refusal_began() {
+                        let name = &self.shared.pool.name;
+                        tracing::warn!(pool = %name, threads, queued, refused, error = %e,
+                            "pool refuses jobs at capacity (raise max_threads or the queue bound)");
+                        crate::sync::incident(
+                            crate::sync::IncidentKind::PoolRefusing,
+                            format!("pool {name}: {e} ({threads} threads, {queued} queued)"),
+                        );
+                    }
+                }
                 Err(e)
             }
             None => Ok(()),

@@ -52,4 +52,9 @@ pub struct PoolStats {
     /// threshold ([`PoolBuilder::stall_warning`](crate::PoolBuilder::stall_warning)).
     /// Each also logs one warning and records an incident.
     pub stalls: u64,
+    /// Jobs refused at capacity: [`SpawnError::QueueFull`](crate::SpawnError::QueueFull)
+    /// and [`SpawnError::AtCapacity`](crate::SpawnError::AtCapacity). The
+    /// first of an episode (until a job is accepted again) also logs one
+    /// warning and records an incident.
+    pub refused: u64,
 }

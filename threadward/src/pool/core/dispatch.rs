@@ -174,7 +174,16 @@ impl<J: QueuedJob> Core<J> {
                 continue;
             }
             return match full {
-                Full::Refuse(r) => Err((job, r)),
+                Full::Refuse(r) => {
+                    // A capacity refusal: the first of an episode is
+                    // reported by the caller (`refusal_began`).
+                    st.counters.refused += 1;
+                    if !st.refusing {
+                        st.refusing = true;
+                        st.refusal_unreported = true;
+                    }
+                    Err((job, r))
+                }
                 Full::Wait => Ok(self.push(st, job, class, Submitted::Queued)),
             };
         }
@@ -216,6 +225,7 @@ impl<J: QueuedJob> Core<J> {
             Class::Counted => st.queue.push(job),
         }
         st.counters.submitted += 1;
+        st.refusing = false; // an accepted job ends a refusal episode
         let mut wakes = Wakes::default();
         self.dispatch(&mut st, &mut wakes);
         // The claim may have used the last spares: a standing request.
@@ -234,6 +244,15 @@ impl<J: QueuedJob> Core<J> {
         }
         self.wake(st, wakes);
         submitted
+    }
+
+    /// Whether a capacity refusal began an episode that nobody reported
+    /// yet (then the caller reports it: one warning per episode); the
+    /// pool's threads, queued jobs and refusals so far.
+    pub(crate) fn refusal_began(&self) -> Option<(usize, usize, u64)> {
+        let mut st = self.lock();
+        std::mem::take(&mut st.refusal_unreported)
+            .then(|| (st.threads, st.queued(), st.counters.refused))
     }
 
     /// Whether work waits for room under the target (the monitor watches

@@ -417,6 +417,7 @@ impl<J: QueuedJob> Core<J> {
             spawn_failures: c.spawn_failures,
             compensated: c.compensated_blocked + c.compensated_hogs,
             stalls: c.stalls,
+            refused: c.refused,
         }
     }
 }

@@ -330,6 +330,8 @@ pub(crate) struct Counters {
     pub(crate) stalls: u64,
     /// Jobs taken by workers so far (the stall check's sign of progress).
     pub(crate) taken: u64,
+    /// Jobs refused at capacity (`QueueFull`, `AtCapacity`).
+    pub(crate) refused: u64,
 }
 
 /// A stall episode in progress (README.md: "Stalls").
@@ -396,6 +398,10 @@ pub(crate) struct State<J> {
     pub(crate) counters: Counters,
     /// The stall episode in progress, if any.
     pub(crate) stall: Option<Stall>,
+    /// A refusal episode runs (capacity refusals since the last accepted
+    /// job); `refusal_unreported`: its start is not logged yet.
+    pub(crate) refusing: bool,
+    pub(crate) refusal_unreported: bool,
 }
 
 impl<J> State<J> {
@@ -426,6 +432,8 @@ impl<J> State<J> {
             workers: HashMap::default(),
             counters: Counters::default(),
             stall: None,
+            refusing: false,
+            refusal_unreported: false,
         }
     }
 
