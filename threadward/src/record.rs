@@ -225,6 +225,8 @@ pub(crate) struct ThreadRecord {
     /// A pool job whose closure returned while the worker still runs its
     /// user code (waker, a detached value's drop); 0 when none.
     finishing: AtomicU64,
+    /// The job the watchdog reported (0: none).
+    overdue: AtomicU64,
     /// A pause request kicks the thread out of the library wait it sits in
     /// (`kthread_park` wakes the thread so it reaches its park point): a
     /// token on this channel for the sleep and channel waits, and a write
@@ -310,6 +312,18 @@ impl ThreadRecord {
     pub(crate) fn set_finishing(&self, job: u64) {
         self.finishing
             .store(job, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The watchdog reported job `job` on this worker.
+    pub(crate) fn set_overdue(&self, job: u64) {
+        self.overdue
+            .store(job, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the job this worker runs now was reported by the watchdog.
+    pub(crate) fn overdue(&self) -> bool {
+        let o = self.overdue.load(std::sync::atomic::Ordering::Relaxed);
+        o != 0 && self.job() == Some(o)
     }
 
     pub(crate) fn finishing(&self) -> Option<u64> {
@@ -409,6 +423,7 @@ pub(crate) fn register(name: Arc<str>, kind: ThreadKind, stop: StopSource) -> Ar
         since: AtomicU64::new(now_nanos()),
         job: AtomicU64::new(0),
         finishing: AtomicU64::new(0),
+        overdue: AtomicU64::new(0),
         kick: Kick::new(),
     });
     entry.record = Some(rec.clone());

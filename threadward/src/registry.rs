@@ -57,6 +57,9 @@ pub struct ThreadInfo {
     pub in_state: Duration,
     /// The pool job it runs, if any.
     pub job: Option<crate::pool::JobId>,
+    /// That job was reported by its pool's watchdog: it has run (or been
+    /// blocked) past the threshold ([`PoolBuilder::watchdog`](crate::PoolBuilder::watchdog)).
+    pub overdue: bool,
     /// A pool job that returned while the worker still runs its user code
     /// (its waker, the drop of a detached job's value), possibly beside
     /// its next `job`.
@@ -103,7 +106,11 @@ impl fmt::Display for Snapshot {
                 ThreadKind::PoolWorker { pool } => format!("pool:{pool}"),
                 ThreadKind::PoolService => "pool-service".to_owned(),
             };
-            let job = t.job.map_or_else(|| "-".to_owned(), |j| j.to_string());
+            // A job the watchdog reported is marked `!`.
+            let job = t.job.map_or_else(
+                || "-".to_owned(),
+                |j| format!("{j}{}", if t.overdue { "!" } else { "" }),
+            );
             writeln!(
                 f,
                 "{:<10} {:<24} {:<18} {:<16} {:>10} {:>8}",
@@ -237,6 +244,7 @@ pub fn snapshot() -> Snapshot {
                 state,
                 in_state,
                 job: r.job().map(crate::pool::JobId),
+                overdue: r.overdue(),
                 finishing_job: r.finishing().map(crate::pool::JobId),
             }
         })

@@ -117,3 +117,37 @@ fn refusals_at_capacity_are_counted_and_reported_once_per_episode() {
         busy.cancel();
     });
 }
+
+/// The watchdog reports a job running past its threshold once (stats and
+/// the snapshot's mark), quick jobs never.
+#[test]
+fn the_watchdog_reports_a_long_job_once() {
+    bounded(30 * SEC, || {
+        let pool = Pool::builder()
+            .name("watched")
+            .concurrency(Concurrency::Unlimited)
+            .watchdog(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        for _ in 0..50 {
+            pool.spawn(|_| ()).unwrap();
+        }
+        assert!(pool.wait_idle_timeout(10 * SEC));
+        assert_eq!(pool.stats().overdue, 0);
+        // A foreign block (not a library wait): the watchdog sees it too.
+        let long = pool
+            .spawn(|_| std::thread::sleep(Duration::from_millis(600)))
+            .unwrap();
+        eventually(10 * SEC, "the long job reported", || {
+            pool.stats().overdue == 1
+        });
+        let marked = threadward::registry::snapshot()
+            .threads
+            .into_iter()
+            .any(|t| t.overdue && t.name.starts_with("watched"));
+        assert!(marked, "the snapshot marks the overdue job");
+        long.join_timeout(10 * SEC).unwrap().unwrap();
+        // Once per job, however long it ran.
+        assert_eq!(pool.stats().overdue, 1);
+    });
+}

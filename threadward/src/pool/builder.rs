@@ -96,6 +96,7 @@ impl PoolBuilder {
                 target: None,   // set from `concurrency` at build
                 exit_window: 1, // the CPUs, set at build
                 stall_after: Duration::from_secs(1),
+                watchdog_after: Duration::from_secs(30),
             },
             concurrency: Concurrency::Cpus,
             stack_size: DEFAULT_STACK_SIZE,
@@ -216,6 +217,29 @@ impl PoolBuilder {
     /// ```
     pub fn stall_warning(mut self, after: Duration) -> PoolBuilder {
         self.cfg.stall_after = after;
+        self
+    }
+
+    /// The watchdog's threshold (default 30 s, the kernel workqueue
+    /// lockup detector's): a job still running, or blocked, this long
+    /// after it started is reported once, with its worker's state and its
+    /// age, through `tracing`, counted in
+    /// [`PoolStats::overdue`](crate::PoolStats::overdue) and marked in the
+    /// registry's snapshot ([`ThreadInfo::overdue`](crate::registry::ThreadInfo::overdue)).
+    /// Checked by the process-wide manager every quarter threshold while
+    /// jobs run, for every pool (`Unlimited` included).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder()
+    ///     .watchdog(std::time::Duration::from_secs(5))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn watchdog(mut self, after: Duration) -> PoolBuilder {
+        self.cfg.watchdog_after = after;
         self
     }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::core::{ManagerStep, StallEvent};
+use super::core::{ManagerStep, Overdue, StallEvent};
 use super::service::idle;
 use super::service::Service;
 use super::worker::{start_worker, PoolRef};
@@ -103,6 +103,13 @@ fn run() {
                 wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
             }
             report_stall(&e.pool.name, event);
+            let (overdue, recheck) = e.pool.core.check_overdue(now);
+            if let Some(t) = recheck {
+                wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
+            }
+            for o in overdue {
+                report_overdue(&e.pool.name, &o);
+            }
         }
         drop(list);
         if again {
@@ -143,4 +150,12 @@ fn report_stall(pool: &str, event: Option<StallEvent>) {
         }
         None => {}
     }
+}
+
+/// The watchdog's report of one job: once, with its worker's state.
+fn report_overdue(pool: &str, o: &Overdue) {
+    o.rec.set_overdue(o.job);
+    let (state, for_) = o.rec.state();
+    tracing::warn!(pool, worker = %o.rec.name, job = o.job, age = ?o.age, %state, in_state = ?for_,
+        "pool job still running past the watchdog threshold");
 }

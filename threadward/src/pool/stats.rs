@@ -57,4 +57,7 @@ pub struct PoolStats {
     /// first of an episode (until a job is accepted again) also logs one
     /// warning and records an incident.
     pub refused: u64,
+    /// Jobs the watchdog reported: still running, or blocked, past its
+    /// threshold ([`PoolBuilder::watchdog`](crate::PoolBuilder::watchdog)).
+    pub overdue: u64,
 }

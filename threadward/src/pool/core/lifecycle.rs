@@ -418,6 +418,7 @@ impl<J: QueuedJob> Core<J> {
             compensated: c.compensated_blocked + c.compensated_hogs,
             stalls: c.stalls,
             refused: c.refused,
+            overdue: c.overdue,
         }
     }
 }

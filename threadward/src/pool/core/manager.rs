@@ -198,6 +198,62 @@ impl<J: QueuedJob> Core<J> {
     }
 }
 
+impl<J: QueuedJob> Core<J> {
+    /// The watchdog's look at `now` (README.md: "Watchdog"): every job
+    /// running or blocked for `watchdog_after` and not reported yet is
+    /// marked and returned (worker record, job, age), once. Looks at most
+    /// every quarter threshold, and only while jobs run; returns when to
+    /// look again.
+    pub(crate) fn check_overdue(&self, now: Instant) -> (Vec<Overdue>, Option<Instant>) {
+        let mut st = self.lock();
+        let after = self.cfg.watchdog_after;
+        if st.busy == 0 {
+            // Nothing to watch: the next job start wakes the manager.
+            st.watchdog_armed = false;
+            return (Vec::new(), None);
+        }
+        st.watchdog_armed = true;
+        let every = (after / 4).max(Duration::from_millis(1));
+        if st
+            .watchdog_at
+            .is_some_and(|t| now.saturating_duration_since(t) < every)
+        {
+            return (
+                Vec::new(),
+                st.watchdog_at.and_then(|t| t.checked_add(every)),
+            );
+        }
+        st.watchdog_at = Some(now);
+        let mut found = Vec::new();
+        for w in st.workers.values_mut() {
+            let Some(c) = w.current.as_mut() else {
+                continue;
+            };
+            let age = now.saturating_duration_since(c.started);
+            if c.overdue || age < after {
+                continue;
+            }
+            c.overdue = true;
+            if let Some(rec) = &w.rec {
+                found.push(Overdue {
+                    rec: rec.clone(),
+                    job: c.job,
+                    age,
+                });
+            }
+        }
+        st.counters.overdue += found.len() as u64;
+        (found, now.checked_add(every))
+    }
+}
+
+/// A job the watchdog found running or blocked past its threshold.
+pub(crate) struct Overdue {
+    pub(crate) rec: std::sync::Arc<crate::record::ThreadRecord>,
+    pub(crate) job: u64,
+    pub(crate) age: Duration,
+}
+
 /// What `check_stall` saw change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StallEvent {

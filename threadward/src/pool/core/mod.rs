@@ -31,7 +31,7 @@ mod turn;
 mod loom;
 
 pub(crate) use self::dispatch::{Refusal, Submitted};
-pub(crate) use self::manager::{ManagerStep, StallEvent};
+pub(crate) use self::manager::{ManagerStep, Overdue, StallEvent};
 pub(crate) use self::monitor::Verdict;
 pub(crate) use self::queue::QueueMark;
 #[cfg(all(test, shuttle))]

@@ -134,6 +134,8 @@ pub(crate) struct Config {
     /// How long jobs may wait for a thread at `max_threads`, with none
     /// free and none on its way, before the pool warns of a stall.
     pub(crate) stall_after: Duration,
+    /// A job running (or blocked) this long is reported by the watchdog.
+    pub(crate) watchdog_after: Duration,
     /// Workers leaving a shut-down pool that exit at once (the CPUs):
     /// each waits for the exit of the one that left this many before it.
     pub(crate) exit_window: usize,
@@ -152,6 +154,7 @@ impl Config {
             target,
             exit_window: 1,
             stall_after: Duration::from_secs(1),
+            watchdog_after: Duration::from_secs(30),
         }
     }
 
@@ -178,6 +181,8 @@ pub(crate) struct Current {
     /// The monitor found it blocked (or hogging a CPU) and no longer
     /// counts it as running.
     pub(crate) compensated: bool,
+    /// The watchdog reported it (once per job).
+    pub(crate) overdue: bool,
 }
 
 impl Current {
@@ -332,6 +337,8 @@ pub(crate) struct Counters {
     pub(crate) taken: u64,
     /// Jobs refused at capacity (`QueueFull`, `AtCapacity`).
     pub(crate) refused: u64,
+    /// Jobs the watchdog reported: running or blocked past its threshold.
+    pub(crate) overdue: u64,
 }
 
 /// A stall episode in progress (README.md: "Stalls").
@@ -402,6 +409,11 @@ pub(crate) struct State<J> {
     /// job); `refusal_unreported`: its start is not logged yet.
     pub(crate) refusing: bool,
     pub(crate) refusal_unreported: bool,
+    /// When the watchdog last looked at the running jobs.
+    pub(crate) watchdog_at: Option<Instant>,
+    /// The manager has a watchdog look scheduled; if not, the next job
+    /// start wakes it (at most once until it looks).
+    pub(crate) watchdog_armed: bool,
 }
 
 impl<J> State<J> {
@@ -434,6 +446,8 @@ impl<J> State<J> {
             stall: None,
             refusing: false,
             refusal_unreported: false,
+            watchdog_at: None,
+            watchdog_armed: false,
         }
     }
 

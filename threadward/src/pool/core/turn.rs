@@ -163,6 +163,13 @@ impl<J: QueuedJob> Core<J> {
         }
         st.busy += 1;
         st.counters.taken += 1;
+        if !st.watchdog_armed {
+            // The watchdog has nothing scheduled: the manager looks (once;
+            // it keeps looking while jobs run).
+            st.watchdog_armed = true;
+            st.manager_notified = true;
+            self.notify_manager();
+        }
         if hint != JobHint::MayBlock {
             // No counted job starts beyond the target unless a worker was
             // promised to it (README.md: "Invariants", I3).
@@ -186,6 +193,7 @@ impl<J: QueuedJob> Core<J> {
             hint,
             blocked: 0,
             compensated: false,
+            overdue: false,
         });
         self.note_saturation(st);
         Some(job)
