@@ -97,6 +97,7 @@ impl PoolBuilder {
                 exit_window: 1, // the CPUs, set at build
                 stall_after: Duration::from_secs(1),
                 watchdog_after: Duration::from_secs(30),
+                learn: true,
             },
             concurrency: Concurrency::Cpus,
             stack_size: DEFAULT_STACK_SIZE,
@@ -243,6 +244,27 @@ impl PoolBuilder {
         self
     }
 
+    /// Whether the pool learns which kinds of job block (default on): a
+    /// kind (a closure's type) whose recent unhinted runs mostly blocked
+    /// outside the library's waits is run as [`JobHint::MayBlock`] from
+    /// its next submit on, and its queued jobs are promoted at once; a
+    /// kind that stops blocking loses the mark. Explicit hints always win.
+    /// Only for pools with a concurrency target and an unbounded queue.
+    /// The rule is in the pool's protocol write-up ("Learned hints");
+    /// [`PoolStats::learned_kinds`](crate::PoolStats::learned_kinds) and
+    /// `learned_runs` count it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().learn_hints(false).build().unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn learn_hints(mut self, on: bool) -> PoolBuilder {
+        self.cfg.learn = on;
+        self
+    }
+
     /// Stack size of worker threads (default [`DEFAULT_STACK_SIZE`]).
     ///
     /// # Examples
@@ -331,6 +353,7 @@ impl PoolBuilder {
             .map(|n| n.get())
             .unwrap_or(1);
         b.cfg.exit_window = cpus;
+        b.cfg.learn &= b.cfg.queue == Queue::Unbounded && b.concurrency != Concurrency::Unlimited;
         b.cfg.target = match b.concurrency {
             Concurrency::Cpus => Some(cpus),
             Concurrency::Limit(0) => {

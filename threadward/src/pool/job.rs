@@ -249,6 +249,8 @@ pub(crate) trait Runnable: Send + Sync {
     fn id(&self) -> u64;
     fn hint(&self) -> JobHint;
     fn mark(&self) -> &QueueMark;
+    /// The job's kind for learned hints: its closure's type.
+    fn kind(&self) -> u64;
     /// The job's stop state, reachable without keeping the job alive (a
     /// strong reference in a worker's slot could make a detached value
     /// drop under the pool lock).
@@ -284,6 +286,9 @@ impl QueuedJob for Task {
     fn mark(&self) -> &QueueMark {
         (**self).mark()
     }
+    fn kind(&self) -> Option<u64> {
+        Some((**self).kind())
+    }
 }
 
 impl<F, T> Runnable for JobCell<T, std::sync::Mutex<Option<F>>>
@@ -301,6 +306,13 @@ where
 
     fn mark(&self) -> &QueueMark {
         &self.inner.queued
+    }
+
+    fn kind(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::any::TypeId::of::<F>().hash(&mut h);
+        h.finish()
     }
 
     fn stopper(self: Arc<Self>) -> Weak<dyn HasStop> {
@@ -445,17 +457,34 @@ impl<T> Job<T> {
     /// assert!(first.join().unwrap().is_err());
     /// ```
     pub fn cancel(&self) -> bool {
+        let kept_from_running = self.cancel_queued();
+        if !kept_from_running && self.inner().stop.source().request_stop() {
+            tracing::debug!(job = self.inner().id, "stop of a running job requested");
+        }
+        kept_from_running
+    }
+
+    /// The first half of [`cancel`](Job::cancel): keeps the job from
+    /// running if it has not started; whether it did.
+    pub(crate) fn cancel_queued(&self) -> bool {
         let kept_from_running = self.inner().complete(Err(JobError::Cancelled), true);
         if kept_from_running {
             // What the closure holds goes now, not with the last handle.
             self.cell.f.discard();
             if let Some(core) = self.core.upgrade() {
-                core.remove_queued(&self.inner().queued, self.inner().hint.class());
+                core.remove_queued(&self.inner().queued);
             }
-        } else if self.inner().stop.source().request_stop() {
-            tracing::debug!(job = self.inner().id, "stop of a running job requested");
         }
         kept_from_running
+    }
+
+    /// Requests the stop of the job if it is running (makes no stop state
+    /// for a job that ended).
+    pub(crate) fn stop_if_running(&self) {
+        let running = matches!(self.inner().lock().phase, Phase::Running(_));
+        if running {
+            self.inner().stop.source().request_stop();
+        }
     }
 
     /// Whether the job has finished (ran, panicked, or was cancelled or

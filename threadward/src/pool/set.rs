@@ -370,9 +370,7 @@ impl<T: Send + 'static> JobSet<T> {
     /// assert_eq!(set.join_all().len(), 4);
     /// ```
     pub fn cancel_all(&self) {
-        for job in self.jobs.values() {
-            job.cancel();
-        }
+        cancel_all(&self.jobs);
     }
 
     /// Takes the oldest ended job, waiting until `deadline` or until
@@ -397,6 +395,18 @@ impl<T: Send + 'static> JobSet<T> {
     }
 }
 
+/// Cancels every queued job first, then stops the running ones: a job
+/// stopped first would free its worker for a queued job of the set not
+/// cancelled yet.
+fn cancel_all<T>(jobs: &HashMap<u64, Job<T>>) {
+    for job in jobs.values() {
+        job.cancel_queued();
+    }
+    for job in jobs.values() {
+        job.stop_if_running();
+    }
+}
+
 enum Next<T> {
     Job(JobId, Result<T, JobError>),
     Empty,
@@ -414,9 +424,7 @@ impl<T> Drop for JobSet<T> {
     /// Cancels every job still in the set (stops the running ones); does
     /// not wait for them.
     fn drop(&mut self) {
-        for job in self.jobs.values() {
-            job.cancel();
-        }
+        cancel_all(&self.jobs);
     }
 }
 

@@ -8,7 +8,7 @@ use shuttle::sync::{Arc, Mutex};
 use shuttle::thread;
 
 use super::core::{
-    model_job, Class, Config, Core, ModelJob, Outcome, Refusal, Report, Submitted, WorkerSide,
+    model_job, Config, Core, ModelJob, Outcome, Refusal, Report, Submitted, WorkerSide,
 };
 
 type Ran = Arc<Mutex<Vec<u64>>>;
@@ -88,7 +88,7 @@ fn scenario(min_idle: usize, max_threads: usize, drain_first: bool, target: Opti
         thread::spawn(move || {
             [2u64, 5]
                 .into_iter()
-                .filter(|id| c.remove_queued(&jobs[*id as usize - 1].1, Class::Counted))
+                .filter(|id| c.remove_queued(&jobs[*id as usize - 1].1))
                 .collect::<Vec<_>>()
         })
     };

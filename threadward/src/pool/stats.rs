@@ -60,4 +60,9 @@ pub struct PoolStats {
     /// Jobs the watchdog reported: still running, or blocked, past its
     /// threshold ([`PoolBuilder::watchdog`](crate::PoolBuilder::watchdog)).
     pub overdue: u64,
+    /// Kinds of job (closure types) the pool runs as `MayBlock` now,
+    /// having learned that they block ([`PoolBuilder::learn_hints`](crate::PoolBuilder::learn_hints)).
+    pub learned_kinds: usize,
+    /// Jobs run as `MayBlock` because their kind was learned to block.
+    pub learned_runs: u64,
 }

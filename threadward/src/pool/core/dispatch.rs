@@ -2,7 +2,7 @@
 //! and who is woken whenever room or work appears.
 
 use super::queue::QueueMark;
-use super::state::{Class, Queue, State, Ticket};
+use super::state::{Class, JobHint, Queue, State, Ticket};
 use super::{Core, Locked, QueuedJob, Wakes};
 use std::sync::Arc;
 
@@ -158,10 +158,10 @@ impl<J: QueuedJob> Core<J> {
     /// checked, and a thread reserved, in the same critical section as the
     /// push (README: "Dispatch").
     pub(crate) fn submit(&self, job: J) -> Result<Submitted, (J, Refusal)> {
-        let class = job.hint().class();
         let mut reaped = false;
         loop {
             let mut st = self.lock();
+            let class = self.class_of(&st, &job);
             let full = match self.admit(&mut st, class) {
                 Admit::Queue(submitted) => return Ok(self.push(st, job, class, submitted)),
                 Admit::Refuse(r) => return Err((job, r)),
@@ -246,6 +246,15 @@ impl<J: QueuedJob> Core<J> {
         submitted
     }
 
+    /// The class a job waits in: its hint's, or `Urgent` for an unhinted
+    /// job whose kind was learned to block (README.md: "Learned hints").
+    pub(crate) fn class_of(&self, st: &State<J>, job: &J) -> Class {
+        match (job.hint(), job.kind()) {
+            (JobHint::Auto, Some(k)) if self.cfg.learn && st.learned.is_learned(k) => Class::Urgent,
+            (hint, _) => hint.class(),
+        }
+    }
+
     /// Whether a capacity refusal began an episode that nobody reported
     /// yet (then the caller reports it: one warning per episode); the
     /// pool's threads, queued jobs and refusals so far.
@@ -289,17 +298,14 @@ impl<J: QueuedJob> Core<J> {
         job
     }
 
-    /// A queued job of class `c` whose mark is `mark` is cancelled: it is
-    /// marked dead where it waits (README.md: "Cancelling a queued job",
-    /// O(1)) and counted cancelled. Whether it was still queued (if not, a
-    /// worker took it and counts it, or a shutdown did). The caller has
-    /// dropped its closure already.
-    pub(crate) fn remove_queued(&self, mark: &QueueMark, c: Class) -> bool {
+    /// A queued job whose mark is `mark` is cancelled: it is marked dead
+    /// where it waits (the mark says which queue: README.md: "Cancelling a
+    /// queued job", O(1)) and counted cancelled. Whether it was still
+    /// queued (if not, a worker took it and counts it, or a shutdown did).
+    /// The caller has dropped its closure already.
+    pub(crate) fn remove_queued(&self, mark: &QueueMark) -> bool {
         let mut st = self.lock();
-        let killed = match c {
-            Class::Counted => st.queue.kill(mark),
-            Class::Urgent => st.urgent.kill(mark),
-        };
+        let killed = st.queue.kill(mark) || st.urgent.kill(mark);
         if !killed {
             return false;
         }

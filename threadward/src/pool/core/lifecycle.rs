@@ -419,6 +419,8 @@ impl<J: QueuedJob> Core<J> {
             stalls: c.stalls,
             refused: c.refused,
             overdue: c.overdue,
+            learned_kinds: st.learned.learned,
+            learned_runs: st.learned.runs,
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::stop::HasStop;
 use crate::sync::{self, AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard};
 
 mod dispatch;
+mod learn;
 mod lifecycle;
 mod manager;
 mod monitor;
@@ -34,8 +35,6 @@ pub(crate) use self::dispatch::{Refusal, Submitted};
 pub(crate) use self::manager::{ManagerStep, Overdue, StallEvent};
 pub(crate) use self::monitor::Verdict;
 pub(crate) use self::queue::QueueMark;
-#[cfg(all(test, shuttle))]
-pub(crate) use self::state::Class;
 pub(crate) use self::state::{Config, Joinable, State};
 pub use self::state::{JobHint, Queue};
 pub(crate) use self::turn::{Block, Outcome, Report, WorkerSide};
@@ -51,6 +50,11 @@ pub(crate) trait QueuedJob: Send {
     /// How the job expects to behave (a hint given at spawn).
     fn hint(&self) -> JobHint {
         JobHint::Auto
+    }
+    /// The job's kind, for learned hints (its closure's type); `None`:
+    /// never learned (the models' jobs).
+    fn kind(&self) -> Option<u64> {
+        None
     }
 }
 

@@ -50,7 +50,10 @@ impl<J: QueuedJob> Core<J> {
                 return false;
             }
         }
-        Self::update_current(&mut st, me, |c| c.compensated = true);
+        Self::update_current(&mut st, me, |c| {
+            c.compensated = true;
+            c.blocked_seen |= !hog;
+        });
         if hog {
             st.counters.compensated_hogs += 1;
         } else {

@@ -16,15 +16,16 @@ pub(crate) struct QueueMark(AtomicU8);
 
 /// Not in a queue: not submitted yet, taken, drained or withdrawn.
 const OUT: u8 = 0;
-/// Waiting in a queue.
-const QUEUED: u8 = 1;
-/// Cancelled while waiting: still in the queue, no longer counted there.
-const DEAD: u8 = 2;
+/// Waiting in the queue whose tag this is (1: counted, 3: urgent); the
+/// tag + 1 means cancelled while waiting there: still in that queue, no
+/// longer counted. So a cancel finds the job's queue from its mark.
+pub(crate) const COUNTED: u8 = 1;
+pub(crate) const URGENT: u8 = 3;
 
 impl QueueMark {
-    /// Leaves the queue; whether the job was dead (cancelled) there.
-    fn leave(&self) -> bool {
-        self.0.swap(OUT, Ordering::Relaxed) == DEAD
+    /// Leaves the queue tagged `tag`; whether the job was dead there.
+    fn leave(&self, tag: u8) -> bool {
+        self.0.swap(OUT, Ordering::Relaxed) == tag + 1
     }
 }
 
@@ -32,13 +33,16 @@ impl QueueMark {
 pub(crate) struct JobQueue<J> {
     jobs: VecDeque<J>,
     dead: usize,
+    /// What its jobs' marks say while they wait here.
+    tag: u8,
 }
 
 impl<J> JobQueue<J> {
-    pub(crate) fn new() -> JobQueue<J> {
+    pub(crate) fn new(tag: u8) -> JobQueue<J> {
         JobQueue {
             jobs: VecDeque::new(),
             dead: 0,
+            tag,
         }
     }
 
@@ -62,7 +66,7 @@ impl<J> JobQueue<J> {
 
 impl<J: QueuedJob> JobQueue<J> {
     pub(crate) fn push(&mut self, job: J) {
-        job.mark().0.store(QUEUED, Ordering::Relaxed);
+        job.mark().0.store(self.tag, Ordering::Relaxed);
         self.jobs.push_back(job);
     }
 
@@ -73,7 +77,7 @@ impl<J: QueuedJob> JobQueue<J> {
     pub(crate) fn pop(&mut self) -> Option<J> {
         loop {
             let job = self.jobs.pop_front()?;
-            if !job.mark().leave() {
+            if !job.mark().leave(self.tag) {
                 return Some(job);
             }
             self.dead -= 1;
@@ -84,19 +88,38 @@ impl<J: QueuedJob> JobQueue<J> {
     /// dropped as in [`pop`](Self::pop).
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = J> + '_ {
         self.dead = 0;
-        self.jobs.drain(..).filter(|j| !j.mark().leave())
+        let tag = self.tag;
+        self.jobs.drain(..).filter(move |j| !j.mark().leave(tag))
     }
 
     /// Marks the job whose mark is `mark` dead if it waits in this queue
     /// (a cancel); whether it did. O(1).
     pub(crate) fn kill(&mut self, mark: &QueueMark) -> bool {
-        let was = mark
-            .0
-            .compare_exchange(QUEUED, DEAD, Ordering::Relaxed, Ordering::Relaxed);
+        let was =
+            mark.0
+                .compare_exchange(self.tag, self.tag + 1, Ordering::Relaxed, Ordering::Relaxed);
         if was.is_ok() {
             self.dead += 1;
         }
         was.is_ok()
+    }
+
+    /// Takes out every waiting job that `pick` chooses, oldest first (a
+    /// kind learned to block is promoted: O(queue), once per learning).
+    pub(crate) fn extract(&mut self, pick: impl Fn(&J) -> bool) -> Vec<J> {
+        let mut out = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.jobs.len());
+        for job in self.jobs.drain(..) {
+            let waiting = job.mark().0.load(Ordering::Relaxed) == self.tag;
+            if waiting && pick(&job) {
+                job.mark().leave(self.tag);
+                out.push(job);
+            } else {
+                kept.push_back(job);
+            }
+        }
+        self.jobs = kept;
+        out
     }
 
     /// Takes job `id` out wherever it waits (a submit whose thread the OS
@@ -105,9 +128,9 @@ impl<J: QueuedJob> JobQueue<J> {
         let pos = self
             .jobs
             .iter()
-            .position(|j| j.id() == id && j.mark().0.load(Ordering::Relaxed) == QUEUED)?;
+            .position(|j| j.id() == id && j.mark().0.load(Ordering::Relaxed) == self.tag)?;
         let job = self.jobs.remove(pos)?;
-        job.mark().leave();
+        job.mark().leave(self.tag);
         Some(job)
     }
 
@@ -118,14 +141,15 @@ impl<J: QueuedJob> JobQueue<J> {
         let dead = self
             .jobs
             .iter()
-            .filter(|j| j.mark().0.load(Ordering::Relaxed) == DEAD)
+            .filter(|j| j.mark().0.load(Ordering::Relaxed) == self.tag + 1)
             .count();
         assert_eq!(dead, self.dead, "I1 the dead count matches the marks");
         assert!(
-            self.jobs
-                .iter()
-                .all(|j| j.mark().0.load(Ordering::Relaxed) != OUT),
-            "I1 a queued job is marked out of the queue"
+            self.jobs.iter().all(|j| {
+                let m = j.mark().0.load(Ordering::Relaxed);
+                m == self.tag || m == self.tag + 1
+            }),
+            "I1 a queued job is marked for another place"
         );
     }
 }

@@ -136,6 +136,9 @@ pub(crate) struct Config {
     pub(crate) stall_after: Duration,
     /// A job running (or blocked) this long is reported by the watchdog.
     pub(crate) watchdog_after: Duration,
+    /// Learn which kinds of job block (a pool with a target and an
+    /// unbounded queue only).
+    pub(crate) learn: bool,
     /// Workers leaving a shut-down pool that exit at once (the CPUs):
     /// each waits for the exit of the one that left this many before it.
     pub(crate) exit_window: usize,
@@ -155,6 +158,7 @@ impl Config {
             exit_window: 1,
             stall_after: Duration::from_secs(1),
             watchdog_after: Duration::from_secs(30),
+            learn: false,
         }
     }
 
@@ -183,6 +187,12 @@ pub(crate) struct Current {
     pub(crate) compensated: bool,
     /// The watchdog reported it (once per job).
     pub(crate) overdue: bool,
+    /// Its kind (learned hints), if it has one.
+    pub(crate) kind: Option<u64>,
+    /// It runs as `MayBlock` because its kind was learned to block.
+    pub(crate) learned: bool,
+    /// The monitor found it blocked (its kind's run blocked).
+    pub(crate) blocked_seen: bool,
 }
 
 impl Current {
@@ -414,13 +424,15 @@ pub(crate) struct State<J> {
     /// The manager has a watchdog look scheduled; if not, the next job
     /// start wakes it (at most once until it looks).
     pub(crate) watchdog_armed: bool,
+    /// Learned hints: which kinds of job block.
+    pub(crate) learned: super::learn::Learned,
 }
 
 impl<J> State<J> {
     pub(crate) fn new() -> State<J> {
         State {
-            queue: JobQueue::new(),
-            urgent: JobQueue::new(),
+            queue: JobQueue::new(super::queue::COUNTED),
+            urgent: JobQueue::new(super::queue::URGENT),
             idle_stack: Vec::new(),
             notify: PerClass::default(),
             coming: PerClass::default(),
@@ -448,6 +460,7 @@ impl<J> State<J> {
             refusal_unreported: false,
             watchdog_at: None,
             watchdog_armed: false,
+            learned: super::learn::Learned::default(),
         }
     }
 
@@ -557,6 +570,7 @@ impl<J: super::QueuedJob> State<J> {
         let mut running = 0;
         self.queue.check_marks();
         self.urgent.check_marks();
+        self.learned.check();
         for (no, w) in &self.workers {
             if let Some(Ticket::Job(c)) = w.ticket {
                 *notify.get_mut(c) += 1;

@@ -141,23 +141,33 @@ impl<J: QueuedJob> Core<J> {
     /// under the lock.
     fn take(&self, st: &mut State<J>, me: u64, promise: Option<Class>, now: Instant) -> Option<J> {
         let promised = match promise {
-            Some(Class::Urgent) => st.urgent.pop(),
-            Some(Class::Counted) => st.queue.pop(),
+            Some(Class::Urgent) => st.urgent.pop().map(|j| (j, Class::Urgent)),
+            Some(Class::Counted) => st.queue.pop().map(|j| (j, Class::Counted)),
             None => None,
         };
-        let job = match promised {
-            Some(job) => job,
+        let (job, from) = match promised {
+            Some(taken) => taken,
             None => {
                 if let Some(job) = st.urgent.pop() {
-                    job
+                    (job, Class::Urgent)
                 } else if !st.queue.is_empty() && self.room(st) > st.promised(Class::Counted) {
-                    st.queue.pop()?
+                    (st.queue.pop()?, Class::Counted)
                 } else {
                     return None;
                 }
             }
         };
-        let hint = job.hint();
+        // An unhinted job taken from `urgent` was learned to block: it
+        // runs as `MayBlock` (README.md: "Learned hints").
+        let learned = from == Class::Urgent && job.hint() != JobHint::MayBlock;
+        let hint = if learned {
+            JobHint::MayBlock
+        } else {
+            job.hint()
+        };
+        if learned {
+            st.learned.runs += 1;
+        }
         if st.queue.is_empty() {
             st.extra = 0; // the backstop's allowance ends with the backlog
         }
@@ -194,6 +204,9 @@ impl<J: QueuedJob> Core<J> {
             blocked: 0,
             compensated: false,
             overdue: false,
+            kind: job.kind(),
+            learned,
+            blocked_seen: false,
         });
         self.note_saturation(st);
         Some(job)
@@ -208,6 +221,7 @@ impl<J: QueuedJob> Core<J> {
         let now = Instant::now();
         let mut st = self.lock();
         settle();
+        let promoted = self.learn(&mut st, me, now);
         st.busy -= 1;
         match outcome {
             Outcome::Completed => st.counters.completed += 1,
@@ -219,12 +233,47 @@ impl<J: QueuedJob> Core<J> {
         if let Some(w) = st.workers.get_mut(&me) {
             w.after_park &= next.is_none(); // a handed job is a run of jobs
         }
-        if next.is_none() && held {
+        if (next.is_none() && held) || promoted {
             self.serve_and_unlock(st);
         } else {
             self.wake(st, Wakes::done());
         }
         next
+    }
+
+    /// Records how worker `me`'s job ended for its kind (README.md:
+    /// "Learned hints"): an unlearned kind's run blocked if the monitor
+    /// found it blocked; a learned kind's run (unwatched) if it lasted
+    /// `BLOCKED_RUN`. A kind learned now has its queued jobs promoted to
+    /// `urgent`; whether any were (then the caller serves them).
+    fn learn(&self, st: &mut State<J>, me: u64, now: Instant) -> bool {
+        if !self.cfg.learn {
+            return false;
+        }
+        let Some(c) = st.workers.get(&me).and_then(|w| w.current.as_ref()) else {
+            return false;
+        };
+        let Some(kind) = c.kind else {
+            return false;
+        };
+        let blocked = if c.learned {
+            now.saturating_duration_since(c.started) >= super::learn::BLOCKED_RUN
+        } else if c.watched() {
+            c.blocked_seen
+        } else {
+            return false; // a hinted job teaches nothing
+        };
+        if st.learned.record(kind, blocked) != super::learn::Change::Learned {
+            return false;
+        }
+        let promoted = st
+            .queue
+            .extract(|j| j.kind() == Some(kind) && j.hint() == JobHint::Auto);
+        let any = !promoted.is_empty();
+        for j in promoted {
+            st.urgent.push(j);
+        }
+        any
     }
 
     /// A worker's short poll of `queued_hint` before it parks (a few µs:

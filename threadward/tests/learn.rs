@@ -1,0 +1,98 @@
+//! Learned hints: a kind of job (a closure type) whose unhinted runs
+//! block outside the library's waits is run as `MayBlock` from then on,
+//! and loses the mark when it stops blocking; an explicit hint wins.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{bounded, eventually, SEC};
+use threadward::{Concurrency, JobHint, Pool};
+
+fn pool(name: &str) -> Pool {
+    Pool::builder()
+        .name(name)
+        .concurrency(Concurrency::Limit(1))
+        .min_idle(2)
+        .build()
+        .unwrap()
+}
+
+/// Runs `n` jobs of one kind at once (so the pool is saturated and the
+/// monitor watches), each blocking in `std::thread::sleep` while `block`
+/// is set, and waits for them.
+fn batch(pool: &Pool, n: usize, block: &Arc<AtomicBool>) {
+    let jobs: Vec<_> = (0..n)
+        .map(|_| {
+            let block = block.clone();
+            pool.spawn(move |_| {
+                if block.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+            .unwrap()
+        })
+        .collect();
+    for j in jobs {
+        j.join_timeout(30 * SEC).unwrap().unwrap();
+    }
+}
+
+#[test]
+fn a_kind_that_blocks_is_learned_and_unlearned() {
+    bounded(60 * SEC, || {
+        let pool = pool("learn");
+        let block = Arc::new(AtomicBool::new(true));
+        eventually(30 * SEC, "the blocking kind learned", || {
+            batch(&pool, 8, &block);
+            pool.stats().learned_kinds == 1
+        });
+        // From now on its jobs run as MayBlock: a batch runs at once.
+        let before = pool.stats().learned_runs;
+        batch(&pool, 8, &block);
+        let s = pool.stats();
+        assert!(s.learned_runs >= before + 8, "{s:?}");
+        // It stops blocking: quick runs take the mark away.
+        block.store(false, Ordering::SeqCst);
+        eventually(30 * SEC, "the kind unlearned", || {
+            batch(&pool, 4, &block);
+            pool.stats().learned_kinds == 0
+        });
+    });
+}
+
+#[test]
+fn an_explicit_hint_wins_and_learning_can_be_switched_off() {
+    bounded(60 * SEC, || {
+        let pool = pool("hinted");
+        for _ in 0..5 {
+            let jobs: Vec<_> = (0..8)
+                .map(|_| {
+                    pool.spawn_hinted(JobHint::Cpu, |_| {
+                        std::thread::sleep(Duration::from_millis(5))
+                    })
+                    .unwrap()
+                })
+                .collect();
+            for j in jobs {
+                j.join_timeout(30 * SEC).unwrap().unwrap();
+            }
+        }
+        assert_eq!(pool.stats().learned_kinds, 0, "a Cpu hint teaches nothing");
+        let off = Pool::builder()
+            .name("nolearn")
+            .concurrency(Concurrency::Limit(1))
+            .learn_hints(false)
+            .build()
+            .unwrap();
+        let block = Arc::new(AtomicBool::new(true));
+        for _ in 0..5 {
+            batch(&off, 8, &block);
+        }
+        let s = off.stats();
+        assert_eq!((s.learned_kinds, s.learned_runs), (0, 0), "{s:?}");
+        assert!(s.compensated > 0, "the monitor still compensates: {s:?}");
+    });
+}
