@@ -96,3 +96,30 @@ fn an_explicit_hint_wins_and_learning_can_be_switched_off() {
         assert!(s.compensated > 0, "the monitor still compensates: {s:?}");
     });
 }
+
+/// A cold burst: the kind is learned from its first blocks (not its first
+/// ends), and the rest of the burst is promoted while still queued. 50
+/// jobs that each block (a std barrier) until all 50 run, unhinted.
+#[test]
+fn a_cold_burst_is_promoted_after_its_first_blocks() {
+    bounded(60 * SEC, || {
+        let pool = pool("burst");
+        let barrier = Arc::new(std::sync::Barrier::new(50));
+        let jobs: Vec<_> = (0..50)
+            .map(|_| {
+                let b = barrier.clone();
+                pool.spawn(move |_| {
+                    b.wait();
+                })
+                .unwrap()
+            })
+            .collect();
+        for j in jobs {
+            j.join_timeout(30 * SEC).unwrap().unwrap();
+        }
+        let s = pool.stats();
+        assert_eq!(s.learned_kinds, 1, "{s:?}");
+        assert!(s.learned_runs >= 20, "most of the burst ran promoted: {s:?}");
+        assert!(s.compensated < 20, "the monitor found only the first few: {s:?}");
+    });
+}

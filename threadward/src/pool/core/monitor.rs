@@ -50,10 +50,18 @@ impl<J: QueuedJob> Core<J> {
                 return false;
             }
         }
+        let mut kind = None;
         Self::update_current(&mut st, me, |c| {
             c.compensated = true;
             c.blocked_seen |= !hog;
+            kind = c.kind;
         });
+        // A block is learned the moment it is seen (README.md: "Learned
+        // hints"): a cold burst of a kind that blocks is promoted after
+        // its first few blocks, not after its first jobs end.
+        if let (false, true, Some(kind)) = (hog, self.cfg.learn, kind) {
+            self.record_run(&mut st, kind, true);
+        }
         if hog {
             st.counters.compensated_hogs += 1;
         } else {

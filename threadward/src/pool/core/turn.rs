@@ -258,11 +258,17 @@ impl<J: QueuedJob> Core<J> {
         };
         let blocked = if c.learned {
             now.saturating_duration_since(c.started) >= super::learn::BLOCKED_RUN
-        } else if c.watched() {
-            c.blocked_seen
+        } else if c.watched() && !c.blocked_seen {
+            false // a block was recorded when the monitor found it
         } else {
-            return false; // a hinted job teaches nothing
+            return false; // recorded already, or a hinted job (teaches nothing)
         };
+        self.record_run(st, kind, blocked)
+    }
+
+    /// Records a run of `kind`; a kind learned now has its queued jobs
+    /// promoted to `urgent` (whether any were: the caller serves them).
+    pub(crate) fn record_run(&self, st: &mut State<J>, kind: u64, blocked: bool) -> bool {
         if st.learned.record(kind, blocked) != super::learn::Change::Learned {
             return false;
         }
