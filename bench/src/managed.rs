@@ -146,9 +146,13 @@ impl Block {
 /// starts, and the queued job's start is timed from it.
 fn block_replacement(how: Block, reps: usize) -> Latency {
     let target = thread::available_parallelism().map_or(2, |n| n.get());
+    // Learning off: this measures how fast a block is *seen* each time
+    // (the same job blocking 200 times would be learned after a few, and
+    // then run as MayBlock: the bursts show that).
     let pool = Pool::builder()
         .name("tw-block")
         .concurrency(Concurrency::Limit(target))
+        .learn_hints(false)
         .build()
         .expect("pool");
     let mut out = Vec::with_capacity(reps);

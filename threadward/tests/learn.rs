@@ -119,7 +119,13 @@ fn a_cold_burst_is_promoted_after_its_first_blocks() {
         }
         let s = pool.stats();
         assert_eq!(s.learned_kinds, 1, "{s:?}");
-        assert!(s.learned_runs >= 20, "most of the burst ran promoted: {s:?}");
-        assert!(s.compensated < 20, "the monitor found only the first few: {s:?}");
+        assert!(
+            s.learned_runs >= 20,
+            "most of the burst ran promoted: {s:?}"
+        );
+        assert!(
+            s.compensated < 20,
+            "the monitor found only the first few: {s:?}"
+        );
     });
 }

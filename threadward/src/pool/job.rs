@@ -309,10 +309,10 @@ where
     }
 
     fn kind(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        std::any::TypeId::of::<F>().hash(&mut h);
-        h.finish()
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        // TypeId hashes itself as one or two integers: a multiply each.
+        BuildHasherDefault::<super::core::KindHasher>::default()
+            .hash_one(std::any::TypeId::of::<F>())
     }
 
     fn stopper(self: Arc<Self>) -> Weak<dyn HasStop> {

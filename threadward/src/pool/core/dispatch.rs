@@ -249,9 +249,13 @@ impl<J: QueuedJob> Core<J> {
     /// The class a job waits in: its hint's, or `Urgent` for an unhinted
     /// job whose kind was learned to block (README.md: "Learned hints").
     pub(crate) fn class_of(&self, st: &State<J>, job: &J) -> Class {
-        match (job.hint(), job.kind()) {
-            (JobHint::Auto, Some(k)) if self.cfg.learn && st.learned.is_learned(k) => Class::Urgent,
-            (hint, _) => hint.class(),
+        let hint = job.hint();
+        if hint != JobHint::Auto || !self.cfg.learn || st.learned.learned == 0 {
+            return hint.class(); // nothing learned: no lookup
+        }
+        match job.kind() {
+            Some(k) if st.learned.is_learned(k) => Class::Urgent,
+            _ => hint.class(),
         }
     }
 

@@ -64,6 +64,11 @@ pub(crate) struct Learned {
 }
 
 impl Learned {
+    /// Whether no kind is kept (then nothing need be looked up).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+
     /// Whether jobs of `kind` are run as `MayBlock` now.
     pub(crate) fn is_learned(&self, kind: u64) -> bool {
         self.kinds.get(&kind).is_some_and(|k| k.learned)
@@ -71,6 +76,11 @@ impl Learned {
 
     /// Records a run of `kind`: whether it blocked.
     pub(crate) fn record(&mut self, kind: u64, blocked: bool) -> Change {
+        if !blocked && !self.kinds.contains_key(&kind) {
+            // A kind that never blocked is not kept: a flood of quick
+            // jobs costs one lookup per job, and no table entry.
+            return Change::None;
+        }
         self.clock += 1;
         if !self.kinds.contains_key(&kind) && self.kinds.len() >= KINDS {
             self.evict();
@@ -114,7 +124,7 @@ impl Learned {
 
     /// Kinds in the table.
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.kinds.len()
     }
 

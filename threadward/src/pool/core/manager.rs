@@ -207,12 +207,9 @@ impl<J: QueuedJob> Core<J> {
     pub(crate) fn check_overdue(&self, now: Instant) -> (Vec<Overdue>, Option<Instant>) {
         let mut st = self.lock();
         let after = self.cfg.watchdog_after;
-        if st.busy == 0 {
-            // Nothing to watch: the next job start wakes the manager.
-            st.watchdog_armed = false;
-            return (Vec::new(), None);
-        }
-        st.watchdog_armed = true;
+        // The manager looks every quarter threshold for as long as the pool
+        // lives (a wake-up every 7.5 s by default), so nothing on a job's
+        // path has to wake it.
         let every = (after / 4).max(Duration::from_millis(1));
         if st
             .watchdog_at
@@ -222,6 +219,10 @@ impl<J: QueuedJob> Core<J> {
                 Vec::new(),
                 st.watchdog_at.and_then(|t| t.checked_add(every)),
             );
+        }
+        if st.busy == 0 {
+            st.watchdog_at = Some(now);
+            return (Vec::new(), now.checked_add(every));
         }
         st.watchdog_at = Some(now);
         let mut found = Vec::new();

@@ -35,7 +35,7 @@ pub(crate) use self::dispatch::{Refusal, Submitted};
 pub(crate) use self::manager::{ManagerStep, Overdue, StallEvent};
 pub(crate) use self::monitor::Verdict;
 pub(crate) use self::queue::QueueMark;
-pub(crate) use self::state::{Config, Joinable, State};
+pub(crate) use self::state::{Config, Joinable, State, WorkerNoHasher as KindHasher};
 pub use self::state::{JobHint, Queue};
 pub(crate) use self::turn::{Block, Outcome, Report, WorkerSide};
 

@@ -421,9 +421,6 @@ pub(crate) struct State<J> {
     pub(crate) refusal_unreported: bool,
     /// When the watchdog last looked at the running jobs.
     pub(crate) watchdog_at: Option<Instant>,
-    /// The manager has a watchdog look scheduled; if not, the next job
-    /// start wakes it (at most once until it looks).
-    pub(crate) watchdog_armed: bool,
     /// Learned hints: which kinds of job block.
     pub(crate) learned: super::learn::Learned,
 }
@@ -459,7 +456,6 @@ impl<J> State<J> {
             refusing: false,
             refusal_unreported: false,
             watchdog_at: None,
-            watchdog_armed: false,
             learned: super::learn::Learned::default(),
         }
     }

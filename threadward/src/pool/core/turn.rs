@@ -173,13 +173,6 @@ impl<J: QueuedJob> Core<J> {
         }
         st.busy += 1;
         st.counters.taken += 1;
-        if !st.watchdog_armed {
-            // The watchdog has nothing scheduled: the manager looks (once;
-            // it keeps looking while jobs run).
-            st.watchdog_armed = true;
-            st.manager_notified = true;
-            self.notify_manager();
-        }
         if hint != JobHint::MayBlock {
             // No counted job starts beyond the target unless a worker was
             // promised to it (README.md: "Invariants", I3).
@@ -247,8 +240,8 @@ impl<J: QueuedJob> Core<J> {
     /// `BLOCKED_RUN`. A kind learned now has its queued jobs promoted to
     /// `urgent`; whether any were (then the caller serves them).
     fn learn(&self, st: &mut State<J>, me: u64, now: Instant) -> bool {
-        if !self.cfg.learn {
-            return false;
+        if !self.cfg.learn || st.learned.is_empty() {
+            return false; // no kind ever blocked: nothing to record
         }
         let Some(c) = st.workers.get(&me).and_then(|w| w.current.as_ref()) else {
             return false;
