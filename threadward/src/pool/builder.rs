@@ -246,7 +246,7 @@ impl PoolBuilder {
 
     /// Whether the pool learns which kinds of job block (default on): a
     /// kind (a closure's type) whose recent unhinted runs mostly blocked
-    /// outside the library's waits is run as [`JobHint::MayBlock`] from
+    /// outside the library's waits is run as [`JobHint::MayBlock`](crate::JobHint::MayBlock) from
     /// its next submit on, and its queued jobs are promoted at once; a
     /// kind that stops blocking loses the mark. Explicit hints always win.
     /// Only for pools with a concurrency target and an unbounded queue.
