@@ -252,9 +252,11 @@ impl<J: QueuedJob> Core<J> {
         let blocked = if c.learned {
             now.saturating_duration_since(c.started) >= super::learn::BLOCKED_RUN
         } else if c.watched() && !c.blocked_seen {
-            false // a block was recorded when the monitor found it
+            false // watched and never found blocked: a quick run
         } else {
-            return false; // recorded already, or a hinted job (teaches nothing)
+            // Found blocked (recorded then, by `compensate`), or hinted
+            // (a hinted job teaches nothing).
+            return false;
         };
         self.record_run(st, kind, blocked)
     }
