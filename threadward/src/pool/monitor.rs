@@ -34,6 +34,12 @@ use super::job::Task;
 use super::service::Service;
 
 const TICK_MIN: Duration = Duration::from_micros(100);
+/// The tick while blocks were found in the last `FAST_FOR` (Go's sysmon
+/// looks every 20 µs while needed): a block is then seen in ~2 ticks. Only
+/// then: a CPU-only flood is saturated too, and looks this often would
+/// cost it a good part of a CPU.
+const TICK_FAST: Duration = Duration::from_micros(50);
+const FAST_FOR: Duration = Duration::from_millis(20);
 /// Ticks at `TICK_MIN` that find nothing before the monitor backs off
 /// (Go's sysmon: 1 ms of quiet at 20 µs).
 const QUIET_TICKS: u32 = 20;
@@ -125,6 +131,8 @@ fn run() {
     let mut quiet = 0u32;
     let mut samples: HashMap<(usize, u64), Sample> = HashMap::new();
     let mut probes: HashMap<(usize, u64), Probe> = HashMap::new();
+    // When the last block outside the library's waits was found.
+    let mut blocks_at: Option<std::time::Instant> = None;
     let mut buf = vec![0u8; 1024];
     // Naps of 100 µs last ~160 µs under the default 50 µs timer slack.
     if let Err(e) = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1)) {
@@ -161,7 +169,7 @@ fn run() {
         let mut seen = HashMap::new();
         for core in &saturated {
             let key = Arc::as_ptr(core) as usize;
-            for (no, tid, job, age) in core.watch_list(TICK_MIN) {
+            for (no, tid, job, age) in core.watch_list(tick.min(TICK_MIN)) {
                 // A probe per watched worker, reopened if its thread changed.
                 let probe = match probes.remove(&(key, no)).filter(|p| p.tid == tid) {
                     Some(p) => Some(p),
@@ -183,7 +191,9 @@ fn run() {
                     // running for two ticks already: blocked outside the
                     // library's waits. (A brief lock wait is rarely caught
                     // asleep; if it is, one thread too many for a while.)
-                    p if asleep && (p.is_some_and(|p| p.asleep) || age >= 2 * TICK_MIN) => {
+                    p if asleep
+                        && (p.is_some_and(|p| p.asleep) || age >= 2 * tick.min(TICK_MIN)) =>
+                    {
                         Some(Verdict::Blocked)
                     }
                     // Runnable long enough, and on a CPU for most of it.
@@ -199,6 +209,9 @@ fn run() {
                 if let Some(v) = verdict {
                     if core.compensate(no, job, v) {
                         acted = true;
+                        if v == Verdict::Blocked {
+                            blocks_at = Some(std::time::Instant::now());
+                        }
                         if v == Verdict::Hog {
                             tracing::debug!(job, "pool job hogs a CPU: compensated");
                         } else {
@@ -222,9 +235,10 @@ fn run() {
         probes = std::mem::take(&mut kept);
         drop(saturated);
         drop(pools);
-        if acted {
+        let fast = blocks_at.is_some_and(|t| t.elapsed() < FAST_FOR);
+        if acted || fast {
             quiet = 0;
-            tick = TICK_MIN;
+            tick = if fast { TICK_FAST } else { TICK_MIN };
         } else {
             quiet += 1;
             if quiet > QUIET_TICKS {
