@@ -66,15 +66,7 @@ pub fn sample() {
             metrics::counter!(name, "pool" => pool.clone()).absolute(v);
         }
     }
-    let mut by_state: Vec<(String, usize)> = Vec::new();
-    for t in &snap.threads {
-        let s = t.state.to_string();
-        match by_state.iter_mut().find(|(k, _)| *k == s) {
-            Some((_, n)) => *n += 1,
-            None => by_state.push((s, 1)),
-        }
-    }
-    for (state, n) in by_state {
+    for (state, n) in snap.threads_by_state() {
         metrics::gauge!("threadward_threads", "state" => state).set(n as f64);
     }
     metrics::counter!("threadward_incidents_total").absolute(snap.incidents_total);

@@ -161,6 +161,21 @@ impl Snapshot {
     pub fn summary(&self) -> Summary<'_> {
         Summary(self)
     }
+
+    /// How many threads are in each state (named as `Display` names the
+    /// state), sorted by the name: the summary's and the metrics' counts.
+    pub(crate) fn threads_by_state(&self) -> Vec<(String, usize)> {
+        let mut by_state: Vec<(String, usize)> = Vec::new();
+        for t in &self.threads {
+            let s = t.state.to_string();
+            match by_state.iter_mut().find(|(k, _)| *k == s) {
+                Some((_, n)) => *n += 1,
+                None => by_state.push((s, 1)),
+            }
+        }
+        by_state.sort();
+        by_state
+    }
 }
 
 /// [`Snapshot::summary`]: `Display` renders it.
@@ -170,16 +185,11 @@ pub struct Summary<'a>(&'a Snapshot);
 impl fmt::Display for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let snap = self.0;
-        let mut by_state: Vec<(String, usize)> = Vec::new();
-        for t in &snap.threads {
-            let s = t.state.to_string();
-            match by_state.iter_mut().find(|(k, _)| *k == s) {
-                Some((_, n)) => *n += 1,
-                None => by_state.push((s, 1)),
-            }
-        }
-        by_state.sort();
-        let states: Vec<String> = by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let states: Vec<String> = snap
+            .threads_by_state()
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
         writeln!(f, "threads: {} ({})", snap.threads.len(), states.join(", "))?;
         for p in &snap.pools {
             let s = &p.stats;

@@ -197,7 +197,8 @@ impl<J: QueuedJob> Core<J> {
             blocked: 0,
             compensated: false,
             overdue: false,
-            kind: job.kind(),
+            // Only a learning pool needs the kind (a hash per job).
+            kind: if self.cfg.learn { job.kind() } else { None },
             learned,
             blocked_seen: false,
         });
