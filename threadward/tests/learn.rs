@@ -129,3 +129,45 @@ fn a_cold_burst_is_promoted_after_its_first_blocks() {
         );
     });
 }
+
+/// One closure type, two callbacks: named kinds (`Pool::spawn_kind`) are
+/// learned apart. Only the blocking one is learned; the quick one's jobs
+/// never run as learned `MayBlock` (by closure type they would share one
+/// kind and both be marked, or neither).
+#[test]
+fn named_kinds_of_one_closure_type_are_learned_apart() {
+    bounded(60 * SEC, || {
+        let pool = pool("named");
+        // Both callbacks go through this one closure type.
+        let run = |pool: &Pool, n: usize| {
+            let jobs: Vec<_> = (0..2 * n)
+                .map(|i| {
+                    let slow = i % 2 == 0;
+                    let key = if slow { "slow" } else { "quick" };
+                    pool.spawn_kind(key, move |_| {
+                        if slow {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    })
+                    .unwrap()
+                })
+                .collect();
+            for j in jobs {
+                j.join_timeout(30 * SEC).unwrap().unwrap();
+            }
+        };
+        eventually(30 * SEC, "the slow kind learned", || {
+            run(&pool, 8);
+            pool.stats().learned_kinds == 1
+        });
+        let before = pool.stats().learned_runs;
+        run(&pool, 8);
+        let s = pool.stats();
+        assert_eq!(s.learned_kinds, 1, "{s:?}");
+        assert_eq!(
+            s.learned_runs - before,
+            8,
+            "only the slow jobs run as learned: {s:?}"
+        );
+    });
+}

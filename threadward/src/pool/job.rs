@@ -124,9 +124,45 @@ pub(crate) trait Closure: Send + Sync {
     fn discard(&self);
 }
 
-impl<F: Send> Closure for std::sync::Mutex<Option<F>> {
+/// A job's closure, and how its kind (learned hints, README.md) is told:
+/// by the closure's type ([`ByType`], zero-sized) or by a key its
+/// submitter named ([`Named`], `Pool::spawn_kind`).
+pub(crate) struct Place<K, F> {
+    kind: K,
+    f: std::sync::Mutex<Option<F>>,
+}
+
+/// The job's kind is its closure's type.
+pub(crate) struct ByType;
+
+/// The job's kind is a key its submitter named (one closure type may
+/// wrap both a quick and a blocking path).
+pub(crate) struct Named(pub(crate) u64);
+
+/// How a job's kind is told.
+pub(crate) trait KindOf: Send + Sync + 'static {
+    /// The kind of a job whose closure is an `F`.
+    fn kind<F: 'static>(&self) -> u64;
+}
+
+impl KindOf for ByType {
+    fn kind<F: 'static>(&self) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        // TypeId hashes itself as one or two integers: a multiply each.
+        BuildHasherDefault::<super::core::KindHasher>::default()
+            .hash_one(std::any::TypeId::of::<F>())
+    }
+}
+
+impl KindOf for Named {
+    fn kind<F: 'static>(&self) -> u64 {
+        self.0
+    }
+}
+
+impl<K: KindOf, F: Send> Closure for Place<K, F> {
     fn discard(&self) {
-        let f = take_closure(self);
+        let f = take_closure(&self.f);
         sync::contain("the drop of a job's closure", move || drop(f));
     }
 }
@@ -139,15 +175,25 @@ fn take_closure<F>(f: &std::sync::Mutex<Option<F>>) -> Option<F> {
         .take()
 }
 
-impl<T: Send + 'static, F: FnOnce(&Context) -> T + Send + 'static>
-    JobCell<T, std::sync::Mutex<Option<F>>>
-{
+impl<T: Send + 'static, F: FnOnce(&Context) -> T + Send + 'static> JobCell<T, Place<ByType, F>> {
     /// A job `id` with hint `hint` and stop state `stop`, in its cell: the
     /// queue holds it as a [`Task`], a handle as a `JobCell<T, dyn Closure>`.
     pub(crate) fn new(id: u64, hint: JobHint, stop: LazyStop, f: F) -> Arc<Self> {
+        JobCell::with_kind(id, hint, stop, ByType, f)
+    }
+}
+
+impl<T: Send + 'static, K: KindOf, F: FnOnce(&Context) -> T + Send + 'static>
+    JobCell<T, Place<K, F>>
+{
+    /// [`JobCell::new`] with its kind told by `kind`.
+    pub(crate) fn with_kind(id: u64, hint: JobHint, stop: LazyStop, kind: K, f: F) -> Arc<Self> {
         Arc::new(JobCell {
             inner: JobInner::new(id, hint, stop),
-            f: std::sync::Mutex::new(Some(f)),
+            f: Place {
+                kind,
+                f: std::sync::Mutex::new(Some(f)),
+            },
         })
     }
 }
@@ -291,8 +337,9 @@ impl QueuedJob for Task {
     }
 }
 
-impl<F, T> Runnable for JobCell<T, std::sync::Mutex<Option<F>>>
+impl<K, F, T> Runnable for JobCell<T, Place<K, F>>
 where
+    K: KindOf,
     F: FnOnce(&Context) -> T + Send + 'static,
     T: Send + 'static,
 {
@@ -309,10 +356,7 @@ where
     }
 
     fn kind(&self) -> u64 {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        // TypeId hashes itself as one or two integers: a multiply each.
-        BuildHasherDefault::<super::core::KindHasher>::default()
-            .hash_one(std::any::TypeId::of::<F>())
+        self.f.kind.kind::<F>()
     }
 
     fn stopper(self: Arc<Self>) -> Weak<dyn HasStop> {
@@ -330,7 +374,7 @@ where
         // Only the worker that took the job from the queue runs it, so
         // after `start` the closure is there.
         let f = if job.start() {
-            take_closure(&self.f)
+            take_closure(&self.f.f)
         } else {
             None
         };
@@ -877,7 +921,7 @@ mod loom_tests {
                     return false;
                 }
                 // The closure runs (its notice drops at its end).
-                let f = take_closure(&c.f).expect("taken once");
+                let f = take_closure(&c.f.f).expect("taken once");
                 drop(f);
                 if let Some(w) = c.inner.settle(Ok(9), false) {
                     c.inner.wake(w);

@@ -46,7 +46,7 @@ pub use self::shutdown::{ShutdownReport, Straggler};
 pub use self::stats::PoolStats;
 
 use self::core::{Core, Refusal, Submitted};
-use self::job::{JobCell, Task};
+use self::job::{ByType, JobCell, KindOf, Named, Task};
 use self::worker::PoolRef;
 use crate::stop::LazyStop;
 use crate::sync;
@@ -246,6 +246,40 @@ impl Pool {
         self.submit(hint, LazyStop::default(), f)
     }
 
+    /// [`spawn`](Pool::spawn) a job whose *kind* is `kind`, for the pool's
+    /// learned hints (the pool README's "Learned hints"): the pool learns
+    /// per kind whether jobs block outside the library's waits, and runs a
+    /// kind that mostly blocked as [`JobHint::MayBlock`] from then on. By
+    /// default a job's kind is its closure's type; name it when one closure
+    /// type wraps both quick and blocking work (a dispatcher calling
+    /// whatever callback a connection registered), so each callback is
+    /// learned on its own. Jobs of equal keys share a kind (keys are
+    /// hashed, 64 bits).
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Pool::spawn).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = threadward::Pool::builder().build().unwrap();
+    /// let callback: fn(u32) -> u32 = |x| x + 1; // a registered user callback
+    /// let job = pool.spawn_kind(("deliver", "xpnet"), move |_| callback(1)).unwrap();
+    /// assert_eq!(job.join(), Ok(2));
+    /// ```
+    pub fn spawn_kind<K, F, T>(&self, kind: K, f: F) -> Result<Job<T>, SpawnError>
+    where
+        K: std::hash::Hash,
+        F: FnOnce(&Context) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let key = BuildHasherDefault::<DefaultHasher>::default().hash_one(kind);
+        let id = self.next_job_id();
+        self.submit_as(id, JobHint::Auto, LazyStop::default(), Named(key), f)
+    }
+
     /// [`spawn`](Pool::spawn) a job that is also stopped when `token`'s
     /// stop is requested (a connection's, a request's, the service's), in
     /// addition to its own handle's stop and the pool's shutdown: its stop
@@ -287,7 +321,7 @@ impl Pool {
         T: Send + 'static,
     {
         let id = self.next_job_id();
-        self.submit_as(id, hint, stop, f)
+        self.submit_as(id, hint, stop, ByType, f)
     }
 
     /// A fresh job id (a job set names its jobs before it spawns them).
@@ -306,21 +340,22 @@ impl Pool {
         F: FnOnce(&Context) -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.submit_as(id, hint, LazyStop::default(), f)
+        self.submit_as(id, hint, LazyStop::default(), ByType, f)
     }
 
-    fn submit_as<F, T>(
+    fn submit_as<K: KindOf, F, T>(
         &self,
         id: u64,
         hint: JobHint,
         stop: LazyStop,
+        kind: K,
         f: F,
     ) -> Result<Job<T>, SpawnError>
     where
         F: FnOnce(&Context) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let cell = JobCell::new(id, hint, stop, f);
+        let cell = JobCell::with_kind(id, hint, stop, kind, f);
         self.enqueue(cell.clone(), id)?;
         Ok(Job::new(cell, Arc::downgrade(&self.shared.pool.core)))
     }
