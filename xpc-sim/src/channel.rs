@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use threadward::{Context, Pool, SpawnError};
 
-use crate::config::{Config, FaultKind};
+use crate::config::{Callback, Config, FaultKind, FOREIGN_BLOCK_MAX};
 
 /// Counters shared by every channel of one run (live progress and
 /// latency); the proof itself is in each channel's [`ChannelReport`].
@@ -262,6 +262,7 @@ pub(crate) struct Channel {
     fault: Option<FaultKind>,
     fault_at: u64,
     block_mean: Duration,
+    callback: Callback,
     long_every: u64,
     long_block: Duration,
 }
@@ -332,6 +333,7 @@ impl Channel {
             fault,
             fault_at: cfg.messages / 2,
             block_mean: cfg.callback_block,
+            callback: cfg.callback,
             long_every: cfg.long_block_every.max(1),
             long_block: cfg.long_block,
         }))
@@ -531,8 +533,25 @@ impl Channel {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .record(us.max(1));
-        // The XPNET-like user callback: blocks, but stoppably.
-        let _ = cx.sleep(block);
+        // The XPNET-like user callback.
+        match self.callback {
+            // Blocks where the pool cannot see it: the pool must notice.
+            Callback::Foreign => std::thread::sleep(block.min(FOREIGN_BLOCK_MAX)),
+            Callback::Library => {
+                let _ = cx.sleep(block);
+            }
+            Callback::Cpu => {
+                let start = Instant::now();
+                let mut x = msg.seq;
+                while start.elapsed() < block && !cx.should_stop() {
+                    for _ in 0..64 {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                }
+            }
+        }
         {
             let mut st = self.lock();
             // A straggler finishing after disconnect finds `taken` reset.

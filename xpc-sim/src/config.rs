@@ -157,6 +157,51 @@ impl FromStr for Mode {
     }
 }
 
+/// How a delivery's user callback spends its time (`--callback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Callback {
+    /// Blocks in a call the library cannot see (`std::thread::sleep`, as
+    /// XPNET's code would block in the kernel): the pool must notice by
+    /// itself. Not stop-aware, so each block is capped at
+    /// [`FOREIGN_BLOCK_MAX`] and an unload waits it out (the channel's
+    /// shutdown deadline is longer).
+    #[default]
+    Foreign,
+    /// Blocks in the library's stop-aware wait (`Context::sleep`): the pool
+    /// knows at once, and an unload stops it.
+    Library,
+    /// Computes (spins) for the block's time, checking its stop.
+    Cpu,
+}
+
+/// The longest foreign block a callback makes (longer draws are cut):
+/// below the channel's shutdown deadline, so an unload waits every one
+/// out and leaves no straggler.
+pub const FOREIGN_BLOCK_MAX: Duration = Duration::from_secs(1);
+
+impl Callback {
+    /// The flag's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Callback::Foreign => "foreign",
+            Callback::Library => "library",
+            Callback::Cpu => "cpu",
+        }
+    }
+}
+
+impl FromStr for Callback {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "foreign" => Ok(Callback::Foreign),
+            "library" => Ok(Callback::Library),
+            "cpu" => Ok(Callback::Cpu),
+            _ => Err(format!("{s:?}: expected foreign, library or cpu")),
+        }
+    }
+}
+
 /// Everything one simulation run needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -170,6 +215,8 @@ pub struct Config {
     pub duration: Duration,
     /// Mean time a user callback blocks.
     pub callback_block: Duration,
+    /// How the callback blocks.
+    pub callback: Callback,
     /// One callback in this many blocks for `long_block` instead.
     pub long_block_every: u64,
     /// The occasional long block.
@@ -225,6 +272,7 @@ impl Default for Config {
             messages: 10_000,
             duration: Duration::from_secs(10),
             callback_block: Duration::from_millis(20),
+            callback: Callback::Foreign,
             long_block_every: 500,
             long_block: Duration::from_millis(300),
             assigned_limit: 64,

@@ -39,7 +39,8 @@ mod wire;
 pub use channel::ChannelReport;
 pub use child::run_partition;
 pub use config::{
-    parse_duration, thread_limit, Config, Fault, FaultKind, KillAt, Mode, MAX_DURATION,
+    parse_duration, thread_limit, Callback, Config, Fault, FaultKind, KillAt, Mode,
+    FOREIGN_BLOCK_MAX, MAX_DURATION,
 };
 pub use report::Report;
 pub use sim::run;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use xpc_sim::{parse_duration, Config, Fault, KillAt, Mode};
+use xpc_sim::{parse_duration, Callback, Config, Fault, KillAt, Mode};
 
 /// A count flag: a non-negative integer, with a message that says so.
 fn count<T: std::str::FromStr>(s: &str) -> Result<T, String> {
@@ -49,6 +49,12 @@ struct Args {
     /// Mean time a user callback blocks (exponential).
     #[arg(long, default_value = "20ms", value_parser = parse_duration, allow_hyphen_values = true)]
     callback_block: Duration,
+    /// How the user callback spends that time: `foreign` blocks where the
+    /// library cannot see it (std::thread::sleep, each block capped at 1s,
+    /// waited out at unload), `library` in threadward's stop-aware wait,
+    /// `cpu` computes.
+    #[arg(long, default_value = "foreign")]
+    callback: Callback,
     /// One callback in this many blocks --long-block instead.
     #[arg(long, default_value = "500", value_parser = count::<u64>, allow_hyphen_values = true)]
     long_block_every: u64,
@@ -201,6 +207,7 @@ fn config(args: &Args, interrupt: Option<Arc<AtomicBool>>) -> Config {
         messages: args.messages,
         duration: args.duration,
         callback_block: args.callback_block,
+        callback: args.callback,
         long_block_every: args.long_block_every,
         long_block: args.long_block,
         assigned_limit: args.assigned_limit,

@@ -58,6 +58,7 @@ impl Procs {
             ("--messages", cfg.messages.to_string()),
             ("--duration", dur(cfg.duration)),
             ("--callback-block", dur(cfg.callback_block)),
+            ("--callback", cfg.callback.name().to_owned()),
             ("--long-block", dur(cfg.long_block)),
             ("--long-block-every", cfg.long_block_every.to_string()),
             ("--assigned-limit", cfg.assigned_limit.to_string()),

@@ -57,6 +57,10 @@ pub struct CycleReport {
 /// Everything a run proves.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Report {
+    /// How the delivery callbacks blocked (`--callback`).
+    pub callback: String,
+    /// Messages delivered per second of the whole run (load to unload).
+    pub messages_per_s: f64,
     /// Messages queued by senders.
     pub sent: u64,
     /// Messages handed to the user callback.
@@ -143,7 +147,11 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "xpc-sim report ({:.1} s)", self.seconds)?;
+        writeln!(
+            f,
+            "xpc-sim report ({:.1} s, {} callbacks, {:.0} messages/s)",
+            self.seconds, self.callback, self.messages_per_s
+        )?;
         writeln!(f, "  messages   sent {}  received {}  dropped on disconnect {}  lost {}  duplicates {}  out of order {}",
             self.sent, self.delivered, self.dropped_on_disconnect, self.lost, self.duplicates, self.out_of_order)?;
         writeln!(

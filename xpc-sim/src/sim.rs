@@ -16,6 +16,8 @@ use crate::procs::{Bases, Procs, Remote};
 use crate::report::{CycleReport, Detection, Report, StageTiming};
 
 const CHANNEL_DEADLINE: Duration = Duration::from_secs(2);
+// An unload waits out every foreign block (they are not stop-aware).
+const _: () = assert!(crate::config::FOREIGN_BLOCK_MAX.as_nanos() < CHANNEL_DEADLINE.as_nanos());
 
 /// Peak resident memory of this process so far (`VmHWM`), in MiB.
 fn peak_rss_mib() -> u64 {
@@ -811,9 +813,13 @@ pub fn run(cfg: &Config) -> Result<Report, Box<dyn std::error::Error + Send + Sy
     let mut channels = std::mem::take(&mut *totals.channels.lock().unwrap());
     channels.sort_by(|a, b| a.name.cmp(&b.name));
     let sum = |f: fn(&ChannelReport) -> u64| channels.iter().map(f).sum::<u64>();
+    let seconds = start.elapsed().as_secs_f64();
+    let delivered = sum(|c| c.received);
     Ok(Report {
+        callback: cfg.callback.name().to_owned(),
+        messages_per_s: delivered as f64 / seconds.max(1e-9),
         sent: sum(|c| c.sent),
-        delivered: sum(|c| c.received),
+        delivered,
         dropped_on_disconnect: sum(|c| c.dropped_on_disconnect),
         lost: sum(|c| c.lost),
         duplicates: sum(|c| c.duplicates),
@@ -834,7 +840,7 @@ pub fn run(cfg: &Config) -> Result<Report, Box<dyn std::error::Error + Send + Sy
         msg_entries: cfg.msg_entries,
         peak_rss_mib: peak_rss_mib(),
         interrupted: cycles.iter().any(|c| c.interrupted),
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
         cycles,
         channels,
     })

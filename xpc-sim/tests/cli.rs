@@ -45,6 +45,10 @@ fn bad_flags_are_a_clear_error_with_exit_code_2() {
         ),
         (&["--top"], "needs stdout to be a terminal"),
         (&["--inject-fault", "drop@9.0"], "no channel 9.0"),
+        (
+            &["--callback", "sleepy"],
+            "expected foreign, library or cpu",
+        ),
     ];
     for (args, why) in cases {
         let r = run_exe(args, Duration::from_secs(20));
@@ -167,6 +171,8 @@ fn unload_and_partition_death_are_bounded_whatever_messages_says() {
         "the senders did fill their queues: {j}"
     );
     assert!(j["peak_rss_mib"].as_u64().unwrap() < 200, "{j}");
+    assert_eq!(j["callback"], "foreign", "the default: {j}");
+    assert!(j["messages_per_s"].as_f64().unwrap() > 0.0, "{j}");
     assert_eq!(j["cycles"][0]["partitions_died"], serde_json::json!([3]));
     let unload_us = j["cycles"][0]["unload_micros"].as_u64().unwrap();
     assert!(unload_us < 5_000_000, "unload took {unload_us} us");
@@ -417,4 +423,27 @@ fn the_workspace_readme_example_is_the_tested_one() {
         "/../threadward/README.md"
     ));
     assert_eq!(root, krate);
+}
+
+/// `--callback` reaches the partition processes, and the report names the
+/// mode and the rate.
+#[test]
+fn the_callback_mode_is_run_and_reported() {
+    let mut args = SMALL.to_vec();
+    for (flag, value) in [("--callback-block", "50us"), ("--long-block", "1ms")] {
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = value;
+    }
+    args.extend(["--callback", "cpu"]);
+    let r = run_exe(&args, Duration::from_secs(30));
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let head = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("xpc-sim report"))
+        .unwrap();
+    assert!(
+        head.contains("cpu callbacks") && head.contains("messages/s"),
+        "{head}"
+    );
 }

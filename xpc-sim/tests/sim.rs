@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use xpc_sim::{Config, KillAt, Report};
+use xpc_sim::{Callback, Config, KillAt, Report};
 
 fn small() -> Config {
     Config {
@@ -107,6 +107,32 @@ fn several_load_unload_cycles_do_not_grow_threads() {
     assert_eq!(r.sent, 3 * 3 * 2 * 100);
 }
 
+/// Each callback mode proves the run; foreign blocks (not stop-aware)
+/// cut by an unload are waited out: no straggler (`run` asserts it).
+fn every_callback_mode_delivers_and_an_unload_waits_out_foreign_blocks() {
+    for mode in [Callback::Foreign, Callback::Library, Callback::Cpu] {
+        let mut cfg = small();
+        cfg.callback = mode;
+        if mode == Callback::Cpu {
+            cfg.callback_block = Duration::from_micros(50);
+            cfg.long_block = Duration::from_millis(1);
+        }
+        let r = run(cfg);
+        assert_eq!(r.callback, mode.name());
+        assert_eq!(r.delivered, r.sent, "{r}");
+        assert!(r.messages_per_s > 0.0, "{r}");
+    }
+    let mut cfg = small();
+    cfg.callback = Callback::Foreign;
+    cfg.duration = Duration::from_secs(5);
+    cfg.long_block_every = 5;
+    cfg.long_block = Duration::from_millis(300);
+    cfg.unload_at = Some(Duration::from_millis(400));
+    let r = run(cfg);
+    assert!(r.sent < 3 * 2 * 400, "unloaded before the end: {r}");
+    assert_eq!(r.sent, r.delivered + r.dropped_on_disconnect);
+}
+
 #[test]
 fn scenarios() {
     normal_run_delivers_everything_exactly_once_and_leaks_nothing();
@@ -115,4 +141,5 @@ fn scenarios() {
     unload_after_discovery_exited_is_safe_and_accounts_in_flight_messages();
     failing_notifiers_degrade_but_the_run_works();
     several_load_unload_cycles_do_not_grow_threads();
+    every_callback_mode_delivers_and_an_unload_waits_out_foreign_blocks();
 }
