@@ -208,8 +208,8 @@ pub mod channel {
     pub use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 }
 pub use pool::{
-    Concurrency, Job, JobError, JobGuard, JobHint, JobId, JobSet, JoinNextError, MapError, Pool,
-    PoolBuilder, PoolStats, Queue, ShutdownReport, SpawnError, Straggler, DEFAULT_STACK_SIZE,
+    Concurrency, Job, JobError, JobGuard, JobHint, JobId, JobKind, JobSet, JoinNextError, MapError,
+    Pool, PoolBuilder, PoolStats, Queue, ShutdownReport, SpawnError, Straggler, DEFAULT_STACK_SIZE,
 };
 pub use registry::ThreadId;
 pub use stages::{Degraded, StageError, Stages, StagesReport, UndoOutcome, UndoneStage};

@@ -74,6 +74,9 @@ pub struct PoolInfo {
     pub name: Arc<str>,
     /// Its counts at the snapshot.
     pub stats: crate::pool::PoolStats,
+    /// The kinds of job it has seen block (learned hints), most recently
+    /// seen first; at most 256.
+    pub kinds: Vec<crate::pool::JobKind>,
 }
 
 /// Every live managed thread and pool at one moment; `Display` renders a
@@ -131,6 +134,7 @@ impl fmt::Display for Snapshot {
                 s.threads_spawned, s.submitted, s.completed, s.panicked, s.cancelled,
                 s.spawn_failures, s.stalls
             )?;
+            write_kinds(f, p)?;
         }
         if let Some(last) = self.incidents.last() {
             writeln!(
@@ -204,12 +208,45 @@ impl fmt::Display for Summary<'_> {
                 s.queued,
                 s.stalls
             )?;
+            write_kinds(f, p)?;
         }
         if snap.incidents_total > 0 {
             writeln!(f, "incidents: {}", snap.incidents_total)?;
         }
         Ok(())
     }
+}
+
+/// Kinds shown per pool in a rendered snapshot (all are in `PoolInfo::kinds`).
+const KINDS_SHOWN: usize = 4;
+
+/// A pool's learned kinds, one line: the most recent few, each with its
+/// recent runs that blocked.
+fn write_kinds(f: &mut fmt::Formatter<'_>, p: &PoolInfo) -> fmt::Result {
+    if p.kinds.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = p
+        .kinds
+        .iter()
+        .take(KINDS_SHOWN)
+        .map(|k| {
+            format!(
+                "{} {}/{} blocked{}",
+                k.name,
+                k.recent_blocked,
+                k.recent_runs,
+                if k.learned { " (learned)" } else { "" }
+            )
+        })
+        .collect();
+    let more = p.kinds.len().saturating_sub(KINDS_SHOWN);
+    let more = if more > 0 {
+        format!(", {more} more")
+    } else {
+        String::new()
+    };
+    writeln!(f, "  kinds that blocked: {}{more}", shown.join(", "))
 }
 
 /// A snapshot of every live managed thread: id, name, kind, state, time in
@@ -238,8 +275,10 @@ impl fmt::Display for Summary<'_> {
 /// ```
 pub fn snapshot() -> Snapshot {
     let pools = crate::pool::live_pools();
-    let stopping: std::collections::HashSet<ThreadId> =
-        pools.iter().flat_map(|p| p.2.iter().copied()).collect();
+    let stopping: std::collections::HashSet<ThreadId> = pools
+        .iter()
+        .flat_map(|p| p.stopping.iter().copied())
+        .collect();
     let threads = live_records()
         .into_iter()
         .map(|r| {
@@ -261,7 +300,11 @@ pub fn snapshot() -> Snapshot {
         .collect();
     let pools = pools
         .into_iter()
-        .map(|(name, stats, _)| PoolInfo { name, stats })
+        .map(|p| PoolInfo {
+            name: p.name,
+            stats: p.stats,
+            kinds: p.kinds,
+        })
         .collect();
     let (incidents, incidents_total) = crate::sync::incidents();
     Snapshot {

@@ -49,6 +49,14 @@ fn a_kind_that_blocks_is_learned_and_unlearned() {
             batch(&pool, 8, &block);
             pool.stats().learned_kinds == 1
         });
+        // The snapshot names it, with its recent runs.
+        let snap = threadward::registry::snapshot();
+        let info = snap.pools.iter().find(|p| &*p.name == "learn").unwrap();
+        assert_eq!(info.kinds.len(), 1, "{snap}");
+        let k = info.kinds[0];
+        assert!(k.learned && k.recent_blocked >= 3, "{k:?}");
+        assert!(k.name.contains("batch"), "the closure's type: {}", k.name);
+        assert!(snap.to_string().contains("blocked (learned)"), "{snap}");
         // From now on its jobs run as MayBlock: a batch runs at once.
         let before = pool.stats().learned_runs;
         batch(&pool, 8, &block);
@@ -169,5 +177,10 @@ fn named_kinds_of_one_closure_type_are_learned_apart() {
             8,
             "only the slow jobs run as learned: {s:?}"
         );
+        // Only the blocking kind is kept; named kinds show as such.
+        let snap = threadward::registry::snapshot();
+        let info = snap.pools.iter().find(|p| &*p.name == "named").unwrap();
+        assert_eq!(info.kinds.len(), 1, "{snap}");
+        assert_eq!(info.kinds[0].name, "named");
     });
 }

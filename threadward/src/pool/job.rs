@@ -143,6 +143,8 @@ pub(crate) struct Named(pub(crate) u64);
 pub(crate) trait KindOf: Send + Sync + 'static {
     /// The kind of a job whose closure is an `F`.
     fn kind<F: 'static>(&self) -> u64;
+    /// Its name in the snapshot.
+    fn name<F: 'static>(&self) -> &'static str;
 }
 
 impl KindOf for ByType {
@@ -152,11 +154,17 @@ impl KindOf for ByType {
         BuildHasherDefault::<super::core::KindHasher>::default()
             .hash_one(std::any::TypeId::of::<F>())
     }
+    fn name<F: 'static>(&self) -> &'static str {
+        std::any::type_name::<F>()
+    }
 }
 
 impl KindOf for Named {
     fn kind<F: 'static>(&self) -> u64 {
         self.0
+    }
+    fn name<F: 'static>(&self) -> &'static str {
+        "named"
     }
 }
 
@@ -297,6 +305,8 @@ pub(crate) trait Runnable: Send + Sync {
     fn mark(&self) -> &QueueMark;
     /// The job's kind for learned hints: its closure's type.
     fn kind(&self) -> u64;
+    /// The kind's name for the snapshot.
+    fn kind_name(&self) -> &'static str;
     /// The job's stop state, reachable without keeping the job alive (a
     /// strong reference in a worker's slot could make a detached value
     /// drop under the pool lock).
@@ -335,6 +345,9 @@ impl QueuedJob for Task {
     fn kind(&self) -> Option<u64> {
         Some((**self).kind())
     }
+    fn kind_name(&self) -> &'static str {
+        (**self).kind_name()
+    }
 }
 
 impl<K, F, T> Runnable for JobCell<T, Place<K, F>>
@@ -357,6 +370,10 @@ where
 
     fn kind(&self) -> u64 {
         self.f.kind.kind::<F>()
+    }
+
+    fn kind_name(&self) -> &'static str {
+        self.f.kind.name::<F>()
     }
 
     fn stopper(self: Arc<Self>) -> Weak<dyn HasStop> {

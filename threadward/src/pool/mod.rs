@@ -43,7 +43,7 @@ pub use self::core::{JobHint, Queue};
 pub use self::job::{Job, JobError, JobGuard, JobId};
 pub use self::set::{JobSet, JoinNextError, MapError};
 pub use self::shutdown::{ShutdownReport, Straggler};
-pub use self::stats::PoolStats;
+pub use self::stats::{JobKind, PoolStats};
 
 use self::core::{Core, Refusal, Submitted};
 use self::job::{ByType, JobCell, KindOf, Named, Task};
@@ -519,9 +519,15 @@ fn register(shared: &Arc<Shared>) {
     pools.push(Arc::downgrade(shared));
 }
 
-/// A live pool as the registry sees it: name, counts, and the workers
-/// whose job's stop was requested.
-pub(crate) type PoolView = (Arc<str>, PoolStats, Vec<crate::record::ThreadId>);
+/// A live pool as the registry sees it.
+pub(crate) struct PoolView {
+    pub(crate) name: Arc<str>,
+    pub(crate) stats: PoolStats,
+    /// The workers whose job's stop was requested.
+    pub(crate) stopping: Vec<crate::record::ThreadId>,
+    /// The kinds of job it has seen block.
+    pub(crate) kinds: Vec<JobKind>,
+}
 
 /// Every live pool (for `registry::snapshot`).
 pub(crate) fn live_pools() -> Vec<PoolView> {
@@ -533,7 +539,12 @@ pub(crate) fn live_pools() -> Vec<PoolView> {
     live.iter()
         .map(|s| {
             let core = &s.pool.core;
-            (s.pool.name.clone(), s.stats(), core.stopping_workers())
+            PoolView {
+                name: s.pool.name.clone(),
+                stats: s.stats(),
+                stopping: core.stopping_workers(),
+                kinds: core.kinds(),
+            }
         })
         .collect()
 }

@@ -66,3 +66,35 @@ pub struct PoolStats {
     /// Jobs run as `MayBlock` because their kind was learned to block.
     pub learned_runs: u64,
 }
+
+/// A kind of job a pool has seen block, with its recent runs (learned
+/// hints: the pool README's "Learned hints"), as listed in
+/// [`PoolInfo::kinds`](crate::registry::PoolInfo::kinds).
+///
+/// # Examples
+///
+/// ```
+/// use threadward::{registry, Pool};
+///
+/// let pool = Pool::builder().name("kinds").build().unwrap();
+/// pool.spawn(|_| ()).unwrap().join().unwrap();
+/// let snap = registry::snapshot();
+/// let info = snap.pools.iter().find(|p| &*p.name == "kinds").unwrap();
+/// // A kind that never blocked is not kept.
+/// assert!(info.kinds.is_empty());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobKind {
+    /// The closure's type name, or `"named"` for a key given to
+    /// [`Pool::spawn_kind`](crate::Pool::spawn_kind).
+    pub name: &'static str,
+    /// The kind's id (a hash of the type or of the named key).
+    pub id: u64,
+    /// Runs the rule looks at now (the last ones, at most 4).
+    pub recent_runs: u32,
+    /// Of those, the ones that blocked outside the library's waits.
+    pub recent_blocked: u32,
+    /// Its jobs run as [`JobHint::MayBlock`](crate::JobHint::MayBlock) now.
+    pub learned: bool,
+}

@@ -23,9 +23,18 @@ pub(crate) const KINDS: usize = 256;
 /// A learned kind's run this long counts as blocked (two monitor ticks).
 pub(crate) const BLOCKED_RUN: Duration = Duration::from_micros(200);
 
+/// A job's kind: its id (a hash of its closure's type or of the key its
+/// submitter named) and a name for the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KindKey {
+    pub(crate) id: u64,
+    pub(crate) name: &'static str,
+}
+
 /// One kind's recent runs.
 #[derive(Debug, Clone, Copy, Default)]
 struct Kind {
+    name: &'static str,
     /// The last runs, newest in bit 0: 1 = blocked.
     history: u8,
     /// How many runs `history` holds (at most 8).
@@ -75,7 +84,8 @@ impl Learned {
     }
 
     /// Records a run of `kind`: whether it blocked.
-    pub(crate) fn record(&mut self, kind: u64, blocked: bool) -> Change {
+    pub(crate) fn record(&mut self, key: KindKey, blocked: bool) -> Change {
+        let kind = key.id;
         if !blocked && !self.kinds.contains_key(&kind) {
             // A kind that never blocked is not kept: a flood of quick
             // jobs costs one lookup per job, and no table entry.
@@ -87,6 +97,7 @@ impl Learned {
         }
         let clock = self.clock;
         let k = self.kinds.entry(kind).or_default();
+        k.name = key.name;
         k.history = (k.history << 1) | u8::from(blocked);
         k.seen = k.seen.saturating_add(1).min(8);
         k.last = clock;
@@ -122,6 +133,27 @@ impl Learned {
         self.kinds.remove(&oldest);
     }
 
+    /// The kinds kept, most recently seen first (for the snapshot).
+    pub(crate) fn view(&self) -> Vec<crate::pool::stats::JobKind> {
+        let mut kinds: Vec<(u64, crate::pool::stats::JobKind)> = self
+            .kinds
+            .iter()
+            .map(|(&id, k)| {
+                let (blocked, runs) = k.last_four();
+                let kind = crate::pool::stats::JobKind {
+                    name: k.name,
+                    id,
+                    recent_runs: runs,
+                    recent_blocked: blocked,
+                    learned: k.learned,
+                };
+                (k.last, kind)
+            })
+            .collect();
+        kinds.sort_by_key(|(last, _)| std::cmp::Reverse(*last));
+        kinds.into_iter().map(|(_, k)| k).collect()
+    }
+
     /// Kinds in the table.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -144,20 +176,24 @@ impl Learned {
 mod tests {
     use super::*;
 
+    fn key(id: u64) -> KindKey {
+        KindKey { id, name: "test" }
+    }
+
     #[test]
     fn three_blocked_of_four_learn_and_four_quick_unlearn() {
         let mut t = Learned::default();
-        assert_eq!(t.record(7, true), Change::None);
-        assert_eq!(t.record(7, false), Change::None);
-        assert_eq!(t.record(7, true), Change::None);
+        assert_eq!(t.record(key(7), true), Change::None);
+        assert_eq!(t.record(key(7), false), Change::None);
+        assert_eq!(t.record(key(7), true), Change::None);
         assert!(!t.is_learned(7));
-        assert_eq!(t.record(7, true), Change::Learned);
+        assert_eq!(t.record(key(7), true), Change::Learned);
         assert!(t.is_learned(7));
         assert_eq!(t.learned, 1);
         for _ in 0..3 {
-            assert_eq!(t.record(7, false), Change::None);
+            assert_eq!(t.record(key(7), false), Change::None);
         }
-        assert_eq!(t.record(7, false), Change::Unlearned);
+        assert_eq!(t.record(key(7), false), Change::Unlearned);
         assert_eq!(t.learned, 0);
     }
 
@@ -168,7 +204,7 @@ mod tests {
         let mut t = Learned::default();
         for kind in 0..100_000u64 {
             for _ in 0..4 {
-                t.record(kind, true);
+                t.record(key(kind), true);
             }
             assert!(t.len() <= KINDS);
         }

@@ -56,6 +56,10 @@ pub(crate) trait QueuedJob: Send {
     fn kind(&self) -> Option<u64> {
         None
     }
+    /// The kind's name for the snapshot (a closure's type name).
+    fn kind_name(&self) -> &'static str {
+        "?"
+    }
 }
 
 /// The models' job: a number (`MAY_BLOCK` and above: a `MayBlock` job)

@@ -128,6 +128,11 @@ impl<J: QueuedJob> Core<J> {
 }
 
 impl<J: QueuedJob> Core<J> {
+    /// The kinds of job the pool has seen block, for the snapshot.
+    pub(crate) fn kinds(&self) -> Vec<crate::pool::stats::JobKind> {
+        self.lock().learned.view()
+    }
+
     /// How long ago a counted job last started (the liveness backstop).
     pub(crate) fn since_last_start(&self) -> Duration {
         self.lock().last_start.elapsed()

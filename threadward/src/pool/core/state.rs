@@ -188,7 +188,7 @@ pub(crate) struct Current {
     /// The watchdog reported it (once per job).
     pub(crate) overdue: bool,
     /// Its kind (learned hints), if it has one.
-    pub(crate) kind: Option<u64>,
+    pub(crate) kind: Option<super::learn::KindKey>,
     /// It runs as `MayBlock` because its kind was learned to block.
     pub(crate) learned: bool,
     /// The monitor found it blocked (its kind's run blocked).

@@ -6,6 +6,7 @@
 use std::cell::Cell;
 use std::time::Instant;
 
+use super::learn::KindKey;
 use super::lifecycle::Leaving;
 use super::state::{Class, Current, JobHint, State, Ticket};
 use super::{Core, QueuedJob, Wakes};
@@ -198,7 +199,14 @@ impl<J: QueuedJob> Core<J> {
             compensated: false,
             overdue: false,
             // Only a learning pool needs the kind (a hash per job).
-            kind: if self.cfg.learn { job.kind() } else { None },
+            kind: if self.cfg.learn {
+                job.kind().map(|id| KindKey {
+                    id,
+                    name: job.kind_name(),
+                })
+            } else {
+                None
+            },
             learned,
             blocked_seen: false,
         });
@@ -264,13 +272,13 @@ impl<J: QueuedJob> Core<J> {
 
     /// Records a run of `kind`; a kind learned now has its queued jobs
     /// promoted to `urgent` (whether any were: the caller serves them).
-    pub(crate) fn record_run(&self, st: &mut State<J>, kind: u64, blocked: bool) -> bool {
+    pub(crate) fn record_run(&self, st: &mut State<J>, kind: KindKey, blocked: bool) -> bool {
         if st.learned.record(kind, blocked) != super::learn::Change::Learned {
             return false;
         }
         let promoted = st
             .queue
-            .extract(|j| j.kind() == Some(kind) && j.hint() == JobHint::Auto);
+            .extract(|j| j.kind() == Some(kind.id) && j.hint() == JobHint::Auto);
         let any = !promoted.is_empty();
         for j in promoted {
             st.urgent.push(j);
