@@ -333,3 +333,33 @@ fn max_idle_caps_parked_workers_at_once() {
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     });
 }
+
+/// A counted job that computes past the hog threshold is found and
+/// compensated (counted as such: the liveness backstop alone would also
+/// start the queued job, but compensates nothing): the job queued behind
+/// it starts before the hog ends.
+#[test]
+fn a_cpu_hog_is_compensated_and_the_queued_job_starts() {
+    bounded(60 * SEC, || {
+        let pool = Pool::builder()
+            .name("cm-hog")
+            .concurrency(Concurrency::Limit(1))
+            .min_idle(1)
+            .build()
+            .unwrap();
+        let hog = pool
+            .spawn(|_| {
+                let end = Instant::now() + Duration::from_millis(500);
+                while Instant::now() < end {
+                    std::hint::spin_loop();
+                }
+                Instant::now()
+            })
+            .unwrap();
+        let queued = pool.spawn(|_| Instant::now()).unwrap();
+        let started = queued.join_timeout(30 * SEC).unwrap().unwrap();
+        let hog_end = hog.join_timeout(30 * SEC).unwrap().unwrap();
+        assert!(started < hog_end, "the queued job waited for the hog");
+        assert!(pool.stats().compensated >= 1, "{:?}", pool.stats());
+    });
+}

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use super::core::{Core, Verdict};
+use super::core::{Adapt, Core, Verdict};
 use super::job::Task;
 use super::service::Service;
 
@@ -131,6 +131,8 @@ fn run() {
     let mut quiet = 0u32;
     let mut samples: HashMap<(usize, u64), Sample> = HashMap::new();
     let mut probes: HashMap<(usize, u64), Probe> = HashMap::new();
+    // Per pool: its block rate, for the adaptive places.
+    let mut adapt: HashMap<usize, Adapt> = HashMap::new();
     // When the last block outside the library's waits was found.
     let mut blocks_at: Option<std::time::Instant> = None;
     let mut buf = vec![0u8; 1024];
@@ -149,6 +151,12 @@ fn run() {
         if saturated.is_empty() {
             samples.clear();
             probes.clear();
+            // The adaptive places stay while the monitor sleeps (a queue
+            // that drained for a moment is no end of the blocks): they
+            // bind only a saturated pool, and its next look recomputes
+            // them from the blocks found since, over the whole gap. Only
+            // the estimates of pools that are gone are dropped.
+            adapt.retain(|key, _| pools.iter().any(|c| Arc::as_ptr(c) as usize == *key));
             tick = TICK_MIN;
             quiet = 0;
             // Announce the sleep first, then look again: a submit that
@@ -169,6 +177,7 @@ fn run() {
         let mut seen = HashMap::new();
         for core in &saturated {
             let key = Arc::as_ptr(core) as usize;
+            let rate = adapt.entry(key).or_default();
             for (no, tid, job, age) in core.watch_list(tick.min(TICK_MIN)) {
                 // A probe per watched worker, reopened if its thread changed.
                 let probe = match probes.remove(&(key, no)).filter(|p| p.tid == tid) {
@@ -188,12 +197,12 @@ fn run() {
                 let cpu0 = prev.map_or(cpu, |p| p.cpu0);
                 let verdict = match prev {
                     // Asleep, and either asleep at the last tick too or
-                    // running for two ticks already: blocked outside the
+                    // running for a tick already: blocked outside the
                     // library's waits. (A brief lock wait is rarely caught
-                    // asleep; if it is, one thread too many for a while.)
-                    p if asleep
-                        && (p.is_some_and(|p| p.asleep) || age >= 2 * tick.min(TICK_MIN)) =>
-                    {
+                    // asleep; if it is, one thread too many for a while.
+                    // Two ticks' age made the mixed flood's blocks go
+                    // unseen ~215 µs on average; one tick, ~160 µs.)
+                    p if asleep && (p.is_some_and(|p| p.asleep) || age >= tick.min(TICK_MIN)) => {
                         Some(Verdict::Blocked)
                     }
                     // Runnable long enough, and on a CPU for most of it.
@@ -211,6 +220,7 @@ fn run() {
                         acted = true;
                         if v == Verdict::Blocked {
                             blocks_at = Some(std::time::Instant::now());
+                            rate.found(age);
                         }
                         if v == Verdict::Hog {
                             tracing::debug!(job, "pool job hogs a CPU: compensated");
@@ -223,6 +233,11 @@ fn run() {
                     }
                 }
                 seen.insert((key, no), Sample { job, asleep, cpu0 });
+            }
+            let places = rate.places(std::time::Instant::now());
+            if places != rate.set {
+                rate.set = places;
+                core.set_adaptive(places);
             }
             if core.since_last_start() >= BACKSTOP {
                 core.backstop();

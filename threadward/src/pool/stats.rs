@@ -28,6 +28,10 @@ pub struct PoolStats {
     /// Of `busy`, the jobs counted against the concurrency target now (not
     /// blocked, not hinted `MayBlock`).
     pub running: usize,
+    /// Running places the pool keeps beyond its target now because jobs
+    /// keep blocking outside the library's waits (the pool README's
+    /// "Adaptive places"): at most the target, back to 0 when blocks stop.
+    pub adaptive_places: usize,
     /// Jobs waiting for a worker.
     pub queued: usize,
     /// Most worker threads alive at once.
@@ -91,7 +95,7 @@ pub struct JobKind {
     pub name: &'static str,
     /// The kind's id (a hash of the type or of the named key).
     pub id: u64,
-    /// Runs the rule looks at now (the last ones, at most 4).
+    /// Runs the rule looks at now (the last ones, at most 8).
     pub recent_runs: u32,
     /// Of those, the ones that blocked outside the library's waits.
     pub recent_blocked: u32,

@@ -50,9 +50,15 @@ impl<J: QueuedJob> Core<J> {
     /// Counted jobs that may start now without exceeding the target
     /// (unlimited without one).
     pub(crate) fn room(&self, st: &State<J>) -> usize {
+        self.places(st).saturating_sub(st.running)
+    }
+
+    /// Counted jobs the pool runs at once now: the target, the backstop's
+    /// extra and the adaptive places (unlimited without a target).
+    pub(crate) fn places(&self, st: &State<J>) -> usize {
         match self.cfg.target {
             None => usize::MAX,
-            Some(t) => (t + st.extra).saturating_sub(st.running),
+            Some(t) => t + st.extra + st.adaptive,
         }
     }
 

@@ -406,6 +406,7 @@ impl<J: QueuedJob> Core<J> {
             threads: st.threads,
             idle: st.idle(),
             running: st.running,
+            adaptive_places: st.adaptive,
             busy: st.busy,
             queued: st.queued(),
             peak: c.peak,

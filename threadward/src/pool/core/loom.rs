@@ -28,15 +28,24 @@ fn managed(target: usize, max_threads: usize) -> Arc<Core<ModelJob>> {
 }
 
 /// A model worker's side: job `blocks` (if any) blocks through the hook
-/// until no counted job is queued, as a job waiting for another would.
+/// until no counted job is queued, as a job waiting for another would;
+/// job `FOREIGN` waits, unseen by the pool, until another job completed.
 struct Side {
     core: Arc<Core<ModelJob>>,
     me: u64,
     blocks: Option<u64>,
 }
 
+/// The model job that blocks where the pool cannot see.
+const FOREIGN: u64 = 99;
+
 impl WorkerSide<ModelJob> for Side {
     fn run(&self, job: ModelJob, report: Report<'_>) {
+        if job.0 == FOREIGN {
+            while self.core.lock().counters.completed == 0 {
+                thread::yield_now();
+            }
+        }
         if self.blocks == Some(job.0) {
             self.core.block(self.me, Block::Enter);
             while !self.core.lock().queue.is_empty() {
@@ -289,6 +298,31 @@ fn loom_may_block_claim_is_typed() {
         submit(&c, 11).expect("accepted");
         s.join().unwrap().expect("accepted");
         assert!(c.wait_until(None, None, |st| st.counters.completed == 3));
+        finish(&c);
+    });
+}
+
+/// Adaptive places (README.md: "Adaptive places"): target 1, a job blocks
+/// where the pool cannot see (it waits for the other job to end), and the
+/// monitor's estimate raises the places to 1, racing the submits and the
+/// workers. The queued job runs in the extra place: the raise serves the
+/// queue at once (a lost wake-up leaves it queued, the blocked job waits
+/// for ever, and loom reports it); no counted job starts beyond the places
+/// (`take`'s assertion), and the places never exceed the target (the
+/// invariants, at every unlock).
+#[test]
+fn loom_adaptive_places_serve_the_queue() {
+    loom::model(|| {
+        let c = managed(1, 2);
+        spare(&c, None);
+        spare(&c, None);
+        submit(&c, FOREIGN).expect("accepted");
+        let c2 = c.clone();
+        let monitor = thread::spawn(move || c2.set_adaptive(5));
+        submit(&c, 2).expect("accepted");
+        monitor.join().unwrap();
+        assert!(c.wait_until(None, None, |st| st.counters.completed == 2));
+        c.set_adaptive(0);
         finish(&c);
     });
 }

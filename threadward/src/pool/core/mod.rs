@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::stop::HasStop;
 use crate::sync::{self, AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard};
 
+mod adapt;
 mod dispatch;
 mod learn;
 mod lifecycle;
@@ -31,6 +32,7 @@ mod turn;
 #[cfg(all(test, loom))]
 mod loom;
 
+pub(crate) use self::adapt::Adapt;
 pub(crate) use self::dispatch::{Refusal, Submitted};
 pub(crate) use self::manager::{ManagerStep, Overdue, StallEvent};
 pub(crate) use self::monitor::Verdict;

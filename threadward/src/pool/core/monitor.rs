@@ -101,6 +101,23 @@ impl<J: QueuedJob> Core<J> {
             .collect()
     }
 
+    /// Sets the adaptive places (README.md: "Adaptive places") to `n`,
+    /// at most the target; more room is served at once.
+    pub(crate) fn set_adaptive(&self, n: usize) {
+        let n = n.min(self.cfg.target.unwrap_or(0));
+        let mut st = self.lock();
+        if st.adaptive == n {
+            return;
+        }
+        let more = n > st.adaptive;
+        st.adaptive = n;
+        if more {
+            let mut wakes = Wakes::default();
+            self.dispatch(&mut st, &mut wakes);
+            self.wake(st, wakes);
+        }
+    }
+
     /// The liveness backstop: work has waited for room too long, so allow
     /// one more running job beyond the target (until the queue empties).
     pub(crate) fn backstop(&self) {

@@ -403,6 +403,10 @@ pub(crate) struct State<J> {
     /// Extra running jobs the liveness backstop allows beyond the target
     /// while work waits (reset when the queue empties).
     pub(crate) extra: usize,
+    /// Extra running places the monitor keeps while foreign blocks keep
+    /// happening (README.md: "Adaptive places"): the places that jobs
+    /// blocked but not yet found hold on average. At most `target`.
+    pub(crate) adaptive: usize,
     /// When a worker last started a counted job (the liveness backstop).
     pub(crate) last_start: Instant,
     pub(crate) shutdown: bool,
@@ -444,6 +448,7 @@ impl<J> State<J> {
             running: 0,
             spinning: 0,
             extra: 0,
+            adaptive: 0,
             last_start: Instant::now(),
             shutdown: false,
             closing: false,
@@ -535,6 +540,13 @@ impl<J> State<J> {
             "I3 running {} > busy {}",
             self.running,
             self.busy
+        );
+        // The adaptive places are bounded by the target (README.md:
+        // "Adaptive places").
+        assert!(
+            self.adaptive <= cfg.target.unwrap_or(0),
+            "adaptive places {} > target",
+            self.adaptive
         );
         // I4: promises: reserved threads are being created; a promise per
         // class never outnumbers... the threads that hold it.

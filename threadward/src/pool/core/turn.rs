@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::time::Instant;
 
-use super::learn::KindKey;
+use super::learn::{KindKey, Probed, RunProbe, PROBE_EVERY};
 use super::lifecycle::Leaving;
 use super::state::{Class, Current, JobHint, State, Ticket};
 use super::{Core, QueuedJob, Wakes};
@@ -39,7 +39,8 @@ enum Start {
 }
 
 enum Next<J> {
-    Run(J),
+    /// Run this job; whether it runs as learned `MayBlock`.
+    Run(J, bool),
     Exit,
 }
 
@@ -100,8 +101,20 @@ impl<J: QueuedJob> Core<J> {
         // The next job, handed over by `report` in the critical section
         // that counted the last one.
         let handed: Cell<Option<J>> = Cell::new(None);
+        // A learned run's sleep, measured by this worker (README.md:
+        // "Learned hints").
+        // `Some(None)`: probed, but the probe could not read.
+        let probe: Cell<Option<Option<RunProbe>>> = Cell::new(None);
+        let learned_run = Cell::new(false);
+        let mut learned_runs = 0u32;
         let report = |outcome: Outcome, settle: &mut dyn FnMut()| {
-            let next = self.report(me, outcome, settle);
+            let probed = match probe.take() {
+                None => Probed::Skipped,
+                Some(None) => Probed::Unknown,
+                Some(Some(p)) => p.end(),
+            };
+            let (next, learned) = self.report(me, outcome, settle, probed);
+            learned_run.set(learned);
             guard.leaving.set(if next.is_some() {
                 Leaving::Busy
             } else {
@@ -118,8 +131,9 @@ impl<J: QueuedJob> Core<J> {
                     start = Start::Again;
                     guard.leaving.set(Leaving::Idle);
                     match next {
-                        Next::Run(job) => {
+                        Next::Run(job, learned) => {
                             guard.leaving.set(Leaving::Busy);
+                            learned_run.set(learned);
                             job
                         }
                         Next::Exit => break,
@@ -127,6 +141,12 @@ impl<J: QueuedJob> Core<J> {
                 }
             };
             side.took();
+            if learned_run.get() {
+                learned_runs = learned_runs.wrapping_add(1);
+                if learned_runs % PROBE_EVERY == 1 {
+                    probe.set(Some(RunProbe::start()));
+                }
+            }
             side.run(job, &report);
         }
     }
@@ -179,8 +199,7 @@ impl<J: QueuedJob> Core<J> {
             // promised to it (README.md: "Invariants", I3).
             if cfg!(any(debug_assertions, loom, shuttle)) {
                 assert!(
-                    promise == Some(Class::Counted)
-                        || st.running < self.cfg.target.map_or(usize::MAX, |t| t + st.extra),
+                    promise == Some(Class::Counted) || st.running < self.places(st),
                     "I3 a counted job started beyond the target without a promise"
                 );
             }
@@ -219,11 +238,17 @@ impl<J: QueuedJob> Core<J> {
     /// worker its next job if it may take one. The finished job's place in
     /// `running` passes to that job without a gap; if there is none, the
     /// place goes to whoever may use it.
-    fn report(&self, me: u64, outcome: Outcome, settle: &mut dyn FnMut()) -> Option<J> {
+    fn report(
+        &self,
+        me: u64,
+        outcome: Outcome,
+        settle: &mut dyn FnMut(),
+        probed: Probed,
+    ) -> (Option<J>, bool) {
         let now = Instant::now();
         let mut st = self.lock();
         settle();
-        let promoted = self.learn(&mut st, me, now);
+        let promoted = self.learn(&mut st, me, now, probed);
         st.busy -= 1;
         match outcome {
             Outcome::Completed => st.counters.completed += 1,
@@ -235,12 +260,21 @@ impl<J: QueuedJob> Core<J> {
         if let Some(w) = st.workers.get_mut(&me) {
             w.after_park &= next.is_none(); // a handed job is a run of jobs
         }
+        let learned = next.is_some() && Self::learned_run(&st, me);
         if (next.is_none() && held) || promoted {
             self.serve_and_unlock(st);
         } else {
             self.wake(st, Wakes::done());
         }
-        next
+        (next, learned)
+    }
+
+    /// Whether worker `me`'s current job runs as learned `MayBlock`.
+    fn learned_run(st: &State<J>, me: u64) -> bool {
+        st.workers
+            .get(&me)
+            .and_then(|w| w.current.as_ref())
+            .is_some_and(|c| c.learned)
     }
 
     /// Records how worker `me`'s job ended for its kind (README.md:
@@ -248,7 +282,7 @@ impl<J: QueuedJob> Core<J> {
     /// found it blocked; a learned kind's run (unwatched) if it lasted
     /// `BLOCKED_RUN`. A kind learned now has its queued jobs promoted to
     /// `urgent`; whether any were (then the caller serves them).
-    fn learn(&self, st: &mut State<J>, me: u64, now: Instant) -> bool {
+    fn learn(&self, st: &mut State<J>, me: u64, now: Instant, probed: Probed) -> bool {
         if !self.cfg.learn || st.learned.is_empty() {
             return false; // no kind ever blocked: nothing to record
         }
@@ -259,7 +293,13 @@ impl<J: QueuedJob> Core<J> {
             return false;
         };
         let blocked = if c.learned {
-            now.saturating_duration_since(c.started) >= super::learn::BLOCKED_RUN
+            match probed {
+                Probed::Blocked(b) => b,
+                Probed::Unknown => {
+                    now.saturating_duration_since(c.started) >= super::learn::BLOCKED_RUN
+                }
+                Probed::Skipped => return false, // teaches nothing
+            }
         } else if c.watched() && !c.blocked_seen {
             false // watched and never found blocked: a quick run
         } else {
@@ -342,7 +382,7 @@ impl<J: QueuedJob> Core<J> {
                 if let Some(w) = st.workers.get_mut(&me) {
                     w.after_park = parked;
                 }
-                return Next::Run(job);
+                return Next::Run(job, Self::learned_run(&st, me));
             }
             promise = None; // nothing to take: the promise lapses
             if reaped || st.shutdown || (st.closing && st.queued() == 0) {
