@@ -42,9 +42,10 @@ const FOREIGN: u64 = 99;
 impl WorkerSide<ModelJob> for Side {
     fn run(&self, job: ModelJob, report: Report<'_>) {
         if job.0 == FOREIGN {
-            while self.core.lock().counters.completed == 0 {
-                thread::yield_now();
-            }
+            // Not through the block hook (`me: None`): the pool's counts
+            // do not see this wait.
+            self.core
+                .wait_until(None, None, |st| st.counters.completed >= 1);
         }
         if self.blocks == Some(job.0) {
             self.core.block(self.me, Block::Enter);
@@ -304,7 +305,7 @@ fn loom_may_block_claim_is_typed() {
 
 /// Adaptive places (README.md: "Adaptive places"): target 1, a job blocks
 /// where the pool cannot see (it waits for the other job to end), and the
-/// monitor's estimate raises the places to 1, racing the submits and the
+/// monitor's estimate raises the places (to the target, 1), racing the
 /// workers. The queued job runs in the extra place: the raise serves the
 /// queue at once (a lost wake-up leaves it queued, the blocked job waits
 /// for ever, and loom reports it); no counted job starts beyond the places
@@ -317,10 +318,9 @@ fn loom_adaptive_places_serve_the_queue() {
         spare(&c, None);
         spare(&c, None);
         submit(&c, FOREIGN).expect("accepted");
-        let c2 = c.clone();
-        let monitor = thread::spawn(move || c2.set_adaptive(5));
         submit(&c, 2).expect("accepted");
-        monitor.join().unwrap();
+        // The monitor's look, racing the workers' takes and parks.
+        c.set_adaptive(5);
         assert!(c.wait_until(None, None, |st| st.counters.completed == 2));
         c.set_adaptive(0);
         finish(&c);
