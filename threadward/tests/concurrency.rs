@@ -363,3 +363,55 @@ fn a_cpu_hog_is_compensated_and_the_queued_job_starts() {
         assert!(pool.stats().compensated >= 1, "{:?}", pool.stats());
     });
 }
+
+/// A job found blocked in a foreign call that then computes is counted
+/// again (cmwq's `wq_worker_running`): it does not run uncounted beside
+/// the jobs that took its place.
+#[test]
+fn a_compensated_job_that_computes_again_is_counted_again() {
+    bounded(60 * SEC, || {
+        let pool = Pool::builder()
+            .name("cm-recount")
+            .concurrency(Concurrency::Limit(1))
+            .min_idle(1)
+            .build()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job = pool
+            .spawn(move |_| {
+                std::thread::sleep(Duration::from_millis(50)); // foreign
+                let end = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < end && rx.try_recv().is_err() {
+                    std::hint::spin_loop();
+                }
+            })
+            .unwrap();
+        // Keep the pool saturated so the monitor looks.
+        let blockers: Vec<_> = (0..2)
+            .map(|_| {
+                pool.spawn(|_| std::thread::sleep(Duration::from_millis(1)))
+                    .unwrap()
+            })
+            .collect();
+        eventually(30 * SEC, "found blocked", || pool.stats().compensated >= 1);
+        // CPU-bound jobs (never compensated) keep it saturated while the
+        // first job computes.
+        let more: Vec<_> = (0..3)
+            .map(|_| {
+                pool.spawn_hinted(JobHint::Cpu, |_| {
+                    let end = Instant::now() + Duration::from_millis(300);
+                    while Instant::now() < end {
+                        std::hint::spin_loop();
+                    }
+                })
+                .unwrap()
+            })
+            .collect();
+        eventually(30 * SEC, "counted again", || pool.stats().recounted >= 1);
+        tx.send(()).unwrap();
+        job.join_timeout(30 * SEC).unwrap().unwrap();
+        for j in blockers.into_iter().chain(more) {
+            j.join_timeout(30 * SEC).unwrap().unwrap();
+        }
+    });
+}

@@ -46,6 +46,11 @@ const QUIET_TICKS: u32 = 20;
 const TICK_MAX: Duration = Duration::from_millis(1);
 /// A job on a CPU this long is a hog (cmwq: 10 ms).
 const HOG_AFTER: Duration = Duration::from_millis(10);
+/// How often the monitor looks whether jobs it found blocked run again
+/// (the re-count pass), and how many per pool at most per pass: ~7 µs
+/// each (a fresh `/proc` open and read), so at most ~3 % of a CPU.
+const RECOUNT_EVERY: Duration = Duration::from_millis(1);
+const RECOUNT_MAX: usize = 4;
 /// Queued work that has not started for this long gets a thread anyway.
 const BACKSTOP: Duration = Duration::from_millis(100);
 
@@ -112,15 +117,27 @@ impl Probe {
     fn sample(&self, buf: &mut [u8]) -> Option<(u8, u64)> {
         use std::os::unix::fs::FileExt;
         let n = self.stat.read_at(buf, 0).ok()?;
-        let stat = buf.get(..n)?;
-        // "tid (comm) S ...": the name may hold spaces and parentheses.
-        let close = stat.iter().rposition(|&b| b == b')')?;
-        let state = *stat.get(close + 2)?;
+        let state = state_letter(buf.get(..n)?)?;
         let n = self.sched.read_at(buf, 0).ok()?;
         let sched = std::str::from_utf8(buf.get(..n)?).ok()?;
         let cpu = sched.split_ascii_whitespace().next()?.parse().ok()?;
         Some((state, cpu))
     }
+}
+
+/// Thread `tid`'s state letter, from a fresh read of its `stat` file.
+fn thread_state(tid: i32, buf: &mut [u8]) -> Option<u8> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(format!("/proc/self/task/{tid}/stat")).ok()?;
+    let n = f.read(buf).ok()?;
+    state_letter(buf.get(..n)?)
+}
+
+/// The state letter of a `stat` file: "tid (comm) S ...", where the name
+/// may hold spaces and parentheses.
+fn state_letter(stat: &[u8]) -> Option<u8> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat.get(close + 2).copied()
 }
 
 fn run() {
@@ -133,6 +150,9 @@ fn run() {
     let mut probes: HashMap<(usize, u64), Probe> = HashMap::new();
     // Per pool: its block rate, for the adaptive places.
     let mut adapt: HashMap<usize, Adapt> = HashMap::new();
+    // Per pool: the re-count pass's cursor (a worker number).
+    let mut recount_at: HashMap<usize, u64> = HashMap::new();
+    let mut last_recount = std::time::Instant::now();
     // When the last block outside the library's waits was found.
     let mut blocks_at: Option<std::time::Instant> = None;
     let mut buf = vec![0u8; 1024];
@@ -157,6 +177,7 @@ fn run() {
             // them from the blocks found since, over the whole gap. Only
             // the estimates of pools that are gone are dropped.
             adapt.retain(|key, _| pools.iter().any(|c| Arc::as_ptr(c) as usize == *key));
+            recount_at.retain(|key, _| pools.iter().any(|c| Arc::as_ptr(c) as usize == *key));
             tick = TICK_MIN;
             quiet = 0;
             // Announce the sleep first, then look again: a submit that
@@ -173,6 +194,10 @@ fn run() {
             continue;
         }
         let mut acted = false;
+        let recount_now = last_recount.elapsed() >= RECOUNT_EVERY;
+        if recount_now {
+            last_recount = std::time::Instant::now();
+        }
         let mut kept: HashMap<(usize, u64), Probe> = HashMap::new();
         let mut seen = HashMap::new();
         for core in &saturated {
@@ -233,6 +258,16 @@ fn run() {
                     }
                 }
                 seen.insert((key, no), Sample { job, asleep, cpu0 });
+            }
+            if recount_now {
+                let cursor = recount_at.entry(key).or_default();
+                for (no, tid, job) in core.recount_list(*cursor, RECOUNT_MAX) {
+                    *cursor = no;
+                    if thread_state(tid, &mut buf) == Some(b'R') && core.recount(no, job) {
+                        acted = true;
+                        tracing::debug!(job, "compensated pool job runs again: counted again");
+                    }
+                }
             }
             let places = rate.places(std::time::Instant::now());
             if places != rate.set {

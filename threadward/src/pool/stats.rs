@@ -51,6 +51,10 @@ pub struct PoolStats {
     /// Jobs the monitor found blocked outside the library's waits, or
     /// hogging a CPU, and stopped counting against the target.
     pub compensated: u64,
+    /// Of those, jobs found blocked that the monitor later saw running
+    /// again and counted again (cmwq's `wq_worker_running`): a job that
+    /// computes after a foreign block does not run uncounted for good.
+    pub recounted: u64,
     /// Stalls warned about: jobs waited for a thread at `max_threads`, with
     /// none free and none on its way, longer than the pool's stall
     /// threshold ([`PoolBuilder::stall_warning`](crate::PoolBuilder::stall_warning)).

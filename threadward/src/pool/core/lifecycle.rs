@@ -417,6 +417,7 @@ impl<J: QueuedJob> Core<J> {
             cancelled: c.cancelled,
             spawn_failures: c.spawn_failures,
             compensated: c.compensated_blocked + c.compensated_hogs,
+            recounted: c.recounted,
             stalls: c.stalls,
             refused: c.refused,
             overdue: c.overdue,

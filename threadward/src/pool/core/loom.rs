@@ -326,3 +326,26 @@ fn loom_adaptive_places_serve_the_queue() {
         finish(&c);
     });
 }
+
+/// The re-count (README.md: "The monitor") racing the job's end: the
+/// monitor finds the job blocked, then sees it running and counts it
+/// again, while it ends. `running` stays exact (the invariants at every
+/// unlock; `finish` checks it is back to 0), and only a job that was
+/// compensated is counted again.
+#[test]
+fn loom_recount_vs_job_end() {
+    loom::model(|| {
+        let c = managed(1, 1);
+        let c2 = c.clone();
+        let monitor = thread::spawn(move || {
+            let found = c2.compensate(0, 1, Verdict::Blocked);
+            (found, c2.recount(0, 1))
+        });
+        submit(&c, 1).expect("accepted");
+        assert!(c.wait_idle(None, None));
+        let (found, again) = monitor.join().unwrap();
+        assert!(found || !again, "counted again without being compensated");
+        assert_eq!(c.lock().counters.recounted, u64::from(again));
+        finish(&c);
+    });
+}

@@ -101,6 +101,54 @@ impl<J: QueuedJob> Core<J> {
             .collect()
     }
 
+    /// For the monitor's re-count pass (README.md: "The monitor"): up to
+    /// `max` jobs found blocked (compensated, not hogs) whose closure still
+    /// runs, from the worker after `cursor` on (wrapping), with their
+    /// thread ids.
+    pub(crate) fn recount_list(&self, cursor: u64, max: usize) -> Vec<(u64, i32, u64)> {
+        let st = self.lock();
+        let mut found: Vec<(u64, i32, u64)> = st
+            .workers
+            .iter()
+            .filter_map(|(no, w)| {
+                let c = w.current.as_ref()?;
+                if !(c.compensated && c.blocked_seen && c.blocked == 0) {
+                    return None;
+                }
+                let rec = w.rec.as_ref()?;
+                if rec.job() != Some(c.job) {
+                    return None;
+                }
+                Some((*no, *rec.tid.get()?, c.job))
+            })
+            .collect();
+        drop(st);
+        // From the cursor on, wrapping: every such job gets its turn.
+        found.sort_by_key(|&(no, _, _)| (no <= cursor, no));
+        found.truncate(max);
+        found
+    }
+
+    /// The monitor saw worker `me`'s compensated job `job` running again:
+    /// it counts against the target again (cmwq's `wq_worker_running`),
+    /// so a job that computes after its block does not run uncounted. A
+    /// job that ended, changed or is in a library wait is left alone.
+    pub(crate) fn recount(&self, me: u64, job: u64) -> bool {
+        let mut st = self.lock();
+        let live = st
+            .workers
+            .get(&me)
+            .and_then(|w| w.current.as_ref())
+            .is_some_and(|c| c.job == job && c.compensated && c.blocked_seen);
+        if !live {
+            return false;
+        }
+        Self::update_current(&mut st, me, |c| c.compensated = false);
+        st.counters.recounted += 1;
+        self.note_saturation(&st);
+        true
+    }
+
     /// Sets the adaptive places (README.md: "Adaptive places") to `n`,
     /// at most the target; more room is served at once.
     pub(crate) fn set_adaptive(&self, n: usize) {

@@ -340,6 +340,8 @@ pub(crate) struct Counters {
     pub(crate) compensated_blocked: u64,
     /// Jobs the monitor found hogging a CPU past the threshold.
     pub(crate) compensated_hogs: u64,
+    /// Compensated jobs the monitor saw running again and counted again.
+    pub(crate) recounted: u64,
     /// Stall episodes warned about: jobs waited for a thread at
     /// `max_threads`, with none free or on its way, for `stall_after`.
     pub(crate) stalls: u64,
