@@ -256,6 +256,38 @@ fn mix(n: usize, unlimited: bool, hinted: bool) -> (Option<f64>, Option<usize>) 
     (rate, Some(peak))
 }
 
+/// The same mixed workload on another system (tokio `spawn_blocking`,
+/// smol `blocking`), sized as its defaults are.
+fn mix_other(n: usize, kind: Kind) -> (Option<f64>, Option<usize>) {
+    let sys = kind.build(kind.cap().unwrap_or(512));
+    let done = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    for i in 0..n {
+        let d = done.clone();
+        let sleeper = i % 20 == 0;
+        sys.submit(Box::new(move || {
+            if sleeper {
+                thread::sleep(Duration::from_millis(10));
+            } else {
+                let end = Instant::now() + Duration::from_micros(1);
+                while Instant::now() < end {
+                    std::hint::spin_loop();
+                }
+            }
+            d.fetch_add(1, Ordering::Relaxed);
+        }));
+    }
+    let deadline = t0 + Duration::from_secs(60);
+    while done.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+        thread::sleep(Duration::from_micros(200));
+    }
+    let dt = t0.elapsed();
+    let ok = done.load(Ordering::Relaxed) == n;
+    let peak = sys.peak_threads();
+    sys.shutdown();
+    (ok.then(|| n as f64 / dt.as_secs_f64() / 1000.0), peak)
+}
+
 /// Runs scenario 8; `tick` after each step.
 pub fn run(quick: bool, mut tick: impl FnMut()) -> Managed {
     let samples = if quick { 200 } else { 1000 };
@@ -275,17 +307,25 @@ pub fn run(quick: bool, mut tick: impl FnMut()) -> Managed {
             }
         })
         .collect();
+    // The rows: threadward's three setups, then the peers (the report's
+    // targets read them by position).
     let mix = [
-        ("threadward default, unhinted", false, false),
-        ("threadward default, sleepers MayBlock", false, true),
-        ("threadward Concurrency::Unlimited", true, false),
+        ("threadward default, unhinted", Some((false, false))),
+        ("threadward default, sleepers MayBlock", Some((false, true))),
+        ("threadward Concurrency::Unlimited", Some((true, false))),
+        (Kind::Tokio.name(), None),
+        (Kind::Smol.name(), None),
     ]
     .into_iter()
-    .map(|(name, unlimited, hinted)| {
+    .map(|(name, tw)| {
         let mut rates = Vec::new();
         let mut peak = None;
         for _ in 0..mix_reps {
-            let (r, p) = mix(mix_n, unlimited, hinted);
+            let (r, p) = match tw {
+                Some((unlimited, hinted)) => mix(mix_n, unlimited, hinted),
+                None if name == Kind::Tokio.name() => mix_other(mix_n, Kind::Tokio),
+                None => mix_other(mix_n, Kind::Smol),
+            };
             rates.extend(r);
             peak = peak.max(p);
         }
@@ -301,4 +341,4 @@ pub fn run(quick: bool, mut tick: impl FnMut()) -> Managed {
 }
 
 /// Steps `run` reports through `tick`.
-pub const STEPS: usize = 1 + 3 + 3;
+pub const STEPS: usize = 1 + 3 + 5;

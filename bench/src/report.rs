@@ -695,6 +695,20 @@ impl Results {
                 false,
             ));
             managed_targets.push(Target::new(
+                "mixed, unhinted: tokio spawn_blocking / managed throughput (>= 2x)",
+                rate(3),
+                rate(0),
+                0.5,
+                false,
+            ));
+            managed_targets.push(Target::new(
+                "mixed, unhinted: smol blocking / managed throughput (>= 2x)",
+                rate(4),
+                rate(0),
+                0.5,
+                false,
+            ));
+            managed_targets.push(Target::new(
                 "mixed, hinted: Unlimited / managed throughput (>= 1.0x)",
                 rate(2),
                 rate(1),
