@@ -94,6 +94,12 @@ pub struct Snapshot {
     pub incidents: Vec<Incident>,
     /// Incidents since the process started (older ones are not kept).
     pub incidents_total: u64,
+    /// How the pool monitor sees jobs block outside the library's waits:
+    /// through context-switch records (`Some(true)`), through `/proc` looks
+    /// only (`Some(false)`: the kernel refused the records, or
+    /// `THREADWARD_SWITCH_RECORDS=off`), or not needed yet (`None`: no
+    /// concurrency-managed pool was saturated so far).
+    pub switch_records: Option<bool>,
 }
 
 impl fmt::Display for Snapshot {
@@ -308,6 +314,7 @@ pub fn snapshot() -> Snapshot {
         .collect();
     let (incidents, incidents_total) = crate::sync::incidents();
     Snapshot {
+        switch_records: crate::pool::switch_records_in_use(),
         threads,
         pools,
         incidents,

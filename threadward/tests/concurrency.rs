@@ -131,8 +131,16 @@ fn an_unhinted_foreign_block_is_compensated_by_the_monitor() {
         );
         let s = pool.stats();
         assert!(s.compensated >= 1, "{s:?}");
+        // The snapshot says how the block was seen; CI runs this file a
+        // second time with the records switched off (the `/proc` path).
+        let records = threadward::registry::snapshot().switch_records;
+        if std::env::var("THREADWARD_SWITCH_RECORDS").is_ok_and(|v| v == "off") {
+            assert_eq!(records, Some(false));
+        } else {
+            assert!(records.is_some(), "the monitor tried the records");
+        }
         println!(
-            "foreign block compensated; both jobs done in {:?}",
+            "foreign block compensated (switch records: {records:?}); both jobs done in {:?}",
             start.elapsed()
         );
     });

@@ -30,6 +30,7 @@ mod shutdown;
 #[cfg(all(test, shuttle))]
 mod shuttle_tests;
 mod stats;
+mod switches;
 mod worker;
 
 use std::fmt;
@@ -517,6 +518,11 @@ fn register(shared: &Arc<Shared>) {
     let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
     pools.retain(|w| w.strong_count() > 0);
     pools.push(Arc::downgrade(shared));
+}
+
+/// Whether the monitor uses context-switch records (for the snapshot).
+pub(crate) fn switch_records_in_use() -> Option<bool> {
+    switches::in_use()
 }
 
 /// A live pool as the registry sees it.

@@ -29,7 +29,11 @@ impl<J: QueuedJob> Core<J> {
             .get(&me)
             .and_then(|w| w.current.as_ref())
             .is_some_and(|c| {
-                c.job == job && c.watched() && !c.compensated && c.hint != JobHint::MayBlock
+                c.job == job
+                    && c.watched()
+                    && c.in_running()
+                    && !c.compensated
+                    && c.hint != JobHint::MayBlock
             });
         if !live {
             return false;
@@ -164,6 +168,28 @@ impl<J: QueuedJob> Core<J> {
             self.dispatch(&mut st, &mut wakes);
             self.wake(st, wakes);
         }
+    }
+
+    /// The pool's started workers and their thread ids.
+    pub(crate) fn worker_tids(&self) -> Vec<(u64, i32)> {
+        self.lock()
+            .workers
+            .iter()
+            .filter_map(|(no, w)| Some((*no, *w.rec.as_ref()?.tid.get()?)))
+            .collect()
+    }
+
+    /// Worker `me`'s job and its age, if it counts as running, may be
+    /// compensated, and its closure runs (for a switch record: is the
+    /// worker asleep in such a job's user code?).
+    pub(crate) fn watched_job(&self, me: u64) -> Option<(u64, Duration)> {
+        let st = self.lock();
+        let w = st.workers.get(&me)?;
+        let c = w.current.as_ref()?;
+        if !(c.in_running() && c.watched()) || w.rec.as_ref()?.job() != Some(c.job) {
+            return None;
+        }
+        Some((c.job, c.started.elapsed()))
     }
 
     /// The liveness backstop: work has waited for room too long, so allow
