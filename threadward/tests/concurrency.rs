@@ -423,3 +423,48 @@ fn a_compensated_job_that_computes_again_is_counted_again() {
         }
     });
 }
+
+/// Adaptive places: while foreign blocks keep coming the pool keeps extra
+/// running places, and once they stop the places go back to 0, also when
+/// the pool is no longer saturated (stale places would let jobs start
+/// beyond the target).
+#[test]
+fn adaptive_places_rise_with_foreign_blocks_and_decay_after() {
+    bounded(60 * SEC, || {
+        let pool = Pool::builder()
+            .name("cm-adapt")
+            .concurrency(Concurrency::Limit(2))
+            .max_threads(512)
+            .learn_hints(false)
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        let mut i = 0u64;
+        let mut most = 0;
+        while most == 0 && start.elapsed() < 30 * SEC {
+            while pool.stats().queued < 16 {
+                let sleeper = i % 10 == 0;
+                i += 1;
+                pool.execute(move |_| {
+                    if sleeper {
+                        std::thread::sleep(Duration::from_millis(2));
+                    } else {
+                        let end = Instant::now() + Duration::from_micros(20);
+                        while Instant::now() < end {
+                            std::hint::spin_loop();
+                        }
+                    }
+                })
+                .unwrap();
+            }
+            most = most.max(pool.stats().adaptive_places);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert!(most > 0, "no adaptive place in 30 s of foreign blocks");
+        assert!(most <= 2, "at most the target: {most}");
+        pool.wait_idle();
+        eventually(30 * SEC, "the places decayed", || {
+            pool.stats().adaptive_places == 0
+        });
+    });
+}

@@ -11,8 +11,9 @@
 //! small `/proc` files per running job per tick: a few µs.) Each tick it reads, for every worker whose job
 //! counts as running, the thread's scheduler state (`/proc/self/task/TID/stat`)
 //! and its time on a CPU (`.../schedstat`). Asleep (`S` or `D`) at two
-//! ticks in a row, or at one after the job ran for two ticks: the job is
-//! blocked and compensated at once. Runnable
+//! ticks in a row, or at one after the job ran for a tick: the job is
+//! blocked and compensated at once. Where the kernel allows, context-switch
+//! records (`switches.rs`) tell it sooner. Runnable
 //! for longer than `HOG_AFTER` *and* on a CPU for most of it: a CPU hog,
 //! compensated within a bound (cmwq's `wq_cpu_intensive_thresh_us`).
 //! Runnable but mostly waiting for a CPU: left alone. (The on-CPU time
@@ -41,6 +42,9 @@ const TICK_MIN: Duration = Duration::from_micros(100);
 /// cost it a good part of a CPU.
 const TICK_FAST: Duration = Duration::from_micros(50);
 const FAST_FOR: Duration = Duration::from_millis(20);
+/// The monitor's nap while a pool that is no longer saturated keeps
+/// adaptive places (they decay over ~50 ms).
+const DECAY_TICK: Duration = Duration::from_millis(5);
 /// How long after a found block the monitor waits on switch records.
 const RECORDS_FOR: Duration = Duration::from_millis(500);
 /// Ticks at `TICK_MIN` that find nothing before the monitor backs off
@@ -159,6 +163,7 @@ fn run() {
     // Context-switch records, tried at the first saturation.
     let mut switches: Option<Switches> = None;
     let mut tried = false;
+    let mut was_recording = false;
     // When the last block outside the library's waits was found.
     let mut blocks_at: Option<std::time::Instant> = None;
     let mut buf = vec![0u8; 1024];
@@ -189,13 +194,24 @@ fn run() {
                     .collect();
                 sw.retain(|k| live.contains(k));
             }
-            // The adaptive places stay while the monitor sleeps (a queue
-            // that drained for a moment is no end of the blocks): they
-            // bind only a saturated pool, and its next look recomputes
-            // them from the blocks found since, over the whole gap. Only
-            // the estimates of pools that are gone are dropped.
+            // The adaptive places outlive a queue that drained for a
+            // moment (no end of the blocks), but not the blocks: while a
+            // pool keeps some, the monitor naps instead of sleeping and
+            // lets them decay with the block rate (a pool that is not
+            // saturated would otherwise start jobs in stale places).
             adapt.retain(|key, _| pools.iter().any(|c| Arc::as_ptr(c) as usize == *key));
             recount_at.retain(|key, _| pools.iter().any(|c| Arc::as_ptr(c) as usize == *key));
+            let now = std::time::Instant::now();
+            let mut decaying = false;
+            for c in &pools {
+                if let Some(a) = adapt.get_mut(&(Arc::as_ptr(c) as usize)) {
+                    if a.set > 0 {
+                        a.set = a.places(now);
+                        c.set_adaptive(a.set);
+                        decaying |= a.set > 0;
+                    }
+                }
+            }
             tick = TICK_MIN;
             quiet = 0;
             // Announce the sleep first, then look again: a submit that
@@ -208,7 +224,12 @@ fn run() {
             }
             drop(saturated);
             drop(pools);
-            super::service::idle(&me, || svc.bell.sleep());
+            if decaying {
+                super::service::idle(&me, || svc.bell.nap(DECAY_TICK));
+                svc.bell.cancel();
+            } else {
+                super::service::idle(&me, || svc.bell.sleep());
+            }
             continue;
         }
         if !tried {
@@ -304,11 +325,11 @@ fn run() {
                     }
                 }
             }
-            let places = rate.places(std::time::Instant::now());
-            if places != rate.set {
-                rate.set = places;
-                core.set_adaptive(places);
-            }
+            // Set every tick (one lock): the pool's own count is what is
+            // compared, not a cache (a new pool may reuse a gone one's
+            // address).
+            rate.set = rate.places(std::time::Instant::now());
+            core.set_adaptive(rate.set);
             if core.since_last_start() >= BACKSTOP {
                 core.backstop();
                 acted = true;
@@ -354,6 +375,14 @@ fn run() {
         // (a pool saturated by CPU-only jobs cost the monitor 38 % of a
         // CPU that way, against 2 % with naps).
         let recording = blocks_at.is_some_and(|t| t.elapsed() < RECORDS_FOR);
+        if let Some(sw) = switches.as_mut() {
+            // Records written while nobody read them are stale (and a full
+            // ring drops the newest): a window starts from a clean slate.
+            if recording && !was_recording {
+                sw.forget_records();
+            }
+        }
+        was_recording = recording;
         match switches.as_mut().filter(|s| recording && !s.is_empty()) {
             // Until the tick ends, act on every record that says a watched
             // worker went to sleep.
@@ -364,11 +393,16 @@ fn run() {
                     if left.is_zero() {
                         break;
                     }
-                    for (key, no) in sw.wait(left) {
+                    for ((key, no), tid) in sw.wait(left) {
                         let Some(core) = pools.iter().find(|c| Arc::as_ptr(c) as usize == key)
                         else {
                             continue;
                         };
+                        // A brief wait (a lock, malloc) is over by now:
+                        // only a thread still asleep is compensated.
+                        if !matches!(thread_state(tid, &mut buf), Some(b'S' | b'D')) {
+                            continue;
+                        }
                         let Some((job, age)) = core.watched_job(no) else {
                             continue;
                         };

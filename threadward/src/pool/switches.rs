@@ -32,8 +32,13 @@ use rustix::event::epoll;
 /// ~516 KiB per CPU.
 pub(crate) const MAX_ARMED: usize = 64;
 
+/// `PERF_RECORD_LOST`: the ring was full, records were dropped.
+const RECORD_LOST: u32 = 2;
 /// `PERF_RECORD_SWITCH`.
 const RECORD_SWITCH: u32 = 14;
+/// After a refused arming (the locked-memory budget is shared with other
+/// processes, or no fd is left), no new arming for this long.
+const ARM_BACKOFF: Duration = Duration::from_millis(100);
 /// `PERF_RECORD_MISC_SWITCH_OUT`.
 const MISC_OUT: u16 = 0x2000;
 /// `PERF_RECORD_MISC_SWITCH_OUT_PREEMPT`.
@@ -81,6 +86,8 @@ pub(crate) struct Switches {
     /// Epoll tokens to workers.
     tokens: HashMap<u64, WorkerKey>,
     next_token: u64,
+    /// When an arming last failed.
+    failed_at: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Switches {
@@ -131,6 +138,7 @@ impl Switches {
             armed: HashMap::new(),
             tokens: HashMap::new(),
             next_token: 0,
+            failed_at: None,
         };
         let me = rustix::thread::gettid().as_raw_nonzero().get();
         s.arm((0, u64::MAX), me)
@@ -146,9 +154,19 @@ impl Switches {
             return Ok(true);
         }
         self.disarm(&key);
-        if self.armed.len() >= MAX_ARMED {
+        if self.armed.len() >= MAX_ARMED
+            || self.failed_at.is_some_and(|t| t.elapsed() < ARM_BACKOFF)
+        {
             return Ok(false);
         }
+        let armed = self.arm_new(key, tid);
+        if armed.is_err() {
+            self.failed_at = Some(std::time::Instant::now());
+        }
+        armed
+    }
+
+    fn arm_new(&mut self, key: WorkerKey, tid: i32) -> std::io::Result<bool> {
         let mut sampler = Builder::new(Software::DUMMY)
             .observe_pid(tid)
             .any_cpu()
@@ -205,10 +223,20 @@ impl Switches {
         self.armed.is_empty()
     }
 
-    /// Waits up to `timeout` for records, and returns the workers whose
-    /// latest record says they went to sleep (not preempted) and have
-    /// not run since.
-    pub(crate) fn wait(&mut self, timeout: Duration) -> Vec<WorkerKey> {
+    /// Drops the records written so far and what they said: records
+    /// nobody read for a while are stale.
+    pub(crate) fn forget_records(&mut self) {
+        for a in self.armed.values_mut() {
+            while a.sampler.next_record().is_some() {}
+            a.asleep = false;
+        }
+    }
+
+    /// Waits up to `timeout` for records, and returns the workers (with
+    /// their thread ids) whose latest record says they went to sleep (not
+    /// preempted) and have not run since. Where the timer or the wait
+    /// fails, it sleeps out `timeout` instead and returns none.
+    pub(crate) fn wait(&mut self, timeout: Duration) -> Vec<(WorkerKey, i32)> {
         let mut events = Vec::with_capacity(MAX_ARMED + 1);
         let zero = rustix::time::Timespec {
             tv_sec: 0,
@@ -227,37 +255,53 @@ impl Switches {
             rustix::time::TimerfdTimerFlags::empty(),
             &at,
         );
-        // Without the timer, do not block: the caller naps instead.
-        let limit = armed.is_err().then_some(&zero);
-        if epoll::wait(
-            &self.epoll,
-            rustix::buffer::spare_capacity(&mut events),
-            limit,
-        )
-        .is_err()
+        if armed.is_err()
+            || epoll::wait(
+                &self.epoll,
+                rustix::buffer::spare_capacity(&mut events),
+                None,
+            )
+            .is_err()
         {
-            return Vec::new(); // interrupted: the caller looks again
+            // No spinning on a failing call: the tick is slept out.
+            std::thread::sleep(timeout);
+            return Vec::new();
         }
         // Clear the timer's expiry count (if it fired).
         let mut count = [0u8; 8];
         let _ = rustix::io::read(&self.timer, &mut count);
         let mut asleep = Vec::new();
+        let mut gone = Vec::new();
         for ev in &events {
-            let Some(key) = self.tokens.get(&ev.data.u64()).copied() else {
+            let data = ev.data;
+            let Some(key) = self.tokens.get(&data.u64()).copied() else {
                 continue;
             };
             let Some(a) = self.armed.get_mut(&key) else {
                 continue;
             };
             while let Some(r) = a.sampler.next_record() {
-                if r.ty() == RECORD_SWITCH {
-                    let misc = r.misc();
-                    a.asleep = misc & MISC_OUT != 0 && misc & MISC_PREEMPT == 0;
+                match r.ty() {
+                    RECORD_SWITCH => {
+                        let misc = r.misc();
+                        a.asleep = misc & MISC_OUT != 0 && misc & MISC_PREEMPT == 0;
+                    }
+                    // Dropped records: what the thread does now is unknown.
+                    RECORD_LOST => a.asleep = false,
+                    _ => {}
                 }
             }
             if a.asleep {
-                asleep.push(key);
+                asleep.push((key, a.tid));
             }
+            // The thread exited: its event reports hang-up for ever.
+            let flags = ev.flags;
+            if flags.intersects(epoll::EventFlags::HUP | epoll::EventFlags::ERR) {
+                gone.push(key);
+            }
+        }
+        for k in gone {
+            self.disarm(&k);
         }
         asleep
     }
@@ -271,7 +315,7 @@ mod tests {
     /// is forgotten. Skipped (with a note) where the kernel refuses the
     /// records.
     #[test]
-    fn a_sleeping_thread_is_reported_and_a_spinning_one_is_not() {
+    fn a_sleeping_thread_is_reported() {
         let mut s = match Switches::try_open() {
             Ok(s) => s,
             Err(why) => {
@@ -303,7 +347,10 @@ mod tests {
         go_tx.send(true).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            if s.wait(Duration::from_millis(10)).contains(&(1, 1)) {
+            if s.wait(Duration::from_millis(10))
+                .iter()
+                .any(|(k, _)| *k == (1, 1))
+            {
                 break;
             }
             assert!(

@@ -82,7 +82,10 @@ impl RunProbe {
                     Err(_) => return None,
                 }
             }
-            parse_switches(std::str::from_utf8(&buf[..n]).ok()?)
+            if n == buf.len() {
+                return None; // cut short: the line may be cut too
+            }
+            parse_switches(&buf[..n])
         }
     }
 
@@ -102,13 +105,15 @@ impl RunProbe {
     }
 }
 
-/// The `voluntary_ctxt_switches` line of a status file.
-fn parse_switches(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
-        .trim()
-        .parse()
-        .ok()
+/// The `voluntary_ctxt_switches` line of a status file (bytes: a thread
+/// name need not be UTF-8). Only a whole line counts.
+fn parse_switches(text: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"voluntary_ctxt_switches:";
+    let line = text
+        .split_inclusive(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(KEY))?;
+    let digits = line.strip_suffix(b"\n")?.trim_ascii();
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// A job's kind: its id (a hash of its closure's type or of the key its
@@ -274,9 +279,11 @@ mod tests {
     /// The probe tells a sleep from computing.
     #[test]
     fn the_run_probe_tells_sleep_from_work() {
-        let status = "Name:\tx\nvoluntary_ctxt_switches:\t7\nnonvoluntary_ctxt_switches:\t9\n";
+        let status = b"Name:\t\xffx\nvoluntary_ctxt_switches:\t7\nnonvoluntary_ctxt_switches:\t9\n";
         assert_eq!(parse_switches(status), Some(7));
-        assert_eq!(parse_switches("nonvoluntary_ctxt_switches:\t9\n"), None);
+        assert_eq!(parse_switches(b"nonvoluntary_ctxt_switches:\t9\n"), None);
+        // A line cut by the buffer's end does not count.
+        assert_eq!(parse_switches(b"voluntary_ctxt_switches:\t12"), None);
         let p = RunProbe::start().expect("status readable");
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(p.end(), Probed::Blocked(true));

@@ -58,6 +58,7 @@ impl<J: QueuedJob> Core<J> {
         Self::update_current(&mut st, me, |c| {
             c.compensated = true;
             c.blocked_seen |= !hog;
+            c.hog = hog;
             kind = c.kind;
         });
         // A block is learned the moment it is seen (README.md: "Learned
@@ -116,7 +117,7 @@ impl<J: QueuedJob> Core<J> {
             .iter()
             .filter_map(|(no, w)| {
                 let c = w.current.as_ref()?;
-                if !(c.compensated && c.blocked_seen && c.blocked == 0) {
+                if !(c.compensated && !c.hog && c.blocked == 0) {
                     return None;
                 }
                 let rec = w.rec.as_ref()?;
@@ -143,7 +144,7 @@ impl<J: QueuedJob> Core<J> {
             .workers
             .get(&me)
             .and_then(|w| w.current.as_ref())
-            .is_some_and(|c| c.job == job && c.compensated && c.blocked_seen);
+            .is_some_and(|c| c.job == job && c.compensated && !c.hog && c.blocked == 0);
         if !live {
             return false;
         }

@@ -193,6 +193,8 @@ pub(crate) struct Current {
     pub(crate) learned: bool,
     /// The monitor found it blocked (its kind's run blocked).
     pub(crate) blocked_seen: bool,
+    /// Its compensation now is for hogging a CPU (never re-counted).
+    pub(crate) hog: bool,
 }
 
 impl Current {

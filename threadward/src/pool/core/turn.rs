@@ -228,6 +228,7 @@ impl<J: QueuedJob> Core<J> {
             },
             learned,
             blocked_seen: false,
+            hog: false,
         });
         self.note_saturation(st);
         Some(job)
