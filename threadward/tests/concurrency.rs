@@ -176,6 +176,8 @@ fn cpu_bound_jobs_never_raise_the_thread_count_beyond_the_hog_bound() {
         // 2 running + at most 2 compensated hogs + the spare + one being
         // created as the spare was used.
         assert!(s.peak <= 2 * 2 + 2, "{s:?}");
+        // CPU-bound jobs are never found blocked: no adaptive place.
+        assert_eq!(s.adaptive_places, 0, "{s:?}");
         drop(pool);
 
         let pool = Pool::builder()
