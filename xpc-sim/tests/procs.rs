@@ -11,11 +11,12 @@ use common::{json_report, partition_processes, run_exe_pid, sockets_of, EXE};
 
 /// Small settings, processes mode. The callbacks block in the library's
 /// wait: this file tests kills and restarts, and its eight runs go side by
-/// side (40 processes on the development machine's 2 CPUs), where foreign
+/// side (40 processes on the development machine's 2 CPUs). With foreign
 /// blocks, which each process's pool monitor must find (more of its CPU),
-/// once starved a partition's heartbeat past the 150 ms staleness bound in
-/// CI: a partition declared dead before its kill. `tests/cli.rs` runs the
-/// default (foreign) callbacks in processes mode.
+/// one CI run listed a killed partition dead with no detection record: it
+/// was most likely declared dead before its kill, its heartbeat starved
+/// past the 150 ms staleness bound. `tests/cli.rs` runs the default
+/// (foreign) callbacks in processes mode.
 const BASE: &[&str] = &[
     "--callback",
     "library",
