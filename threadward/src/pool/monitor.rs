@@ -359,6 +359,8 @@ fn run() {
             }
             sw.retain(|k| armed.contains(k));
         }
+        let saturated_keys: std::collections::HashSet<usize> =
+            saturated.iter().map(|c| Arc::as_ptr(*c) as usize).collect();
         drop(saturated);
         let fast = blocks_at.is_some_and(|t| t.elapsed() < FAST_FOR);
         if acted || fast {
@@ -394,6 +396,11 @@ fn run() {
                         break;
                     }
                     for ((key, no), tid) in sw.wait(left) {
+                        // Only saturated pools are watched, on this path as
+                        // on the `/proc` one.
+                        if !saturated_keys.contains(&key) {
+                            continue;
+                        }
                         let Some(core) = pools.iter().find(|c| Arc::as_ptr(c) as usize == key)
                         else {
                             continue;
@@ -403,7 +410,7 @@ fn run() {
                         if !matches!(thread_state(tid, &mut buf), Some(b'S' | b'D')) {
                             continue;
                         }
-                        let Some((job, age)) = core.watched_job(no) else {
+                        let Some((job, age)) = core.watched_job(no, tid) else {
                             continue;
                         };
                         if core.compensate(no, job, Verdict::Blocked) {

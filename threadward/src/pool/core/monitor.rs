@@ -180,14 +180,19 @@ impl<J: QueuedJob> Core<J> {
             .collect()
     }
 
-    /// Worker `me`'s job and its age, if it counts as running, may be
-    /// compensated, and its closure runs (for a switch record: is the
-    /// worker asleep in such a job's user code?).
-    pub(crate) fn watched_job(&self, me: u64) -> Option<(u64, Duration)> {
+    /// Worker `me`'s job and its age, if the worker is thread `tid`, its
+    /// job counts as running and may be compensated, and its closure runs
+    /// (for a switch record of `tid`: is it asleep in such a job's user
+    /// code?).
+    pub(crate) fn watched_job(&self, me: u64, tid: i32) -> Option<(u64, Duration)> {
         let st = self.lock();
         let w = st.workers.get(&me)?;
         let c = w.current.as_ref()?;
-        if !(c.in_running() && c.watched()) || w.rec.as_ref()?.job() != Some(c.job) {
+        let rec = w.rec.as_ref()?;
+        if !(c.in_running() && c.watched())
+            || rec.job() != Some(c.job)
+            || rec.tid.get() != Some(&tid)
+        {
             return None;
         }
         Some((c.job, c.started.elapsed()))
