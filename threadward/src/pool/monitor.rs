@@ -147,6 +147,11 @@ fn state_letter(stat: &[u8]) -> Option<u8> {
     stat.get(close + 2).copied()
 }
 
+/// A watched pool's key in the monitor's maps: its core's address.
+fn key_of(core: &Arc<Core<Task>>) -> usize {
+    Arc::as_ptr(core) as usize
+}
+
 fn run() {
     let svc = service();
     let guard = svc.guard();
@@ -188,7 +193,7 @@ fn run() {
                 let live: std::collections::HashSet<WorkerKey> = pools
                     .iter()
                     .flat_map(|c| {
-                        let key = Arc::as_ptr(c) as usize;
+                        let key = key_of(c);
                         c.worker_tids().into_iter().map(move |(no, _)| (key, no))
                     })
                     .collect();
@@ -199,12 +204,12 @@ fn run() {
             // pool keeps some, the monitor naps instead of sleeping and
             // lets them decay with the block rate (a pool that is not
             // saturated would otherwise start jobs in stale places).
-            adapt.retain(|key, _| pools.iter().any(|c| Arc::as_ptr(c) as usize == *key));
-            recount_at.retain(|key, _| pools.iter().any(|c| Arc::as_ptr(c) as usize == *key));
+            adapt.retain(|key, _| pools.iter().any(|c| key_of(c) == *key));
+            recount_at.retain(|key, _| pools.iter().any(|c| key_of(c) == *key));
             let now = std::time::Instant::now();
             let mut decaying = false;
             for c in &pools {
-                if let Some(a) = adapt.get_mut(&(Arc::as_ptr(c) as usize)) {
+                if let Some(a) = adapt.get_mut(&(key_of(c))) {
                     if a.set > 0 {
                         a.set = a.places(now);
                         c.set_adaptive(a.set);
@@ -254,7 +259,7 @@ fn run() {
         let mut kept: HashMap<(usize, u64), Probe> = HashMap::new();
         let mut seen = HashMap::new();
         for core in &saturated {
-            let key = Arc::as_ptr(core) as usize;
+            let key = key_of(core);
             let rate = adapt.entry(key).or_default();
             for (no, tid, job, age) in core.watch_list(Duration::ZERO) {
                 if age < tick.min(TICK_MIN) {
@@ -346,7 +351,7 @@ fn run() {
             // its first instant, before any look (arming costs tens of
             // µs: never per job).
             for core in &saturated {
-                let key = Arc::as_ptr(core) as usize;
+                let key = key_of(core);
                 for (no, tid) in core.worker_tids() {
                     if matches!(sw.arm((key, no), tid), Ok(true)) {
                         armed.insert((key, no));
@@ -354,13 +359,13 @@ fn run() {
                 }
             }
             for core in &pools {
-                let key = Arc::as_ptr(core) as usize;
+                let key = key_of(core);
                 armed.extend(core.worker_tids().into_iter().map(|(no, _)| (key, no)));
             }
             sw.retain(|k| armed.contains(k));
         }
         let saturated_keys: std::collections::HashSet<usize> =
-            saturated.iter().map(|c| Arc::as_ptr(*c) as usize).collect();
+            saturated.iter().map(|c| key_of(c)).collect();
         drop(saturated);
         let fast = blocks_at.is_some_and(|t| t.elapsed() < FAST_FOR);
         if acted || fast {
@@ -401,8 +406,7 @@ fn run() {
                         if !saturated_keys.contains(&key) {
                             continue;
                         }
-                        let Some(core) = pools.iter().find(|c| Arc::as_ptr(c) as usize == key)
-                        else {
+                        let Some(core) = pools.iter().find(|c| key_of(c) == key) else {
                             continue;
                         };
                         // A brief wait (a lock, malloc) is over by now:

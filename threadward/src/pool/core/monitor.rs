@@ -92,16 +92,9 @@ impl<J: QueuedJob> Core<J> {
         st.workers
             .iter()
             .filter_map(|(no, w)| {
-                let c = w.current.as_ref()?;
-                if !(c.in_running() && c.watched()) || c.started.elapsed() < min_age {
-                    return None;
-                }
-                let rec = w.rec.as_ref()?;
-                if rec.job() != Some(c.job) {
-                    return None;
-                }
-                let tid = *rec.tid.get()?;
-                Some((*no, tid, c.job, c.started.elapsed()))
+                let (c, tid) = w.in_closure()?;
+                let age = c.started.elapsed();
+                (c.in_running() && c.watched() && age >= min_age).then_some((*no, tid, c.job, age))
             })
             .collect()
     }
@@ -116,15 +109,8 @@ impl<J: QueuedJob> Core<J> {
             .workers
             .iter()
             .filter_map(|(no, w)| {
-                let c = w.current.as_ref()?;
-                if !(c.compensated && !c.hog && c.blocked == 0) {
-                    return None;
-                }
-                let rec = w.rec.as_ref()?;
-                if rec.job() != Some(c.job) {
-                    return None;
-                }
-                Some((*no, *rec.tid.get()?, c.job))
+                let (c, tid) = w.in_closure()?;
+                (c.compensated && !c.hog && c.blocked == 0).then_some((*no, tid, c.job))
             })
             .collect();
         drop(st);
@@ -186,16 +172,8 @@ impl<J: QueuedJob> Core<J> {
     /// code?).
     pub(crate) fn watched_job(&self, me: u64, tid: i32) -> Option<(u64, Duration)> {
         let st = self.lock();
-        let w = st.workers.get(&me)?;
-        let c = w.current.as_ref()?;
-        let rec = w.rec.as_ref()?;
-        if !(c.in_running() && c.watched())
-            || rec.job() != Some(c.job)
-            || rec.tid.get() != Some(&tid)
-        {
-            return None;
-        }
-        Some((c.job, c.started.elapsed()))
+        let (c, t) = st.workers.get(&me)?.in_closure()?;
+        (t == tid && c.in_running() && c.watched()).then(|| (c.job, c.started.elapsed()))
     }
 
     /// The liveness backstop: work has waited for room too long, so allow

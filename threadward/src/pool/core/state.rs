@@ -329,6 +329,20 @@ pub(crate) struct WorkerSlot {
     pub(crate) after_park: bool,
 }
 
+impl WorkerSlot {
+    /// The worker's job and thread id while the job's closure runs (the
+    /// worker's record names the job): only then is the worker in user
+    /// code, where a sleep is the job's own (README.md: "The monitor").
+    pub(crate) fn in_closure(&self) -> Option<(&Current, i32)> {
+        let c = self.current.as_ref()?;
+        let rec = self.rec.as_ref()?;
+        if rec.job() != Some(c.job) {
+            return None;
+        }
+        Some((c, *rec.tid.get()?))
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Counters {
     pub(crate) submitted: u64,
