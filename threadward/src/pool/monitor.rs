@@ -364,8 +364,6 @@ fn run() {
             }
             sw.retain(|k| armed.contains(k));
         }
-        let saturated_keys: std::collections::HashSet<usize> =
-            saturated.iter().map(|c| key_of(c)).collect();
         drop(saturated);
         let fast = blocks_at.is_some_and(|t| t.elapsed() < FAST_FOR);
         if acted || fast {
@@ -401,11 +399,6 @@ fn run() {
                         break;
                     }
                     for ((key, no), tid) in sw.wait(left) {
-                        // Only saturated pools are watched, on this path as
-                        // on the `/proc` one.
-                        if !saturated_keys.contains(&key) {
-                            continue;
-                        }
                         let Some(core) = pools.iter().find(|c| key_of(c) == key) else {
                             continue;
                         };

@@ -166,12 +166,16 @@ impl<J: QueuedJob> Core<J> {
             .collect()
     }
 
-    /// Worker `me`'s job and its age, if the worker is thread `tid`, its
-    /// job counts as running and may be compensated, and its closure runs
-    /// (for a switch record of `tid`: is it asleep in such a job's user
-    /// code?).
+    /// Worker `me`'s job and its age, if the pool is saturated now (work
+    /// waits for room), the worker is thread `tid`, its job counts as
+    /// running and may be compensated, and its closure runs (for a switch
+    /// record of `tid`: is it asleep in such a job's user code, and does
+    /// anyone need its place?).
     pub(crate) fn watched_job(&self, me: u64, tid: i32) -> Option<(u64, Duration)> {
         let st = self.lock();
+        if !self.saturated(&st) {
+            return None;
+        }
         let (c, t) = st.workers.get(&me)?.in_closure()?;
         (t == tid && c.in_running() && c.watched()).then(|| (c.job, c.started.elapsed()))
     }
