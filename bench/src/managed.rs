@@ -216,6 +216,22 @@ fn block_replacement(how: Block, reps: usize) -> Latency {
     Latency::from_ns(&out)
 }
 
+/// One job of the mixed workload: a sleeper blocks 10 ms in
+/// `std::thread::sleep`, the rest spin ~1 µs; each counts into `done`.
+fn mixed_job(sleeper: bool, done: Arc<AtomicUsize>) -> impl FnOnce() + Send + 'static {
+    move || {
+        if sleeper {
+            thread::sleep(Duration::from_millis(10));
+        } else {
+            let end = Instant::now() + Duration::from_micros(1);
+            while Instant::now() < end {
+                std::hint::spin_loop();
+            }
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The mixed workload on one pool setup: `n` jobs from one submitter.
 fn mix(n: usize, unlimited: bool, hinted: bool) -> (Option<f64>, Option<usize>) {
     let mut b = Pool::builder().name("tw-mix").max_threads(4096);
@@ -233,20 +249,8 @@ fn mix(n: usize, unlimited: bool, hinted: bool) -> (Option<f64>, Option<usize>) 
         } else {
             JobHint::Auto
         };
-        drop(
-            pool.spawn_hinted(hint, move |_| {
-                if sleeper {
-                    thread::sleep(Duration::from_millis(10));
-                } else {
-                    let end = Instant::now() + Duration::from_micros(1);
-                    while Instant::now() < end {
-                        std::hint::spin_loop();
-                    }
-                }
-                d.fetch_add(1, Ordering::Relaxed);
-            })
-            .expect("spawn"),
-        );
+        let job = mixed_job(sleeper, d);
+        drop(pool.spawn_hinted(hint, move |_| job()).expect("spawn"));
     }
     let ok = pool.wait_idle_timeout(Duration::from_secs(60));
     let dt = t0.elapsed();
@@ -265,17 +269,7 @@ fn mix_other(n: usize, kind: Kind) -> (Option<f64>, Option<usize>) {
     for i in 0..n {
         let d = done.clone();
         let sleeper = i % 20 == 0;
-        sys.submit(Box::new(move || {
-            if sleeper {
-                thread::sleep(Duration::from_millis(10));
-            } else {
-                let end = Instant::now() + Duration::from_micros(1);
-                while Instant::now() < end {
-                    std::hint::spin_loop();
-                }
-            }
-            d.fetch_add(1, Ordering::Relaxed);
-        }));
+        sys.submit(Box::new(mixed_job(sleeper, d)));
     }
     let deadline = t0 + Duration::from_secs(60);
     while done.load(Ordering::Relaxed) < n && Instant::now() < deadline {
