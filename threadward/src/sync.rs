@@ -6,25 +6,74 @@
 //! `RUSTFLAGS="--cfg shuttle"` runs it under shuttle's random schedules.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(loom)]
 pub(crate) use loom::thread;
 
 #[cfg(shuttle)]
-pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub(crate) use shuttle::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 #[cfg(shuttle)]
 pub(crate) use shuttle::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(shuttle)]
 pub(crate) use shuttle::thread;
 
 #[cfg(not(any(loom, shuttle)))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 #[cfg(not(any(loom, shuttle)))]
 pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(not(any(loom, shuttle)))]
 pub(crate) use std::thread;
+
+/// A multi-producer queue that takes pushes without a lock: the pool's
+/// inbox (pool README: "Submit without the pool lock").
+/// crossbeam-deque's `Injector` in the shipped build; under loom and
+/// shuttle a `Mutex<VecDeque>` they can see (the `Injector`'s own atomics
+/// are plain std ones, invisible to the checkers), so the models run the
+/// pool's protocol around it on the same code.
+pub(crate) struct Inbox<T> {
+    #[cfg(not(any(loom, shuttle)))]
+    q: crossbeam_deque::Injector<T>,
+    #[cfg(any(loom, shuttle))]
+    q: Mutex<std::collections::VecDeque<T>>,
+}
+
+impl<T> Inbox<T> {
+    pub(crate) fn new() -> Inbox<T> {
+        Inbox {
+            q: Default::default(),
+        }
+    }
+
+    pub(crate) fn push(&self, t: T) {
+        #[cfg(not(any(loom, shuttle)))]
+        self.q.push(t);
+        #[cfg(any(loom, shuttle))]
+        lock(&self.q).push_back(t);
+    }
+
+    /// The oldest item, if any.
+    pub(crate) fn pop(&self) -> Option<T> {
+        #[cfg(not(any(loom, shuttle)))]
+        loop {
+            match self.q.steal() {
+                crossbeam_deque::Steal::Success(t) => return Some(t),
+                crossbeam_deque::Steal::Empty => return None,
+                crossbeam_deque::Steal::Retry => std::hint::spin_loop(),
+            }
+        }
+        #[cfg(any(loom, shuttle))]
+        lock(&self.q).pop_front()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        #[cfg(not(any(loom, shuttle)))]
+        return self.q.is_empty();
+        #[cfg(any(loom, shuttle))]
+        lock(&self.q).is_empty()
+    }
+}
 
 /// Text of a panic payload (`&str` or `String`), or a placeholder.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -333,6 +333,9 @@ impl QueuedJob for Task {
     fn id(&self) -> u64 {
         (**self).id()
     }
+    fn refuse(self) {
+        self.abort(JobError::ShutDown);
+    }
     fn stopper(&self) -> Option<Weak<dyn HasStop>> {
         Some(self.clone().stopper())
     }

@@ -6,7 +6,7 @@ use super::state::{Class, JobHint, Queue, State, Ticket};
 use super::{Core, Locked, QueuedJob, Wakes};
 use std::sync::Arc;
 
-use crate::sync::{Condvar, Ordering};
+use crate::sync::{fence, Condvar, Ordering};
 
 /// Why `submit` did not queue a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +164,18 @@ impl<J: QueuedJob> Core<J> {
     /// checked, and a thread reserved, in the same critical section as the
     /// push (README: "Dispatch").
     pub(crate) fn submit(&self, job: J) -> Result<Submitted, (J, Refusal)> {
+        if job.hint() != JobHint::MayBlock && self.fast.load(Ordering::Relaxed) {
+            // Somebody takes the lock soon: the job waits in the inbox
+            // until then (README.md: "Submit without the pool lock").
+            self.inbox.push(job);
+            fence(Ordering::SeqCst);
+            if !self.fast.load(Ordering::Relaxed) {
+                // The gate shut meanwhile, and its unlocker may not have
+                // seen this push: take the lock, which moves the inbox in.
+                drop(self.lock());
+            }
+            return Ok(Submitted::Queued);
+        }
         let mut reaped = false;
         loop {
             let mut st = self.lock();
@@ -272,6 +284,22 @@ impl<J: QueuedJob> Core<J> {
         let mut st = self.lock();
         std::mem::take(&mut st.refusal_unreported)
             .then(|| (st.threads, st.queued(), st.counters.refused))
+    }
+
+    /// Whether a counted job may be submitted without the lock now
+    /// (README.md: "Submit without the pool lock"): only where the lock
+    /// would just queue it — an unbounded queue, nothing learned to
+    /// block, the pool accepting — and only while somebody is sure to take
+    /// the lock soon and serve it: the pool is saturated (a running job's
+    /// end or block, or the monitor, takes the lock next), or a worker
+    /// spins (it polls the inbox, then locks).
+    pub(crate) fn fast_ok(&self, st: &State<J>) -> bool {
+        self.cfg.target.is_some()
+            && self.cfg.wait_bound().is_none()
+            && !st.shutdown
+            && !st.closing
+            && !(self.cfg.learn && st.learned.learned > 0)
+            && (st.spinning > 0 || self.saturated(st))
     }
 
     /// Whether work waits for room under the target (the monitor watches

@@ -17,7 +17,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use crate::stop::HasStop;
-use crate::sync::{self, AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard};
+use crate::sync::{self, AtomicBool, AtomicUsize, Condvar, Inbox, Mutex, MutexGuard, Ordering};
 
 mod adapt;
 mod dispatch;
@@ -61,6 +61,15 @@ pub(crate) trait QueuedJob: Send {
     /// The kind's name for the snapshot (a closure's type name).
     fn kind_name(&self) -> &'static str {
         "?"
+    }
+    /// The job will never run: its submit raced a shutdown or a close
+    /// through the inbox (README.md: "Submit without the pool lock"). It
+    /// ends `ShutDown`; called with the pool lock released (a job's
+    /// closure is user code).
+    fn refuse(self)
+    where
+        Self: Sized,
+    {
     }
 }
 
@@ -113,6 +122,15 @@ pub(crate) struct Core<J: QueuedJob> {
     /// Jobs queued, as last written under the lock: what spinning workers
     /// poll without the lock.
     queued_hint: AtomicUsize,
+    /// Counted jobs submitted without the lock, not yet in `State::queue`
+    /// (README.md: "Submit without the pool lock"): every acquisition of
+    /// the lock moves them into the state first.
+    inbox: Inbox<J>,
+    /// Whether a submit may leave its job in `inbox` without the lock:
+    /// published at every unlock (`Locked::publish`); true only while
+    /// somebody is sure to take the lock soon (the pool is saturated, or
+    /// a worker spins).
+    fast: AtomicBool,
     manager_cv: Condvar,
     done_cv: Condvar,
     pub(crate) cfg: Config,
@@ -123,6 +141,12 @@ pub(crate) struct Core<J: QueuedJob> {
 pub(crate) struct Locked<'a, J: QueuedJob> {
     core: &'a Core<J>,
     g: Option<MutexGuard<'a, State<J>>>,
+    /// Wake-ups owed for jobs taken from the inbox, issued after the
+    /// unlock.
+    owed: Wakes,
+    /// Inbox jobs that met a shut-down or closing pool: refused after the
+    /// unlock.
+    refused: Vec<J>,
 }
 
 impl<J: QueuedJob> Deref for Locked<'_, J> {
@@ -140,49 +164,152 @@ impl<J: QueuedJob> DerefMut for Locked<'_, J> {
 
 impl<J: QueuedJob> Drop for Locked<'_, J> {
     fn drop(&mut self) {
-        if let Some(g) = &self.g {
-            if cfg!(any(debug_assertions, loom, shuttle)) && !std::thread::panicking() {
-                self.core.check(g);
-            }
+        if self.g.is_none() {
+            return;
+        }
+        if std::thread::panicking() {
+            self.g = None;
+            return;
+        }
+        self.publish();
+        let g = self.g.take().expect("held");
+        if cfg!(any(debug_assertions, loom, shuttle)) {
+            self.core.check(&g);
+        }
+        let done = !self.refused.is_empty() && g.done_waiters > 0;
+        drop(g);
+        self.core.issue(std::mem::take(&mut self.owed), done);
+        for job in self.refused.drain(..) {
+            job.refuse();
         }
     }
 }
 
 impl<'a, J: QueuedJob> Locked<'a, J> {
-    /// Waits on `cv` (an unlock: the invariants are checked first).
-    pub(crate) fn wait(mut self, cv: &Condvar) -> Self {
-        let g = self.g.take().expect("held");
-        self.core.check(&g);
-        self.g = Some(sync::wait(cv, g));
-        self
+    /// Moves the inbox's jobs into the state (README.md: "Submit without
+    /// the pool lock"): each is counted submitted and queued in its class,
+    /// or, if the pool shuts down or closes, counted cancelled and refused
+    /// after the unlock; then whoever can run them is claimed.
+    fn take_inbox(&mut self) {
+        let core = self.core;
+        let st = self.g.as_mut().expect("held");
+        let mut queued = false;
+        while let Some(job) = core.inbox.pop() {
+            st.counters.submitted += 1;
+            if st.shutdown || st.closing {
+                st.counters.cancelled += 1;
+                self.refused.push(job);
+                continue;
+            }
+            match core.class_of(st, &job) {
+                state::Class::Urgent => st.urgent.push(job),
+                state::Class::Counted => st.queue.push(job),
+            }
+            queued = true;
+        }
+        if queued {
+            st.refusing = false;
+            core.dispatch(st, &mut self.owed);
+        }
+    }
+
+    /// Publishes, before an unlock, whether a submit may skip the lock.
+    /// When it may not, a submit that read the old "may" and pushed is
+    /// caught here or catches this: each side writes, fences (`SeqCst`),
+    /// then reads the other's write (the submit: its push, then `fast`;
+    /// here: `fast`, then the inbox), so at least one of them sees the
+    /// other and the job is taken under a lock (README.md: "Submit
+    /// without the pool lock").
+    fn publish(&mut self) {
+        loop {
+            let fast = self.core.fast_ok(self);
+            if self.core.fast.load(Ordering::Relaxed) != fast {
+                self.core.fast.store(fast, Ordering::SeqCst);
+            }
+            if fast {
+                return;
+            }
+            sync::fence(Ordering::SeqCst);
+            if self.core.inbox.is_empty() {
+                return;
+            }
+            self.take_inbox();
+        }
+    }
+
+    /// Before a wait: publishes, and if wake-ups or refusals are owed,
+    /// issues them with the lock released and takes it back instead of
+    /// waiting (the caller treats that as a spurious wake-up).
+    fn before_wait(self) -> Result<Self, Self> {
+        let mut me = self;
+        me.publish();
+        if me.owed.is_empty() && me.refused.is_empty() {
+            return Ok(me);
+        }
+        let core = me.core;
+        drop(me);
+        Err(core.lock())
+    }
+
+    /// Waits on `cv` (an unlock: the invariants are checked first). May
+    /// return without a notification (a spurious wake-up).
+    pub(crate) fn wait(self, cv: &Condvar) -> Self {
+        let mut me = match self.before_wait() {
+            Ok(me) => me,
+            Err(relocked) => return relocked,
+        };
+        let g = me.g.take().expect("held");
+        me.core.check(&g);
+        me.g = Some(sync::wait(cv, g));
+        me.take_inbox();
+        me
     }
 
     /// Waits on `cv` for at most `dur` (an unlock: the invariants are
     /// checked first); whether it timed out.
     #[cfg(all(test, shuttle))]
-    pub(crate) fn wait_timeout(mut self, cv: &Condvar, dur: std::time::Duration) -> (Self, bool) {
-        let g = self.g.take().expect("held");
-        self.core.check(&g);
-        let (g, timed_out) = sync::wait_timeout(&self.core.st, cv, g, dur);
-        self.g = Some(g);
-        (self, timed_out)
+    pub(crate) fn wait_timeout(self, cv: &Condvar, dur: std::time::Duration) -> (Self, bool) {
+        let mut me = match self.before_wait() {
+            Ok(me) => me,
+            Err(relocked) => return (relocked, false),
+        };
+        let g = me.g.take().expect("held");
+        me.core.check(&g);
+        let (g, timed_out) = sync::wait_timeout(&me.core.st, cv, g, dur);
+        me.g = Some(g);
+        me.take_inbox();
+        (me, timed_out)
     }
 
-    /// Waits on `done_cv` until `done` holds or `deadline` passes.
+    /// Waits on `done_cv` until `done` holds or `deadline` passes. (Jobs
+    /// submitted through the inbox meanwhile are taken by the next
+    /// `lock`: this waiter changes nothing, so the gate it published
+    /// stands.)
     fn wait_done(
-        mut self,
+        self,
         deadline: Option<std::time::Instant>,
         mut done: impl FnMut(&State<J>) -> bool,
     ) -> (Self, bool) {
-        let core = self.core;
-        let g = self.g.take().expect("held");
+        let mut me = self;
+        loop {
+            match me.before_wait() {
+                Ok(m) => {
+                    me = m;
+                    break;
+                }
+                Err(relocked) => me = relocked,
+            }
+        }
+        let core = me.core;
+        let g = me.g.take().expect("held");
         core.check(&g);
         let (g, ok) = sync::wait_until(&core.st, &core.done_cv, g, deadline, |st| {
             core.check(st);
             done(st)
         });
-        self.g = Some(g);
-        (self, ok)
+        me.g = Some(g);
+        me.take_inbox();
+        (me, ok)
     }
 }
 
@@ -200,6 +327,10 @@ pub(crate) struct Wakes {
 }
 
 impl Wakes {
+    fn is_empty(&self) -> bool {
+        self.workers.is_empty() && !self.manager && !self.done
+    }
+
     /// Only the `wait_until` callers.
     pub(crate) fn done() -> Wakes {
         Wakes {
@@ -218,6 +349,8 @@ impl<J: QueuedJob> Core<J> {
             st: Mutex::new(State::new()),
             saturation: AtomicBool::new(false),
             queued_hint: AtomicUsize::new(0),
+            inbox: Inbox::new(),
+            fast: AtomicBool::new(false),
             manager_cv: Condvar::new(),
             done_cv: Condvar::new(),
             cfg,
@@ -230,11 +363,17 @@ impl<J: QueuedJob> Core<J> {
         Core::with_notifier(cfg, None)
     }
 
+    /// Takes the pool lock; the inbox's jobs are moved into the state
+    /// first, so every critical section sees every accepted job.
     pub(crate) fn lock(&self) -> Locked<'_, J> {
-        Locked {
+        let mut l = Locked {
             core: self,
             g: Some(sync::lock(&self.st)),
-        }
+            owed: Wakes::default(),
+            refused: Vec::new(),
+        };
+        l.take_inbox();
+        l
     }
 
     fn check(&self, st: &State<J>) {
@@ -249,6 +388,12 @@ impl<J: QueuedJob> Core<J> {
     pub(crate) fn wake(&self, st: Locked<'_, J>, wakes: Wakes) {
         let done = wakes.done && st.done_waiters > 0;
         drop(st);
+        self.issue(wakes, done);
+    }
+
+    /// Issues `wakes` (the lock released); `done`: the `wait_until`
+    /// callers too.
+    fn issue(&self, wakes: Wakes, done: bool) {
         for cv in wakes.workers {
             cv.notify_one();
         }

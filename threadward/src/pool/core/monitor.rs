@@ -24,9 +24,12 @@ impl<J: QueuedJob> Core<J> {
     pub(crate) fn compensate(&self, me: u64, job: u64, verdict: Verdict) -> bool {
         let hog = verdict == Verdict::Hog;
         let mut st = self.lock();
+        // The closure must still run: a worker found asleep may be one
+        // that left it and waits for this lock to report.
         let live = st
             .workers
             .get(&me)
+            .filter(|w| w.closure_runs(job))
             .and_then(|w| w.current.as_ref())
             .is_some_and(|c| {
                 c.job == job

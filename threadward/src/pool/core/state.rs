@@ -341,6 +341,17 @@ impl WorkerSlot {
         }
         Some((c, *rec.tid.get()?))
     }
+
+    /// Whether job `job`'s closure may still run on this worker: its
+    /// record names the job (the models' workers have no record: their
+    /// current job counts). A worker that left the closure and waits for
+    /// the pool lock to report is asleep, but not in the job's code.
+    pub(crate) fn closure_runs(&self, job: u64) -> bool {
+        match &self.rec {
+            Some(rec) => rec.job() == Some(job),
+            None => true,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]

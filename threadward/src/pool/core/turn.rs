@@ -333,7 +333,7 @@ impl<J: QueuedJob> Core<J> {
     fn spin(&self) {
         #[cfg(not(any(loom, shuttle)))]
         for i in 0..SPIN_ROUNDS {
-            if self.queued_hint.load(Ordering::Relaxed) > 0 {
+            if self.queued_hint.load(Ordering::Relaxed) > 0 || !self.inbox.is_empty() {
                 return;
             }
             if i < SPIN_ROUNDS - YIELD_ROUNDS {
