@@ -32,7 +32,8 @@ fn round(n: usize, subs: usize, submit: &(dyn Fn(Box<dyn FnOnce() + Send>) + Syn
             t0.elapsed() < Duration::from_secs(60),
             "jobs did not finish"
         );
-        std::thread::yield_now();
+        // As the bench waits: asleep, not competing for the CPUs.
+        std::thread::sleep(Duration::from_micros(100));
     }
     (per * subs) as f64 / t0.elapsed().as_secs_f64()
 }
@@ -45,10 +46,12 @@ fn main() {
     // A fourth argument `tw` leaves threadpool out (for a profile).
     let both = args.next().as_deref() != Some("tw");
     let ncpu = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let pool = threadward::Pool::builder()
-        .name("tiny")
-        .build()
-        .expect("pool");
+    let limit: Option<usize> = std::env::var("TW_LIMIT").ok().map(|v| v.parse().unwrap());
+    let mut b = threadward::Pool::builder().name("tiny");
+    if let Some(l) = limit {
+        b = b.concurrency(threadward::Concurrency::Limit(l));
+    }
+    let pool = b.build().expect("pool");
     let fixed = std::sync::Mutex::new(threadpool::ThreadPool::new(ncpu));
     for _ in 0..reps {
         // The boxed closure is the bench's; both systems get the same one.

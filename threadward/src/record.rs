@@ -291,6 +291,16 @@ impl ThreadRecord {
         self.state.store(s.encode(), Relaxed);
     }
 
+    /// Sets `Running` unless the thread is in it already (a pool worker
+    /// starting its next job in a run of jobs): its `since` stays the
+    /// start of the run, and no clock is read.
+    pub(crate) fn set_running(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.state.load(Relaxed) != ThreadState::Running.encode() {
+            self.set_state(ThreadState::Running);
+        }
+    }
+
     pub(crate) fn state(&self) -> (ThreadState, Duration) {
         use std::sync::atomic::Ordering::Relaxed;
         let mut s = ThreadState::decode(self.state.load(Relaxed));

@@ -9,7 +9,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::core::{Core, JobHint, Outcome, QueueMark, QueuedJob, Report};
-use crate::record::{ThreadRecord, ThreadState};
+use crate::record::ThreadRecord;
 use crate::stop::{HasStop, LazyStop};
 use crate::sync::panic_message;
 use crate::sync::{self, Condvar, Mutex, MutexGuard};
@@ -405,7 +405,7 @@ where
             return;
         };
         rec.set_job(job.id);
-        rec.set_state(ThreadState::Running);
+        rec.set_running();
         let stop: Arc<dyn HasStop> = self.clone();
         let cx = Context::with_hook(rec.clone(), stop, hook.cloned());
         let out = catch_unwind(AssertUnwindSafe(move || f(&cx)));

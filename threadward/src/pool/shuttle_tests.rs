@@ -110,10 +110,20 @@ fn scenario(min_idle: usize, max_threads: usize, drain_first: bool, target: Opti
     assert!(core.wait_members(None, None));
     core.settle_exits(None);
     let ran = ran.lock().unwrap().clone();
+    // Accepted into the inbox, then refused by the shutdown's side.
+    let refused: Vec<u64> = jobs
+        .iter()
+        .filter(|j| j.1.is_refused())
+        .map(|j| j.0)
+        .collect();
+    if drain_first {
+        assert!(refused.is_empty());
+    }
     let mut all: Vec<u64> = ran
         .iter()
         .chain(&removed)
         .chain(&drained)
+        .chain(&refused)
         .copied()
         .collect();
     all.sort_unstable();
@@ -121,7 +131,7 @@ fn scenario(min_idle: usize, max_threads: usize, drain_first: bool, target: Opti
     want.sort_unstable();
     assert_eq!(
         all, want,
-        "ran {ran:?} removed {removed:?} drained {drained:?}"
+        "ran {ran:?} removed {removed:?} drained {drained:?} refused {refused:?}"
     );
     let unique: BTreeSet<_> = all.iter().collect();
     assert_eq!(unique.len(), all.len(), "a job ended twice");

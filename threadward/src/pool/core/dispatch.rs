@@ -167,7 +167,7 @@ impl<J: QueuedJob> Core<J> {
         if job.hint() != JobHint::MayBlock && self.fast.load(Ordering::Relaxed) {
             // Somebody takes the lock soon: the job waits in the inbox
             // until then (README.md: "Submit without the pool lock").
-            self.inbox.push(job);
+            self.inbox.push(job, |j| j.mark().enter_counted());
             fence(Ordering::SeqCst);
             if !self.fast.load(Ordering::Relaxed) {
                 // The gate shut meanwhile, and its unlocker may not have
@@ -343,7 +343,9 @@ impl<J: QueuedJob> Core<J> {
     /// The caller has dropped its closure already.
     pub(crate) fn remove_queued(&self, mark: &QueueMark) -> bool {
         let mut st = self.lock();
-        let killed = st.queue.kill(mark) || st.urgent.kill(mark);
+        // Every job its submitter marked is in a queue while the kill runs
+        // (`lock` skips an inbox that merely looked empty).
+        let killed = st.take_inbox_then(|st| st.queue.kill(mark) || st.urgent.kill(mark));
         if !killed {
             return false;
         }

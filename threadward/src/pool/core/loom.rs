@@ -349,3 +349,55 @@ fn loom_recount_vs_job_end() {
         finish(&c);
     });
 }
+
+/// Submit without the pool lock (README.md: "Submit without the pool
+/// lock"): target 1, one worker. Job 1 runs, job 2 waits, so the pool is
+/// saturated and the gate lets job 3's submit leave it in the inbox,
+/// racing the worker that finishes both jobs and parks (its unlock shuts
+/// the gate). The submit's push-fence-read against the unlocker's
+/// write-fence-read means one of them takes job 3 under the lock; if
+/// neither did, it would wait in the inbox for ever and loom would report
+/// the deadlock.
+#[test]
+fn loom_inbox_submit_vs_worker_parking() {
+    loom::model(|| {
+        let c = managed(1, 1);
+        spare(&c, None);
+        submit(&c, 1).expect("accepted");
+        submit(&c, 2).expect("accepted");
+        let c2 = c.clone();
+        let s = thread::spawn(move || c2.submit(model_job(3)).map_err(|(_, r)| r));
+        // Waiting before the join: this thread's own locks must not be
+        // what moves job 3 in.
+        assert!(c.wait_until(None, None, |st| st.counters.completed == 3));
+        s.join().unwrap().expect("accepted");
+        finish(&c);
+    });
+}
+
+/// The same submit racing a shutdown: a job left in the inbox after the
+/// shutdown took the queue is refused (counted cancelled), never lost and
+/// never run.
+#[test]
+fn loom_inbox_submit_vs_shutdown() {
+    loom::model(|| {
+        let c = managed(1, 1);
+        spare(&c, None);
+        submit(&c, 1).expect("accepted");
+        submit(&c, 2).expect("accepted");
+        let c2 = c.clone();
+        let s = thread::spawn(move || c2.submit(model_job(3)).map_err(|(_, r)| r));
+        finish(&c);
+        let r = s.join().unwrap();
+        let st = c.lock();
+        let c = st.counters;
+        assert_eq!(
+            c.submitted,
+            c.completed + c.cancelled,
+            "{r:?}: a job was lost"
+        );
+        if r.is_ok() {
+            assert_eq!(c.submitted, 3, "an accepted job was not counted");
+        }
+    });
+}

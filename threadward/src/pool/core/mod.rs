@@ -190,27 +190,32 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
     /// the pool lock"): each is counted submitted and queued in its class,
     /// or, if the pool shuts down or closes, counted cancelled and refused
     /// after the unlock; then whoever can run them is claimed.
-    fn take_inbox(&mut self) {
+    pub(crate) fn take_inbox(&mut self) {
+        if !self.core.inbox.is_empty() {
+            self.take_inbox_then(|_| ());
+        }
+    }
+
+    /// [`take_inbox`](Self::take_inbox), locking the inbox even if it
+    /// looks empty, and runs `then` on the state before the inbox's lock
+    /// is released: no submit marks a job meanwhile. A cancel's kill runs
+    /// there (README.md: "Cancelling a queued job"): a job marked waiting
+    /// is then surely in a queue, not in the inbox.
+    pub(crate) fn take_inbox_then<R>(&mut self, then: impl FnOnce(&mut State<J>) -> R) -> R {
         let core = self.core;
         let st = self.g.as_mut().expect("held");
-        let mut queued = false;
-        while let Some(job) = core.inbox.pop() {
-            st.counters.submitted += 1;
-            if st.shutdown || st.closing {
-                st.counters.cancelled += 1;
-                self.refused.push(job);
-                continue;
-            }
-            match core.class_of(st, &job) {
-                state::Class::Urgent => st.urgent.push(job),
-                state::Class::Counted => st.queue.push(job),
-            }
-            queued = true;
-        }
+        let refused = &mut self.refused;
+        let mut batch = std::mem::take(&mut st.inbox_buf);
+        let (queued, r) = core.inbox.take_all_then(&mut batch, |batch| {
+            let queued = core.place(st, batch, refused);
+            (queued, then(st))
+        });
+        st.inbox_buf = batch;
         if queued {
             st.refusing = false;
             core.dispatch(st, &mut self.owed);
         }
+        r
     }
 
     /// Publishes, before an unlock, whether a submit may skip the lock.
@@ -374,6 +379,33 @@ impl<J: QueuedJob> Core<J> {
         };
         l.take_inbox();
         l
+    }
+
+    /// Places the jobs of `batch` (taken from the inbox) in the state, as
+    /// [`Locked::take_inbox`] says; whether any was queued.
+    fn place(&self, st: &mut State<J>, batch: &mut Vec<J>, refused: &mut Vec<J>) -> bool {
+        let mut queued = false;
+        for job in batch.drain(..) {
+            st.counters.submitted += 1;
+            if st.shutdown || st.closing {
+                st.counters.cancelled += 1;
+                job.mark().refuse();
+                refused.push(job);
+                continue;
+            }
+            queued = true;
+            // Only counted jobs come through the inbox (marked so by their
+            // submitters); one of a kind learned meanwhile goes to
+            // `urgent` (README.md: "Learned hints").
+            if self.cfg.learn && st.learned.learned > 0 {
+                if let state::Class::Urgent = self.class_of(st, &job) {
+                    st.urgent.push(job);
+                    continue;
+                }
+            }
+            st.queue.push_marked(job);
+        }
+        queued
     }
 
     fn check(&self, st: &State<J>) {

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use super::QueuedJob;
 
 /// Where a job is with respect to its pool's queue. Changed and read only
-/// under the pool lock, so `Relaxed` suffices (the lock orders them).
+/// under the pool lock, or by a submit into the inbox under the inbox's
+/// lock, which a cancel's kill holds as well; so `Relaxed` suffices (the
+/// locks order them).
 #[derive(Debug, Default)]
 pub(crate) struct QueueMark(AtomicU8);
 
@@ -22,7 +24,29 @@ const OUT: u8 = 0;
 pub(crate) const COUNTED: u8 = 1;
 pub(crate) const URGENT: u8 = 3;
 
+/// Refused from the inbox (its submit raced a shutdown or a close).
+const REFUSED: u8 = 5;
+
 impl QueueMark {
+    /// Marks a job for the counted queue before it goes to the inbox (its
+    /// submitter has its memory at hand; the lock holder that moves it
+    /// into the queue does not touch it).
+    pub(crate) fn enter_counted(&self) {
+        self.0.store(COUNTED, Ordering::Relaxed);
+    }
+
+    /// The job was refused from the inbox (README.md: "Submit without the
+    /// pool lock").
+    pub(crate) fn refuse(&self) {
+        self.0.store(REFUSED, Ordering::Relaxed);
+    }
+
+    /// Whether the job was refused from the inbox (the models' record).
+    #[cfg(all(test, any(loom, shuttle)))]
+    pub(crate) fn is_refused(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == REFUSED
+    }
+
     /// Leaves the queue tagged `tag`; whether the job was dead there.
     fn leave(&self, tag: u8) -> bool {
         self.0.swap(OUT, Ordering::Relaxed) == tag + 1
@@ -67,6 +91,13 @@ impl<J> JobQueue<J> {
 impl<J: QueuedJob> JobQueue<J> {
     pub(crate) fn push(&mut self, job: J) {
         job.mark().0.store(self.tag, Ordering::Relaxed);
+        self.jobs.push_back(job);
+    }
+
+    /// Pushes a job whose submitter marked it for this queue already
+    /// ([`QueueMark::enter_counted`]): the job's memory is not touched
+    /// here, under the pool lock.
+    pub(crate) fn push_marked(&mut self, job: J) {
         self.jobs.push_back(job);
     }
 

@@ -456,6 +456,9 @@ pub(crate) struct State<J> {
     pub(crate) watchdog_at: Option<Instant>,
     /// Learned hints: which kinds of job block.
     pub(crate) learned: super::learn::Learned,
+    /// The inbox's buffer between swaps (README.md: "Submit without the
+    /// pool lock"): empty outside `take_inbox`; its capacity is reused.
+    pub(crate) inbox_buf: Vec<J>,
 }
 
 impl<J> State<J> {
@@ -491,6 +494,7 @@ impl<J> State<J> {
             refusal_unreported: false,
             watchdog_at: None,
             learned: super::learn::Learned::default(),
+            inbox_buf: Vec::new(),
         }
     }
 
