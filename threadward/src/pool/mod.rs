@@ -403,7 +403,15 @@ impl Pool {
     fn enqueue(&self, task: Task, id: u64) -> Result<(), SpawnError> {
         let pool = &self.shared.pool;
         let refused = match pool.core.submit(task) {
-            Ok(Submitted::Queued) => None,
+            // A submit through the inbox reports `Queued`; a lock holder
+            // that moved it in may have left the pool saturated: the
+            // monitor is poked as for `Waiting` (one load when not).
+            Ok(Submitted::Queued) => {
+                if pool.core.take_saturation() {
+                    monitor::poke();
+                }
+                None
+            }
             Ok(Submitted::Waiting) => {
                 pool.core.take_saturation();
                 monitor::poke();

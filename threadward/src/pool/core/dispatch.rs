@@ -171,8 +171,9 @@ impl<J: QueuedJob> Core<J> {
             fence(Ordering::SeqCst);
             if !self.fast.load(Ordering::Relaxed) {
                 // The gate shut meanwhile, and its unlocker may not have
-                // seen this push: take the lock, which moves the inbox in.
-                drop(self.lock());
+                // seen this push: take the lock, which moves the inbox in
+                // (and ends here the jobs a shutdown or close refused).
+                drop(self.lock_refusing());
             }
             return Ok(Submitted::Queued);
         }

@@ -265,7 +265,7 @@ impl<J: QueuedJob> Core<J> {
     /// Starts a shutdown: refuses submissions, takes the queue, and returns
     /// the taken jobs and the stop sources of running jobs.
     pub(crate) fn begin_shutdown(&self) -> (Vec<J>, Vec<StopSource>) {
-        let mut st = self.lock();
+        let mut st = self.lock_refusing();
         st.shutdown = true;
         let mut jobs: Vec<J> = st.urgent.drain().collect();
         jobs.extend(st.queue.drain());
@@ -282,7 +282,7 @@ impl<J: QueuedJob> Core<J> {
 
     /// Stops accepting; queued jobs still run, then workers exit.
     pub(crate) fn begin_close(&self) {
-        let mut st = self.lock();
+        let mut st = self.lock_refusing();
         st.closing = true;
         let wakes = Self::wake_all_parked(&st);
         self.wake(st, wakes);
@@ -332,8 +332,12 @@ impl<J: QueuedJob> Core<J> {
     pub(crate) fn wait_idle(&self, deadline: Option<Instant>, me: Option<u64>) -> bool {
         let inside = usize::from(me.is_some());
         let max = self.cfg.max_threads;
+        // (The inbox too: the waiter's re-checks hold the lock without
+        // moving it in.)
         self.wait_until(deadline, me, |st| {
-            st.busy <= inside && (st.queued() == 0 || (inside == 1 && st.threads >= max))
+            st.busy <= inside
+                && ((st.queued() == 0 && self.inbox.is_empty())
+                    || (inside == 1 && st.threads >= max))
         })
     }
 

@@ -377,7 +377,8 @@ fn loom_inbox_submit_vs_worker_parking() {
 
 /// The same submit racing a shutdown: a job left in the inbox after the
 /// shutdown took the queue is refused (counted cancelled), never lost and
-/// never run.
+/// never run, and ended by the submit itself or by the shutdown (the two
+/// holders that refuse), never left for a worker or a service thread.
 #[test]
 fn loom_inbox_submit_vs_shutdown() {
     loom::model(|| {
@@ -390,6 +391,9 @@ fn loom_inbox_submit_vs_shutdown() {
         finish(&c);
         let r = s.join().unwrap();
         let st = c.lock();
+        // Ended by the submit or the shutdown, whichever saw the other:
+        // none waits for a holder that refuses.
+        assert!(st.refused.is_empty(), "a refused job was left unended");
         let c = st.counters;
         assert_eq!(
             c.submitted,
@@ -399,5 +403,33 @@ fn loom_inbox_submit_vs_shutdown() {
         if r.is_ok() {
             assert_eq!(c.submitted, 3, "an accepted job was not counted");
         }
+    });
+}
+
+/// The smallest race of a refused inbox job: the gate is open (a spinner
+/// is pretended, so no worker runs), a submit pushes while a shutdown
+/// begins and another holder (the monitor's look) takes the lock. The job
+/// must end at the submit or at the shutdown, the two holders that
+/// refuse: a refused job left in `State::refused` after both returned
+/// would wait for ever for its `ShutDown` (its handle's `join` would
+/// hang).
+#[test]
+fn loom_refused_inbox_job_is_ended_by_submit_or_shutdown() {
+    loom::model(|| {
+        let c = managed(1, 1);
+        c.lock().spinning = 1; // the gate opens at this unlock
+        let c2 = c.clone();
+        let s = thread::spawn(move || c2.submit(model_job(3)).map_err(|(_, r)| r));
+        let c3 = c.clone();
+        let look = thread::spawn(move || drop(c3.lock()));
+        let (taken, _) = c.begin_shutdown();
+        let r = s.join().unwrap();
+        look.join().unwrap();
+        let mut st = c.lock();
+        assert!(st.refused.is_empty(), "a refused job was left unended");
+        st.spinning = 0;
+        let n = st.counters;
+        assert_eq!(n.submitted, n.cancelled, "{r:?} {}", taken.len());
+        assert_eq!(n.submitted, u64::from(r.is_ok()));
     });
 }

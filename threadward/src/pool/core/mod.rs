@@ -131,6 +131,9 @@ pub(crate) struct Core<J: QueuedJob> {
     /// somebody is sure to take the lock soon (the pool is saturated, or
     /// a worker spins).
     fast: AtomicBool,
+    /// Whether the gate can ever open (a target and an unbounded queue):
+    /// if not, unlocks publish nothing.
+    gated: bool,
     manager_cv: Condvar,
     done_cv: Condvar,
     pub(crate) cfg: Config,
@@ -144,9 +147,14 @@ pub(crate) struct Locked<'a, J: QueuedJob> {
     /// Wake-ups owed for jobs taken from the inbox, issued after the
     /// unlock.
     owed: Wakes,
-    /// Inbox jobs that met a shut-down or closing pool: refused after the
-    /// unlock.
-    refused: Vec<J>,
+    /// This holder ends the inbox jobs that met a shut-down or closing
+    /// pool (`State::refused`): a submit that found the gate shut after
+    /// its push, or the shutdown or close itself. Other holders (a worker,
+    /// the monitor, the manager) leave them: their closures' drops are
+    /// user code, which runs on the threads that raced.
+    refuses: bool,
+    /// The refused jobs this holder took: ended after the unlock.
+    to_end: Vec<J>,
 }
 
 impl<J: QueuedJob> Deref for Locked<'_, J> {
@@ -167,19 +175,18 @@ impl<J: QueuedJob> Drop for Locked<'_, J> {
         if self.g.is_none() {
             return;
         }
-        if std::thread::panicking() {
-            self.g = None;
-            return;
-        }
+        // Also while unwinding (a job guard's cancel): only the checks are
+        // skipped, so no owed wake-up or refusal is lost.
         self.publish();
+        self.collect_refused();
         let g = self.g.take().expect("held");
-        if cfg!(any(debug_assertions, loom, shuttle)) {
+        if cfg!(any(debug_assertions, loom, shuttle)) && !std::thread::panicking() {
             self.core.check(&g);
         }
-        let done = !self.refused.is_empty() && g.done_waiters > 0;
+        let done = !self.to_end.is_empty() && g.done_waiters > 0;
         drop(g);
         self.core.issue(std::mem::take(&mut self.owed), done);
-        for job in self.refused.drain(..) {
+        for job in self.to_end.drain(..) {
             job.refuse();
         }
     }
@@ -204,10 +211,9 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
     pub(crate) fn take_inbox_then<R>(&mut self, then: impl FnOnce(&mut State<J>) -> R) -> R {
         let core = self.core;
         let st = self.g.as_mut().expect("held");
-        let refused = &mut self.refused;
         let mut batch = std::mem::take(&mut st.inbox_buf);
         let (queued, r) = core.inbox.take_all_then(&mut batch, |batch| {
-            let queued = core.place(st, batch, refused);
+            let queued = core.place(st, batch);
             (queued, then(st))
         });
         st.inbox_buf = batch;
@@ -218,6 +224,15 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
         r
     }
 
+    /// A holder that refuses takes the refused inbox jobs, to end them
+    /// after the unlock.
+    fn collect_refused(&mut self) {
+        if self.refuses {
+            let st = self.g.as_mut().expect("held");
+            self.to_end.append(&mut st.refused);
+        }
+    }
+
     /// Publishes, before an unlock, whether a submit may skip the lock.
     /// When it may not, a submit that read the old "may" and pushed is
     /// caught here or catches this: each side writes, fences (`SeqCst`),
@@ -226,6 +241,9 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
     /// other and the job is taken under a lock (README.md: "Submit
     /// without the pool lock").
     fn publish(&mut self) {
+        if !self.core.gated {
+            return; // the gate never opens: nothing reaches the inbox
+        }
         loop {
             let fast = self.core.fast_ok(self);
             if self.core.fast.load(Ordering::Relaxed) != fast {
@@ -248,7 +266,8 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
     fn before_wait(self) -> Result<Self, Self> {
         let mut me = self;
         me.publish();
-        if me.owed.is_empty() && me.refused.is_empty() {
+        me.collect_refused();
+        if me.owed.is_empty() && me.to_end.is_empty() {
             return Ok(me);
         }
         let core = me.core;
@@ -356,6 +375,7 @@ impl<J: QueuedJob> Core<J> {
             queued_hint: AtomicUsize::new(0),
             inbox: Inbox::new(),
             fast: AtomicBool::new(false),
+            gated: cfg.target.is_some() && cfg.wait_bound().is_none(),
             manager_cv: Condvar::new(),
             done_cv: Condvar::new(),
             cfg,
@@ -371,11 +391,22 @@ impl<J: QueuedJob> Core<J> {
     /// Takes the pool lock; the inbox's jobs are moved into the state
     /// first, so every critical section sees every accepted job.
     pub(crate) fn lock(&self) -> Locked<'_, J> {
+        self.lock_as(false)
+    }
+
+    /// [`lock`](Self::lock) for a holder that ends the refused inbox jobs
+    /// after its unlock (see `Locked::refuses`).
+    pub(crate) fn lock_refusing(&self) -> Locked<'_, J> {
+        self.lock_as(true)
+    }
+
+    fn lock_as(&self, refuses: bool) -> Locked<'_, J> {
         let mut l = Locked {
             core: self,
             g: Some(sync::lock(&self.st)),
             owed: Wakes::default(),
-            refused: Vec::new(),
+            refuses,
+            to_end: Vec::new(),
         };
         l.take_inbox();
         l
@@ -383,14 +414,14 @@ impl<J: QueuedJob> Core<J> {
 
     /// Places the jobs of `batch` (taken from the inbox) in the state, as
     /// [`Locked::take_inbox`] says; whether any was queued.
-    fn place(&self, st: &mut State<J>, batch: &mut Vec<J>, refused: &mut Vec<J>) -> bool {
+    fn place(&self, st: &mut State<J>, batch: &mut Vec<J>) -> bool {
         let mut queued = false;
         for job in batch.drain(..) {
             st.counters.submitted += 1;
             if st.shutdown || st.closing {
                 st.counters.cancelled += 1;
                 job.mark().refuse();
-                refused.push(job);
+                st.refused.push(job);
                 continue;
             }
             queued = true;

@@ -459,6 +459,10 @@ pub(crate) struct State<J> {
     /// The inbox's buffer between swaps (README.md: "Submit without the
     /// pool lock"): empty outside `take_inbox`; its capacity is reused.
     pub(crate) inbox_buf: Vec<J>,
+    /// Inbox jobs that met a shut-down or closing pool, counted
+    /// `cancelled`, until a holder that refuses ends them (README.md:
+    /// "Submit without the pool lock").
+    pub(crate) refused: Vec<J>,
 }
 
 impl<J> State<J> {
@@ -495,6 +499,7 @@ impl<J> State<J> {
             watchdog_at: None,
             learned: super::learn::Learned::default(),
             inbox_buf: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
