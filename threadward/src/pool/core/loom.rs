@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::state::{Config, JobHint, Queue};
+use super::state::{Config, Queue};
 use super::{
     model_job, Block, Core, ModelJob, Outcome, Refusal, Report, Submitted, Verdict, WorkerSide,
     MAY_BLOCK,
@@ -77,6 +77,16 @@ fn start(c: &Arc<Core<ModelJob>>, no: u64, blocks: Option<u64>) {
 fn spare(c: &Arc<Core<ModelJob>>, blocks: Option<u64>) {
     let no = c.reserve();
     start(c, no, blocks);
+}
+
+/// Target 1, one spare worker, jobs 1 and 2 submitted: one runs (or is
+/// about to), one waits, so the pool is saturated.
+fn two_jobs_one_worker() -> Arc<Core<ModelJob>> {
+    let c = managed(1, 1);
+    spare(&c, None);
+    submit(&c, 1).expect("accepted");
+    submit(&c, 2).expect("accepted");
+    c
 }
 
 /// Submits `job`, creating the thread the submit reserved for it.
@@ -273,10 +283,7 @@ fn loom_compensate_vs_job_end() {
 #[test]
 fn loom_keep_working_hand_over_vs_submit() {
     loom::model(|| {
-        let c = managed(1, 1);
-        spare(&c, None);
-        submit(&c, 1).expect("accepted");
-        submit(&c, 2).expect("accepted");
+        let c = two_jobs_one_worker();
         assert!(c.wait_until(None, None, |st| st.counters.completed == 2));
         finish(&c);
     });
@@ -361,10 +368,7 @@ fn loom_recount_vs_job_end() {
 #[test]
 fn loom_inbox_submit_vs_worker_parking() {
     loom::model(|| {
-        let c = managed(1, 1);
-        spare(&c, None);
-        submit(&c, 1).expect("accepted");
-        submit(&c, 2).expect("accepted");
+        let c = two_jobs_one_worker();
         let c2 = c.clone();
         let s = thread::spawn(move || c2.submit(model_job(3)).map_err(|(_, r)| r));
         // Waiting before the join: this thread's own locks must not be
@@ -382,10 +386,7 @@ fn loom_inbox_submit_vs_worker_parking() {
 #[test]
 fn loom_inbox_submit_vs_shutdown() {
     loom::model(|| {
-        let c = managed(1, 1);
-        spare(&c, None);
-        submit(&c, 1).expect("accepted");
-        submit(&c, 2).expect("accepted");
+        let c = two_jobs_one_worker();
         let c2 = c.clone();
         let s = thread::spawn(move || c2.submit(model_job(3)).map_err(|(_, r)| r));
         finish(&c);

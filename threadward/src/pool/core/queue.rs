@@ -41,8 +41,9 @@ impl QueueMark {
         self.0.store(REFUSED, Ordering::Relaxed);
     }
 
-    /// Whether the job was refused from the inbox (the models' record).
-    #[cfg(all(test, any(loom, shuttle)))]
+    /// Whether the job was refused from the inbox (the shuttle models'
+    /// record).
+    #[cfg(all(test, shuttle))]
     pub(crate) fn is_refused(&self) -> bool {
         self.0.load(Ordering::Relaxed) == REFUSED
     }
