@@ -33,7 +33,7 @@ pub(crate) use std::thread;
 /// (crossbeam-deque's `Injector` was tried first: its blocks of 63 slots
 /// are allocations in the `malloc_consolidate` range, and a flood spent
 /// more in malloc than the lock it saved; a swapped `Vec` keeps its
-/// capacity and allocates nothing once warm. The same type runs under
+/// capacity, so a warm inbox reuses its buffers. The same type runs under
 /// loom and shuttle.)
 pub(crate) struct Inbox<T> {
     q: Mutex<Vec<T>>,

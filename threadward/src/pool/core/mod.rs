@@ -275,34 +275,42 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
         Err(core.lock())
     }
 
+    /// Releases the lock for `wait` (an unlock: it publishes and checks
+    /// the invariants first) and moves the inbox in once `wait` has the
+    /// lock back. `Err`: wake-ups or refusals were owed, so they were
+    /// issued with the lock released and the lock taken back instead of
+    /// waiting (the caller treats that as a spurious wake-up).
+    fn released<R>(
+        self,
+        wait: impl FnOnce(MutexGuard<'a, State<J>>) -> (MutexGuard<'a, State<J>>, R),
+    ) -> Result<(Self, R), Self> {
+        let mut me = self.before_wait()?;
+        let g = me.g.take().expect("held");
+        me.core.check(&g);
+        let (g, r) = wait(g);
+        me.g = Some(g);
+        me.take_inbox();
+        Ok((me, r))
+    }
+
     /// Waits on `cv` (an unlock: the invariants are checked first). May
     /// return without a notification (a spurious wake-up).
     pub(crate) fn wait(self, cv: &Condvar) -> Self {
-        let mut me = match self.before_wait() {
-            Ok(me) => me,
-            Err(relocked) => return relocked,
-        };
-        let g = me.g.take().expect("held");
-        me.core.check(&g);
-        me.g = Some(sync::wait(cv, g));
-        me.take_inbox();
-        me
+        match self.released(|g| (sync::wait(cv, g), ())) {
+            Ok((me, ())) => me,
+            Err(relocked) => relocked,
+        }
     }
 
     /// Waits on `cv` for at most `dur` (an unlock: the invariants are
     /// checked first); whether it timed out.
     #[cfg(all(test, shuttle))]
     pub(crate) fn wait_timeout(self, cv: &Condvar, dur: std::time::Duration) -> (Self, bool) {
-        let mut me = match self.before_wait() {
-            Ok(me) => me,
-            Err(relocked) => return (relocked, false),
-        };
-        let g = me.g.take().expect("held");
-        me.core.check(&g);
-        let (g, timed_out) = sync::wait_timeout(&me.core.st, cv, g, dur);
-        me.g = Some(g);
-        me.take_inbox();
-        (me, timed_out)
+        let st = &self.core.st;
+        match self.released(|g| sync::wait_timeout(st, cv, g, dur)) {
+            Ok(waited) => waited,
+            Err(relocked) => (relocked, false),
+        }
     }
 
     /// Waits on `done_cv` until `done` holds or `deadline` passes. (Jobs
@@ -314,26 +322,20 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
         deadline: Option<std::time::Instant>,
         mut done: impl FnMut(&State<J>) -> bool,
     ) -> (Self, bool) {
+        let core = self.core;
         let mut me = self;
         loop {
-            match me.before_wait() {
-                Ok(m) => {
-                    me = m;
-                    break;
-                }
+            let waited = me.released(|g| {
+                sync::wait_until(&core.st, &core.done_cv, g, deadline, |st| {
+                    core.check(st);
+                    done(st)
+                })
+            });
+            match waited {
+                Ok(waited) => return waited,
                 Err(relocked) => me = relocked,
             }
         }
-        let core = me.core;
-        let g = me.g.take().expect("held");
-        core.check(&g);
-        let (g, ok) = sync::wait_until(&core.st, &core.done_cv, g, deadline, |st| {
-            core.check(st);
-            done(st)
-        });
-        me.g = Some(g);
-        me.take_inbox();
-        (me, ok)
     }
 }
 
