@@ -43,8 +43,11 @@ fn main() {
     let n: usize = args.next().map_or(200_000, |a| a.parse().expect("N"));
     let subs: usize = args.next().map_or(1, |a| a.parse().expect("S"));
     let reps: usize = args.next().map_or(5, |a| a.parse().expect("R"));
-    // A fourth argument `tw` leaves threadpool out (for a profile).
-    let both = args.next().as_deref() != Some("tw");
+    // A fourth argument `tw` leaves threadpool out, `tp` runs only
+    // threadpool (for a profile of one side).
+    let only = args.next();
+    let both = only.as_deref() != Some("tw");
+    let tw_too = only.as_deref() != Some("tp");
     let ncpu = std::thread::available_parallelism().map_or(2, |n| n.get());
     let limit: Option<usize> = std::env::var("TW_LIMIT").ok().map(|v| v.parse().unwrap());
     let mut b = threadward::Pool::builder().name("tiny");
@@ -55,8 +58,14 @@ fn main() {
     let fixed = std::sync::Mutex::new(threadpool::ThreadPool::new(ncpu));
     for _ in 0..reps {
         // The boxed closure is the bench's; both systems get the same one.
-        let tw = round(n, subs, &|f| drop(pool.spawn(move |_| f())));
-        let ex = round(n, subs, &|f| pool.execute(move |_| f()).expect("accepted"));
+        let (tw, ex) = if tw_too {
+            (
+                round(n, subs, &|f| drop(pool.spawn(move |_| f()))),
+                round(n, subs, &|f| pool.execute(move |_| f()).expect("accepted")),
+            )
+        } else {
+            (f64::NAN, f64::NAN)
+        };
         let tp = if both {
             round(n, subs, &|f| fixed.lock().unwrap().execute(f))
         } else {

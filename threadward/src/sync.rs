@@ -26,25 +26,58 @@ pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(not(any(loom, shuttle)))]
 pub(crate) use std::thread;
 
-/// The pool's inbox (pool README: "Submit without the pool lock"): jobs
-/// pushed under a lock of their own, held for a push or a swap only, and
-/// taken all at once by whoever holds the pool lock. Its length is also
-/// kept in an atomic, for the spinners' polls and the gate's fenced read.
+/// The pool's inbox (pool README: "Submit without the pool lock", "Take
+/// without the pool lock"): jobs pushed under a lock of their own, held
+/// for a push, a worker's pop or a swap only, and taken all at once by
+/// whoever holds the pool lock; with them, the `log` of what workers did
+/// without the pool lock (their turns), which that holder applies to the
+/// pool's state. Its length (jobs and log entries) is also kept in an
+/// atomic, for the spinners' polls and the gate's fenced read.
 /// (crossbeam-deque's `Injector` was tried first: its blocks of 63 slots
 /// are allocations in the `malloc_consolidate` range, and a flood spent
-/// more in malloc than the lock it saved; a swapped `Vec` keeps its
-/// capacity, so a warm inbox reuses its buffers. The same type runs under
-/// loom and shuttle.)
-pub(crate) struct Inbox<T> {
-    q: Mutex<Vec<T>>,
+/// more in malloc than the lock it saved; swapped buffers keep their
+/// capacity, so a warm inbox reuses them. The same type runs under loom
+/// and shuttle.)
+pub(crate) struct Inbox<T, L> {
+    q: Mutex<Boxes<T, L>>,
+    /// What a lock holder has to bring in: jobs not counted yet, and log
+    /// entries.
     len: AtomicUsize,
+    /// Jobs, counted or not.
+    jobs: AtomicUsize,
 }
 
-impl<T> Inbox<T> {
-    pub(crate) fn new() -> Inbox<T> {
+/// What the inbox's lock guards: jobs, oldest first, and the log.
+pub(crate) struct Boxes<T, L> {
+    pub(crate) jobs: std::collections::VecDeque<T>,
+    pub(crate) log: Vec<L>,
+    /// How many of the oldest `jobs` the pool's state counts already
+    /// (submitted and queued: counted in place).
+    pub(crate) counted: usize,
+}
+
+impl<T, L> Default for Boxes<T, L> {
+    fn default() -> Self {
+        Boxes {
+            jobs: std::collections::VecDeque::new(),
+            log: Vec::new(),
+            counted: 0,
+        }
+    }
+}
+
+impl<T, L> Boxes<T, L> {
+    fn len(&self) -> usize {
+        self.jobs.len() - self.counted + self.log.len()
+    }
+}
+
+impl<T, L> Inbox<T, L> {
+    pub(crate) fn new() -> Inbox<T, L> {
         Inbox {
-            q: Mutex::new(Vec::new()),
+            q: Mutex::new(Boxes::default()),
             len: AtomicUsize::new(0),
+            jobs: AtomicUsize::new(0),
         }
     }
 
@@ -53,30 +86,49 @@ impl<T> Inbox<T> {
     pub(crate) fn push(&self, t: T, enter: impl FnOnce(&T)) {
         let mut q = lock(&self.q);
         enter(&t);
-        q.push(t);
-        self.len.store(q.len(), Ordering::Relaxed);
+        q.jobs.push_back(t);
+        self.publish(&q);
     }
 
-    /// Swaps the inbox's jobs into `into` (empty; its capacity becomes the
-    /// inbox's), oldest first, and runs `then` on them before the inbox's
-    /// lock is released: every push that finished before this call took
+    fn publish(&self, q: &Boxes<T, L>) {
+        self.len.store(q.len(), Ordering::Relaxed);
+        self.jobs.store(q.jobs.len(), Ordering::Relaxed);
+    }
+
+    /// Runs `f` on the inbox's contents under its lock (a worker's turn).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Boxes<T, L>) -> R) -> R {
+        let mut q = lock(&self.q);
+        let r = f(&mut q);
+        self.publish(&q);
+        r
+    }
+
+    /// Swaps the inbox's contents into `into` (empty; its capacity becomes
+    /// the inbox's) and runs `then` on them before the inbox's lock is
+    /// released: every push and turn that finished before this call took
     /// the lock is there, and none happens until `then` returns.
     pub(crate) fn take_all_then<R>(
         &self,
-        into: &mut Vec<T>,
-        then: impl FnOnce(&mut Vec<T>) -> R,
+        into: &mut Boxes<T, L>,
+        then: impl FnOnce(&mut Boxes<T, L>) -> R,
     ) -> R {
-        debug_assert!(into.is_empty());
+        debug_assert!(into.len() == 0 && into.counted == 0);
         let mut q = lock(&self.q);
         std::mem::swap(&mut *q, into);
-        self.len.store(0, Ordering::Relaxed);
+        self.publish(&q);
         then(into)
     }
 
-    /// Whether it is empty, without its lock (a fenced caller sees every
-    /// push that preceded its fence).
+    /// Whether a lock holder has nothing to bring in (no job it has not
+    /// counted, no log entry), without the inbox's lock (a fenced caller
+    /// sees every push that preceded its fence).
     pub(crate) fn is_empty(&self) -> bool {
         self.len.load(Ordering::Relaxed) == 0
+    }
+
+    /// Whether it holds no job at all, without its lock.
+    pub(crate) fn has_no_jobs(&self) -> bool {
+        self.jobs.load(Ordering::Relaxed) == 0
     }
 }
 

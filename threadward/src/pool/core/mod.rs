@@ -25,6 +25,7 @@ mod learn;
 mod lifecycle;
 mod manager;
 mod monitor;
+mod pass;
 mod queue;
 mod state;
 mod turn;
@@ -125,7 +126,12 @@ pub(crate) struct Core<J: QueuedJob> {
     /// Counted jobs submitted without the lock, not yet in `State::queue`
     /// (README.md: "Submit without the pool lock"): every acquisition of
     /// the lock moves them into the state first.
-    inbox: Inbox<J>,
+    inbox: Inbox<J, pass::Turn>,
+    /// Whether a worker whose job holds a counted place may pass it to
+    /// the inbox's oldest job without the pool lock (README.md: "Take
+    /// without the pool lock"): published at every unlock; a shutdown or
+    /// close shuts it under the inbox's lock (`Locked::stop_turns`).
+    turns: AtomicBool,
     /// Whether a submit may leave its job in `inbox` without the lock:
     /// published at every unlock (`Locked::publish`); true only while
     /// somebody is sure to take the lock soon (the pool is saturated, or
@@ -193,19 +199,43 @@ impl<J: QueuedJob> Drop for Locked<'_, J> {
 }
 
 impl<'a, J: QueuedJob> Locked<'a, J> {
-    /// Moves the inbox's jobs into the state (README.md: "Submit without
-    /// the pool lock"): each is counted submitted and queued in its class,
-    /// or, if the pool shuts down or closes, counted cancelled and refused
-    /// after the unlock; then whoever can run them is claimed.
+    /// Brings the inbox into the state (README.md: "Submit without the
+    /// pool lock", "Take without the pool lock"): applies the workers'
+    /// turns, then counts its new jobs submitted and queued — in place,
+    /// behind the state's queue, while workers may take them without the
+    /// lock; otherwise they move into the state's queues (or, if the pool
+    /// shuts down or closes, are counted cancelled and refused after the
+    /// unlock). Then whoever can run them is claimed.
     pub(crate) fn take_inbox(&mut self) {
-        if !self.core.inbox.is_empty() {
+        if self.core.inbox.is_empty() {
+            return;
+        }
+        let core = self.core;
+        let st = self.g.as_mut().expect("held");
+        if !core.in_place(st) {
             self.take_inbox_then(|_| ());
+            return;
+        }
+        let (queued, promoted) = core.inbox.with(|b| {
+            let promoted = core.apply_turns(st, &mut b.log, b.counted);
+            let new = b.jobs.len() - b.counted;
+            st.counters.submitted += new as u64;
+            b.counted = b.jobs.len();
+            st.inboxed = b.counted;
+            (new > 0, promoted)
+        });
+        if queued {
+            st.refusing = false;
+        }
+        if queued || promoted {
+            core.dispatch(st, &mut self.owed);
         }
     }
 
-    /// [`take_inbox`](Self::take_inbox), locking the inbox even if it
-    /// looks empty, and runs `then` on the state before the inbox's lock
-    /// is released: no submit marks a job meanwhile. A cancel's kill runs
+    /// [`take_inbox`](Self::take_inbox), moving every inbox job into the
+    /// state's queues (locking the inbox even if it looks empty), and runs
+    /// `then` on the state before the inbox's lock is released: no submit
+    /// or worker's turn touches the inbox meanwhile. A cancel's kill runs
     /// there (README.md: "Cancelling a queued job"): a job marked waiting
     /// is then surely in a queue, not in the inbox.
     pub(crate) fn take_inbox_then<R>(&mut self, then: impl FnOnce(&mut State<J>) -> R) -> R {
@@ -213,8 +243,9 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
         let st = self.g.as_mut().expect("held");
         let mut batch = std::mem::take(&mut st.inbox_buf);
         let (queued, r) = core.inbox.take_all_then(&mut batch, |batch| {
+            let promoted = core.apply_turns(st, &mut batch.log, batch.counted);
             let queued = core.place(st, batch);
-            (queued, then(st))
+            (queued || promoted, then(st))
         });
         st.inbox_buf = batch;
         if queued {
@@ -222,6 +253,16 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
             core.dispatch(st, &mut self.owed);
         }
         r
+    }
+
+    /// Shuts the workers' turns without the lock (a shutdown or close):
+    /// once this returns, every turn taken is applied and none follows.
+    pub(crate) fn stop_turns(&mut self) {
+        let core = self.core;
+        core.turns.store(false, Ordering::Relaxed);
+        // The inbox's lock orders this store before every later turn
+        // (which reads `turns` under it) and collects the earlier ones.
+        self.take_inbox_then(|_| ());
     }
 
     /// A holder that refuses takes the refused inbox jobs, to end them
@@ -245,6 +286,10 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
             return; // the gate never opens: nothing reaches the inbox
         }
         loop {
+            let turns = self.core.turns_open(self);
+            if self.core.turns.load(Ordering::Relaxed) != turns {
+                self.core.turns.store(turns, Ordering::Relaxed);
+            }
             let fast = self.core.fast_ok(self);
             if self.core.fast.load(Ordering::Relaxed) != fast {
                 self.core.fast.store(fast, Ordering::SeqCst);
@@ -376,6 +421,7 @@ impl<J: QueuedJob> Core<J> {
             saturation: AtomicBool::new(false),
             queued_hint: AtomicUsize::new(0),
             inbox: Inbox::new(),
+            turns: AtomicBool::new(false),
             fast: AtomicBool::new(false),
             gated: cfg.target.is_some() && cfg.wait_bound().is_none(),
             manager_cv: Condvar::new(),
@@ -415,11 +461,18 @@ impl<J: QueuedJob> Core<J> {
     }
 
     /// Places the jobs of `batch` (taken from the inbox) in the state, as
-    /// [`Locked::take_inbox`] says; whether any was queued.
-    fn place(&self, st: &mut State<J>, batch: &mut Vec<J>) -> bool {
+    /// [`Locked::take_inbox`] says; whether any was queued. Its oldest
+    /// `batch.counted` jobs were counted in place already.
+    fn place(&self, st: &mut State<J>, batch: &mut sync::Boxes<J, pass::Turn>) -> bool {
+        let mut counted = std::mem::take(&mut batch.counted);
+        st.inboxed -= counted;
         let mut queued = false;
-        for job in batch.drain(..) {
-            st.counters.submitted += 1;
+        for job in batch.jobs.drain(..) {
+            if counted > 0 {
+                counted -= 1;
+            } else {
+                st.counters.submitted += 1;
+            }
             if st.shutdown || st.closing {
                 st.counters.cancelled += 1;
                 job.mark().refuse();
@@ -439,6 +492,13 @@ impl<J: QueuedJob> Core<J> {
             st.queue.push_marked(job);
         }
         queued
+    }
+
+    /// Whether the inbox's new jobs are counted in place (workers may take
+    /// them without the lock): while the state's queue is empty (they are
+    /// the oldest) and turns are open.
+    fn in_place(&self, st: &State<J>) -> bool {
+        self.gated && st.queue.is_empty() && self.turns_open(st)
     }
 
     fn check(&self, st: &State<J>) {

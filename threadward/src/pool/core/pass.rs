@@ -1,0 +1,148 @@
+//! A worker's turn without the pool lock (README.md: "Take without the
+//! pool lock"): a worker whose job held a counted place passes the place
+//! to the inbox's oldest job under the inbox's lock alone, and logs what
+//! it did; the next holder of the pool lock applies the log to the state
+//! before anything else, so every critical section sees every turn.
+
+use std::time::Instant;
+
+use super::learn::Probed;
+use super::state::{Current, State};
+use super::turn::Outcome;
+use super::{Core, QueuedJob};
+use crate::sync::{AtomicBool, Ordering};
+
+/// Turns the log holds at most: a worker that finds it full takes the
+/// pool lock (which applies them), so the state lags by at most this many
+/// jobs between two critical sections and the log never grows.
+#[cfg(not(any(loom, shuttle)))]
+const MAX_TURNS: usize = 64;
+#[cfg(any(loom, shuttle))]
+const MAX_TURNS: usize = 2;
+
+/// One worker's turn, as logged: its job ended with `outcome`, and it
+/// started the inbox's oldest job, described by `next`.
+pub(crate) struct Turn {
+    me: u64,
+    outcome: Outcome,
+    /// The job taken was counted in place already (submitted, queued).
+    counted: bool,
+    next: Current,
+}
+
+impl<J: QueuedJob> Core<J> {
+    /// Whether workers may take turns without the lock: a pool whose
+    /// inbox can open, accepting, with no older job in the state's queues
+    /// (they go first), and nothing learned to block (the inbox's jobs are
+    /// not classified).
+    pub(crate) fn turns_open(&self, st: &State<J>) -> bool {
+        self.gated
+            && !st.shutdown
+            && !st.closing
+            && st.queue.is_empty()
+            && st.urgent.is_empty()
+            && !(self.cfg.learn && st.learned.learned > 0)
+    }
+
+    /// Worker `me`'s job ended with `outcome` while its place was `pass`:
+    /// if the job still holds its counted place, the inbox's oldest job
+    /// gets it without the pool lock — `settle` (storing the ended job's
+    /// result) runs under the inbox's lock together with the logging, so
+    /// whoever sees the result and then takes the pool lock sees the
+    /// count. `None`: take the pool lock instead.
+    pub(crate) fn pass_turn(
+        &self,
+        me: u64,
+        pass: &AtomicBool,
+        outcome: Outcome,
+        settle: &mut dyn FnMut(),
+    ) -> Option<J> {
+        if !pass.load(Ordering::Relaxed)
+            || !self.turns.load(Ordering::Relaxed)
+            || self.inbox.has_no_jobs()
+        {
+            return None;
+        }
+        let now = Instant::now();
+        self.inbox.with(|b| {
+            // Under the inbox's lock: a shutdown's or a compensation's
+            // change to these is ordered before or after this turn.
+            if !self.turns.load(Ordering::Relaxed)
+                || !pass.load(Ordering::Relaxed)
+                || b.log.len() >= MAX_TURNS
+            {
+                return None;
+            }
+            let job = b.jobs.pop_front()?;
+            let counted = b.counted > 0;
+            if counted {
+                b.counted -= 1;
+            }
+            job.mark().take_out();
+            settle();
+            let next = self.current_of(&job, now, job.hint(), false);
+            b.log.push(Turn {
+                me,
+                outcome,
+                counted,
+                next,
+            });
+            Some(job)
+        })
+    }
+
+    /// Applies the workers' turns of `log` (under the pool lock and the
+    /// inbox's): each is worker's report and take, replayed; `counted`:
+    /// the inbox's jobs counted in place before these turns. Whether a
+    /// kind was learned (its queued jobs promoted: the caller serves
+    /// them).
+    pub(crate) fn apply_turns(
+        &self,
+        st: &mut State<J>,
+        log: &mut Vec<super::pass::Turn>,
+        counted: usize,
+    ) -> bool {
+        let mut promoted = false;
+        for t in log.drain(..) {
+            promoted |= self.learn(st, t.me, t.next.started, Probed::Skipped);
+            Self::ended(st, t.outcome);
+            let held = Self::release_current(st, t.me);
+            // The worker read its place under the inbox's lock, which
+            // every change that takes a place away holds too (I3).
+            if cfg!(any(debug_assertions, loom, shuttle)) {
+                assert!(held, "I3 a worker passed a place its job did not hold");
+            }
+            if t.counted {
+                st.inboxed -= 1;
+            } else {
+                st.counters.submitted += 1;
+            }
+            if let Some(w) = st.workers.get_mut(&t.me) {
+                w.after_park = false; // a run of jobs
+            }
+            self.begin(st, t.me, t.next, held);
+        }
+        if cfg!(any(debug_assertions, loom, shuttle)) {
+            assert_eq!(st.inboxed, counted, "I1 the inbox's counted jobs");
+        }
+        promoted
+    }
+
+    /// Takes the inbox's oldest counted job for a holder of the pool lock
+    /// (its turn through the lock), if any.
+    pub(crate) fn pop_inboxed(&self, st: &mut State<J>) -> Option<J> {
+        if st.inboxed == 0 {
+            return None;
+        }
+        self.inbox.with(|b| {
+            if b.counted == 0 {
+                return None; // workers took them: their turns are logged
+            }
+            b.counted -= 1;
+            st.inboxed -= 1;
+            let job = b.jobs.pop_front()?;
+            job.mark().take_out();
+            Some(job)
+        })
+    }
+}
