@@ -17,7 +17,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use crate::stop::HasStop;
-use crate::sync::{self, AtomicBool, AtomicUsize, Condvar, Inbox, Mutex, MutexGuard, Ordering};
+use crate::sync::{
+    self, AtomicBool, AtomicUsize, Condvar, Inbox, Mutex, MutexGuard, Ordering, Refill,
+};
 
 mod adapt;
 mod dispatch;
@@ -207,22 +209,28 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
     /// shuts down or closes, are counted cancelled and refused after the
     /// unlock). Then whoever can run them is claimed.
     pub(crate) fn take_inbox(&mut self) {
-        if self.core.inbox.is_empty() {
-            return;
+        if !self.core.inbox.is_empty() {
+            self.sync_then(|_| ());
         }
+    }
+
+    /// [`take_inbox`](Self::take_inbox), locking the inbox's head even if
+    /// it looks empty, and runs `then` on the state before that lock is
+    /// released: no worker takes a turn meanwhile (a compensation takes a
+    /// place there: README.md: "Take without the pool lock").
+    pub(crate) fn sync_then<R>(&mut self, then: impl FnOnce(&mut State<J>) -> R) -> R {
         let core = self.core;
         let st = self.g.as_mut().expect("held");
         if !core.in_place(st) {
-            self.take_inbox_then(|_| ());
-            return;
+            return self.take_inbox_then(then);
         }
-        let (queued, promoted) = core.inbox.with(|b| {
+        let (queued, promoted, r) = core.inbox.with(Refill::Always, |b| {
             let promoted = core.apply_turns(st, &mut b.log, b.counted);
             let new = b.jobs.len() - b.counted;
             st.counters.submitted += new as u64;
             b.counted = b.jobs.len();
             st.inboxed = b.counted;
-            (new > 0, promoted)
+            (new > 0, promoted, then(st))
         });
         if queued {
             st.refusing = false;
@@ -230,6 +238,7 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
         if queued || promoted {
             core.dispatch(st, &mut self.owed);
         }
+        r
     }
 
     /// [`take_inbox`](Self::take_inbox), moving every inbox job into the
@@ -495,10 +504,11 @@ impl<J: QueuedJob> Core<J> {
     }
 
     /// Whether the inbox's new jobs are counted in place (workers may take
-    /// them without the lock): while the state's queue is empty (they are
-    /// the oldest) and turns are open.
-    fn in_place(&self, st: &State<J>) -> bool {
-        self.gated && st.queue.is_empty() && self.turns_open(st)
+    /// them without the lock, once the state's older queue is empty): in a
+    /// pool accepting, with nothing learned to block (the inbox's jobs
+    /// are not classified). Otherwise they move into the state's queues.
+    pub(crate) fn in_place(&self, st: &State<J>) -> bool {
+        self.gated && !st.shutdown && !st.closing && !(self.cfg.learn && st.learned.learned > 0)
     }
 
     fn check(&self, st: &State<J>) {

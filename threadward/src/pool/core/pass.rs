@@ -10,7 +10,7 @@ use super::learn::Probed;
 use super::state::{Current, State};
 use super::turn::Outcome;
 use super::{Core, QueuedJob};
-use crate::sync::{AtomicBool, Ordering};
+use crate::sync::{AtomicBool, Ordering, Refill};
 
 /// Turns the log holds at most: a worker that finds it full takes the
 /// pool lock (which applies them), so the state lags by at most this many
@@ -36,20 +36,15 @@ impl<J: QueuedJob> Core<J> {
     /// (they go first), and nothing learned to block (the inbox's jobs are
     /// not classified).
     pub(crate) fn turns_open(&self, st: &State<J>) -> bool {
-        self.gated
-            && !st.shutdown
-            && !st.closing
-            && st.queue.is_empty()
-            && st.urgent.is_empty()
-            && !(self.cfg.learn && st.learned.learned > 0)
+        self.in_place(st) && st.queue.is_empty() && st.urgent.is_empty()
     }
 
     /// Worker `me`'s job ended with `outcome` while its place was `pass`:
     /// if the job still holds its counted place, the inbox's oldest job
-    /// gets it without the pool lock — `settle` (storing the ended job's
-    /// result) runs under the inbox's lock together with the logging, so
-    /// whoever sees the result and then takes the pool lock sees the
-    /// count. `None`: take the pool lock instead.
+    /// gets it without the pool lock, and the turn is logged; `settle`
+    /// (storing the ended job's result) runs after that, so whoever sees
+    /// the result and then takes the pool lock sees the count. `None`:
+    /// take the pool lock instead (`settle` has not run).
     pub(crate) fn pass_turn(
         &self,
         me: u64,
@@ -64,7 +59,7 @@ impl<J: QueuedJob> Core<J> {
             return None;
         }
         let now = Instant::now();
-        self.inbox.with(|b| {
+        let taken = self.inbox.with(Refill::IfEmpty, |b| {
             // Under the inbox's lock: a shutdown's or a compensation's
             // change to these is ordered before or after this turn.
             if !self.turns.load(Ordering::Relaxed)
@@ -79,7 +74,6 @@ impl<J: QueuedJob> Core<J> {
                 b.counted -= 1;
             }
             job.mark().take_out();
-            settle();
             let next = self.current_of(&job, now, job.hint(), false);
             b.log.push(Turn {
                 me,
@@ -88,7 +82,14 @@ impl<J: QueuedJob> Core<J> {
                 next,
             });
             Some(job)
-        })
+        });
+        if taken.is_some() {
+            // The result is stored after the inbox's lock published the
+            // log's length: a joiner that sees it and then takes the pool
+            // lock finds the turn to apply, so `stats()` counts the job.
+            settle();
+        }
+        taken
     }
 
     /// Applies the workers' turns of `log` (under the pool lock and the
@@ -134,7 +135,7 @@ impl<J: QueuedJob> Core<J> {
         if st.inboxed == 0 {
             return None;
         }
-        self.inbox.with(|b| {
+        self.inbox.with(Refill::Never, |b| {
             if b.counted == 0 {
                 return None; // workers took them: their turns are logged
             }
