@@ -306,7 +306,7 @@ impl<J: QueuedJob> Core<J> {
             && self.cfg.wait_bound().is_none()
             && !st.shutdown
             && !st.closing
-            && !(self.cfg.learn && st.learned.learned > 0)
+            && !self.learned_any(st)
             && (st.spinning > 0 || self.saturated(st))
     }
 

@@ -492,7 +492,7 @@ impl<J: QueuedJob> Core<J> {
             // Only counted jobs come through the inbox (marked so by their
             // submitters); one of a kind learned meanwhile goes to
             // `urgent` (README.md: "Learned hints").
-            if self.cfg.learn && st.learned.learned > 0 {
+            if self.learned_any(st) {
                 if let state::Class::Urgent = self.class_of(st, &job) {
                     st.urgent.push(job);
                     continue;
@@ -503,12 +503,18 @@ impl<J: QueuedJob> Core<J> {
         queued
     }
 
+    /// Whether a kind of job was learned to block (the inbox's jobs would
+    /// need a class each).
+    pub(crate) fn learned_any(&self, st: &State<J>) -> bool {
+        self.cfg.learn && st.learned.learned > 0
+    }
+
     /// Whether the inbox's new jobs are counted in place (workers may take
     /// them without the lock, once the state's older queue is empty): in a
     /// pool accepting, with nothing learned to block (the inbox's jobs
     /// are not classified). Otherwise they move into the state's queues.
     pub(crate) fn in_place(&self, st: &State<J>) -> bool {
-        self.gated && !st.shutdown && !st.closing && !(self.cfg.learn && st.learned.learned > 0)
+        self.gated && !st.shutdown && !st.closing && !self.learned_any(st)
     }
 
     fn check(&self, st: &State<J>) {
