@@ -45,9 +45,12 @@ pub(crate) use std::thread;
 pub(crate) struct Inbox<T, L> {
     head: Mutex<Boxes<T, L>>,
     tail: Mutex<VecDeque<T>>,
-    /// What a lock holder has to bring in at the head: jobs not counted
-    /// yet, and log entries.
-    head_len: AtomicUsize,
+    /// Jobs not counted yet, at the head or in the tail: one location the
+    /// gate's fenced read loads (a move from the tail to the head leaves it
+    /// unchanged), so no interleaving of a move makes a job invisible.
+    uncounted: AtomicUsize,
+    /// Entries in the head's log.
+    logged: AtomicUsize,
     /// Jobs at the head, counted or not.
     head_jobs: AtomicUsize,
     /// Jobs in the tail (never counted).
@@ -95,7 +98,8 @@ impl<T, L> Inbox<T, L> {
         Inbox {
             head: Mutex::new(Boxes::default()),
             tail: Mutex::new(VecDeque::new()),
-            head_len: AtomicUsize::new(0),
+            uncounted: AtomicUsize::new(0),
+            logged: AtomicUsize::new(0),
             head_jobs: AtomicUsize::new(0),
             tail_len: AtomicUsize::new(0),
         }
@@ -108,6 +112,7 @@ impl<T, L> Inbox<T, L> {
         enter(&t);
         q.push_back(t);
         self.tail_len.store(q.len(), Ordering::Relaxed);
+        self.uncounted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Moves the tail in behind the head's jobs (the head's lock held).
@@ -131,8 +136,16 @@ impl<T, L> Inbox<T, L> {
         self.tail_len.store(0, Ordering::Relaxed);
     }
 
-    fn publish(&self, q: &Boxes<T, L>) {
-        self.head_len.store(q.len(), Ordering::Relaxed);
+    /// Publishes the head's counts after a visit that found `before` jobs
+    /// not counted at the head (after its refill).
+    fn publish(&self, q: &Boxes<T, L>, before: usize) {
+        let after = q.jobs.len() - q.counted;
+        if after > before {
+            self.uncounted.fetch_add(after - before, Ordering::Relaxed);
+        } else if after < before {
+            self.uncounted.fetch_sub(before - after, Ordering::Relaxed);
+        }
+        self.logged.store(q.log.len(), Ordering::Relaxed);
         self.head_jobs.store(q.jobs.len(), Ordering::Relaxed);
     }
 
@@ -142,8 +155,9 @@ impl<T, L> Inbox<T, L> {
     pub(crate) fn with<R>(&self, when: Refill, f: impl FnOnce(&mut Boxes<T, L>) -> R) -> R {
         let mut q = lock(&self.head);
         self.refill(&mut q, when);
+        let before = q.jobs.len() - q.counted;
         let r = f(&mut q);
-        self.publish(&q);
+        self.publish(&q, before);
         r
     }
 
@@ -160,8 +174,9 @@ impl<T, L> Inbox<T, L> {
         debug_assert!(into.len() == 0 && into.counted == 0);
         let mut q = lock(&self.head);
         self.refill(&mut q, Refill::Always);
+        let before = q.jobs.len() - q.counted;
         std::mem::swap(&mut *q, into);
-        self.publish(&q);
+        self.publish(&q, before);
         then(into)
     }
 
@@ -169,7 +184,13 @@ impl<T, L> Inbox<T, L> {
     /// counted, no log entry), without the inbox's locks (a fenced caller
     /// sees every push that preceded its fence).
     pub(crate) fn is_empty(&self) -> bool {
-        self.head_len.load(Ordering::Relaxed) == 0 && self.tail_len.load(Ordering::Relaxed) == 0
+        self.uncounted.load(Ordering::Relaxed) == 0 && self.logged.load(Ordering::Relaxed) == 0
+    }
+
+    /// Whether every job in it is counted (the gate's fenced read: one
+    /// load).
+    pub(crate) fn all_counted(&self) -> bool {
+        self.uncounted.load(Ordering::Relaxed) == 0
     }
 
     /// Whether it holds no job at all, without its locks.

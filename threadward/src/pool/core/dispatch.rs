@@ -353,7 +353,7 @@ impl<J: QueuedJob> Core<J> {
         let mut st = self.lock();
         // Every job its submitter marked is in a queue while the kill runs
         // (`lock` skips an inbox that merely looked empty).
-        let killed = st.take_inbox_then(|st| st.queue.kill(mark) || st.urgent.kill(mark));
+        let killed = st.drain_inbox_then(|st| st.queue.kill(mark) || st.urgent.kill(mark));
         if !killed {
             return false;
         }

@@ -209,8 +209,12 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
     /// shuts down or closes, are counted cancelled and refused after the
     /// unlock). Then whoever can run them is claimed.
     pub(crate) fn take_inbox(&mut self) {
-        if !self.core.inbox.is_empty() {
-            self.sync_then(|_| ());
+        let st = self.g.as_ref().expect("held");
+        // Jobs counted in place that may not stay there (a kind was
+        // learned, or the pool shuts down or closes) move too.
+        let must_move = st.inboxed > 0 && !self.core.in_place(st);
+        if must_move || !self.core.inbox.is_empty() {
+            self.sync_inbox_then(|_| ());
         }
     }
 
@@ -218,24 +222,22 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
     /// it looks empty, and runs `then` on the state before that lock is
     /// released: no worker takes a turn meanwhile (a compensation takes a
     /// place there: README.md: "Take without the pool lock").
-    pub(crate) fn sync_then<R>(&mut self, then: impl FnOnce(&mut State<J>) -> R) -> R {
+    pub(crate) fn sync_inbox_then<R>(&mut self, then: impl FnOnce(&mut State<J>) -> R) -> R {
         let core = self.core;
         let st = self.g.as_mut().expect("held");
         if !core.in_place(st) {
-            return self.take_inbox_then(then);
+            return self.drain_inbox_then(then);
         }
-        let (queued, promoted, r) = core.inbox.with(Refill::Always, |b| {
-            let promoted = core.apply_turns(st, &mut b.log, b.counted);
+        let (queued, r) = core.inbox.with(Refill::Always, |b| {
+            core.apply_turns(st, &mut b.log, b.counted);
             let new = b.jobs.len() - b.counted;
             st.counters.submitted += new as u64;
             b.counted = b.jobs.len();
             st.inboxed = b.counted;
-            (new > 0, promoted, then(st))
+            (new > 0, then(st))
         });
         if queued {
             st.refusing = false;
-        }
-        if queued || promoted {
             core.dispatch(st, &mut self.owed);
         }
         r
@@ -243,18 +245,23 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
 
     /// [`take_inbox`](Self::take_inbox), moving every inbox job into the
     /// state's queues (locking the inbox even if it looks empty), and runs
-    /// `then` on the state before the inbox's lock is released: no submit
-    /// or worker's turn touches the inbox meanwhile. A cancel's kill runs
-    /// there (README.md: "Cancelling a queued job"): a job marked waiting
-    /// is then surely in a queue, not in the inbox.
-    pub(crate) fn take_inbox_then<R>(&mut self, then: impl FnOnce(&mut State<J>) -> R) -> R {
+    /// `then` on the state before the inbox's lock is released: no worker's
+    /// turn touches the inbox meanwhile, and none starts a job ahead of the
+    /// moved ones (the turns are shut there if the queue now holds jobs).
+    /// A cancel's kill runs there (README.md: "Cancelling a queued job"):
+    /// a job marked waiting is then surely in a queue, not in the inbox.
+    pub(crate) fn drain_inbox_then<R>(&mut self, then: impl FnOnce(&mut State<J>) -> R) -> R {
         let core = self.core;
         let st = self.g.as_mut().expect("held");
         let mut batch = std::mem::take(&mut st.inbox_buf);
         let (queued, r) = core.inbox.take_all_then(&mut batch, |batch| {
-            let promoted = core.apply_turns(st, &mut batch.log, batch.counted);
+            core.apply_turns(st, &mut batch.log, batch.counted);
             let queued = core.place(st, batch);
-            (queued || promoted, then(st))
+            let r = then(st);
+            if !core.turns_open(st) {
+                core.turns.store(false, Ordering::Relaxed);
+            }
+            (queued, r)
         });
         st.inbox_buf = batch;
         if queued {
@@ -271,7 +278,7 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
         core.turns.store(false, Ordering::Relaxed);
         // The inbox's lock orders this store before every later turn
         // (which reads `turns` under it) and collects the earlier ones.
-        self.take_inbox_then(|_| ());
+        self.drain_inbox_then(|_| ());
     }
 
     /// A holder that refuses takes the refused inbox jobs, to end them
@@ -297,7 +304,20 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
         loop {
             let turns = self.core.turns_open(self);
             if self.core.turns.load(Ordering::Relaxed) != turns {
-                self.core.turns.store(turns, Ordering::Relaxed);
+                if turns || self.core.inbox.has_no_jobs() {
+                    // (With no job in the inbox a stale "open" lets no
+                    // turn start anything ahead of the state's queue; a
+                    // push racing this is as new as the queue's jobs.)
+                    self.core.turns.store(turns, Ordering::Relaxed);
+                } else {
+                    // Shut under the head's lock, where turns read it: no
+                    // turn starts a job after this critical section made
+                    // an older one wait in the state's queue.
+                    let core = self.core;
+                    core.inbox.with(Refill::Never, |_| {
+                        core.turns.store(false, Ordering::Relaxed);
+                    });
+                }
             }
             let fast = self.core.fast_ok(self);
             if self.core.fast.load(Ordering::Relaxed) != fast {
@@ -307,7 +327,7 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
                 return;
             }
             sync::fence(Ordering::SeqCst);
-            if self.core.inbox.is_empty() {
+            if self.core.inbox.all_counted() {
                 return;
             }
             self.take_inbox();

@@ -28,7 +28,7 @@ impl<J: QueuedJob> Core<J> {
         // and it reads its place there (README.md: "Take without the pool
         // lock"), so it cannot pass on a place taken here.
         let target = self.cfg.target.unwrap_or(0);
-        let kind = st.sync_then(|st| {
+        let kind = st.sync_inbox_then(|st| {
             // The closure must still run: a worker found asleep may be one
             // that left it and waits for this lock to report.
             let live = st

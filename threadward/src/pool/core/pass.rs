@@ -93,24 +93,23 @@ impl<J: QueuedJob> Core<J> {
     }
 
     /// Applies the workers' turns of `log` (under the pool lock and the
-    /// inbox's): each is worker's report and take, replayed; `counted`:
-    /// the inbox's jobs counted in place before these turns. Whether a
-    /// kind was learned (its queued jobs promoted: the caller serves
-    /// them).
-    pub(crate) fn apply_turns(
-        &self,
-        st: &mut State<J>,
-        log: &mut Vec<super::pass::Turn>,
-        counted: usize,
-    ) -> bool {
-        let mut promoted = false;
+    /// inbox's head lock): each is a worker's report and take, replayed;
+    /// `counted`: the head's jobs counted in place, which the state's
+    /// `inboxed` equals once the log is applied.
+    pub(crate) fn apply_turns(&self, st: &mut State<J>, log: &mut Vec<Turn>, counted: usize) {
+        // The checks are skipped while unwinding (a drop that applies the
+        // log on the way out must not panic again).
+        let check = cfg!(any(debug_assertions, loom, shuttle)) && !std::thread::panicking();
         for t in log.drain(..) {
-            promoted |= self.learn(st, t.me, t.next.started, Probed::Skipped);
+            // A passed run was watched and not found blocked: a quick
+            // run of its kind, which never makes a kind learned.
+            let promoted = self.learn(st, t.me, t.next.started, Probed::Skipped);
+            debug_assert!(!promoted, "a quick run promoted a kind");
             Self::ended(st, t.outcome);
             let held = Self::release_current(st, t.me);
             // The worker read its place under the inbox's lock, which
             // every change that takes a place away holds too (I3).
-            if cfg!(any(debug_assertions, loom, shuttle)) {
+            if check {
                 assert!(held, "I3 a worker passed a place its job did not hold");
             }
             if t.counted {
@@ -123,10 +122,9 @@ impl<J: QueuedJob> Core<J> {
             }
             self.begin(st, t.me, t.next, held);
         }
-        if cfg!(any(debug_assertions, loom, shuttle)) {
+        if check {
             assert_eq!(st.inboxed, counted, "I1 the inbox's counted jobs");
         }
-        promoted
     }
 
     /// Takes the inbox's oldest counted job for a holder of the pool lock
@@ -136,8 +134,12 @@ impl<J: QueuedJob> Core<J> {
             return None;
         }
         self.inbox.with(Refill::Never, |b| {
+            // Turns taken since this holder's look at the inbox took some:
+            // apply them first, so the state is current and `counted`
+            // says what is left.
+            self.apply_turns(st, &mut b.log, b.counted);
             if b.counted == 0 {
-                return None; // workers took them: their turns are logged
+                return None;
             }
             b.counted -= 1;
             st.inboxed -= 1;

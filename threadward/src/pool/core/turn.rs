@@ -116,6 +116,9 @@ impl<J: QueuedJob> Core<J> {
                 .get()
                 .and_then(|p| self.pass_turn(me, p, outcome, settle))
             {
+                // A passed job was counted, never a learned run (those
+                // are `MayBlock`: no place to pass), so no probe runs.
+                debug_assert!(probe.take().is_none(), "a probed run passed its place");
                 learned_run.set(false);
                 guard.leaving.set(Leaving::Busy);
                 handed.set(Some(next));
@@ -278,7 +281,8 @@ impl<J: QueuedJob> Core<J> {
             }
             // A counted job starts: only here does the liveness backstop
             // see progress (a MayBlock job frees no room for the queue).
-            st.last_start = cur.started;
+            // (A turn applied late may carry an earlier start.)
+            st.last_start = st.last_start.max(cur.started);
             st.running += 1;
         }
         let slot = st.workers.get_mut(&me).expect("a worker has a slot");
