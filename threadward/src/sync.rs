@@ -5,8 +5,6 @@
 //! `RUSTFLAGS="--cfg loom"` model-checks the same code that ships, and
 //! `RUSTFLAGS="--cfg shuttle"` runs it under shuttle's random schedules.
 
-use std::collections::VecDeque;
-
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 #[cfg(loom)]
@@ -28,174 +26,57 @@ pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(not(any(loom, shuttle)))]
 pub(crate) use std::thread;
 
-/// The pool's inbox (pool README: "Submit without the pool lock", "Take
-/// without the pool lock"): jobs, and the `log` of what workers did
-/// without the pool lock (their turns), which whoever holds the pool lock
-/// applies to the pool's state. Two locks, as in Michael and Scott's
-/// two-lock queue: submitters push to the `tail` under its own lock;
-/// workers and the pool lock's holders work at the head (`Boxes`), and
-/// move the tail in behind it when they need it. So a submit meets a
-/// worker's turn only at such a move, not at every job. The lengths are
-/// also kept in atomics, for the spinners' polls and the gate's fenced
-/// read. (crossbeam-deque's `Injector` was tried first: its blocks of 63
-/// slots are allocations in the `malloc_consolidate` range, and a flood
-/// spent more in malloc than the lock it saved; swapped buffers keep
-/// their capacity, so a warm inbox reuses them. The same type runs under
-/// loom and shuttle.) Lock order: the pool lock, the head, the tail.
-pub(crate) struct Inbox<T, L> {
-    head: Mutex<Boxes<T, L>>,
-    tail: Mutex<VecDeque<T>>,
-    /// Jobs not counted yet, at the head or in the tail: one location the
-    /// gate's fenced read loads (a move from the tail to the head leaves it
-    /// unchanged), so no interleaving of a move makes a job invisible.
-    uncounted: AtomicUsize,
-    /// Entries in the head's log.
-    logged: AtomicUsize,
-    /// Jobs at the head, counted or not.
-    head_jobs: AtomicUsize,
-    /// Jobs in the tail (never counted).
-    tail_len: AtomicUsize,
+/// The pool's inbox (pool README: "Submit without the pool lock"): jobs
+/// pushed under a lock of their own, held for a push or a swap only, and
+/// taken all at once by whoever holds the pool lock. Its length is also
+/// kept in an atomic, for the spinners' polls and the gate's fenced read.
+/// (crossbeam-deque's `Injector` was tried first: its blocks of 63 slots
+/// are allocations in the `malloc_consolidate` range, and a flood spent
+/// more in malloc than the lock it saved; a swapped `Vec` keeps its
+/// capacity, so a warm inbox reuses its buffers. The same type runs under
+/// loom and shuttle.)
+pub(crate) struct Inbox<T> {
+    q: Mutex<Vec<T>>,
+    len: AtomicUsize,
 }
 
-/// What the head's lock guards: jobs, oldest first, and the log.
-pub(crate) struct Boxes<T, L> {
-    pub(crate) jobs: VecDeque<T>,
-    pub(crate) log: Vec<L>,
-    /// How many of the oldest `jobs` the pool's state counts already
-    /// (submitted and queued: counted in place).
-    pub(crate) counted: usize,
-}
-
-impl<T, L> Default for Boxes<T, L> {
-    fn default() -> Self {
-        Boxes {
-            jobs: VecDeque::new(),
-            log: Vec::new(),
-            counted: 0,
-        }
-    }
-}
-
-impl<T, L> Boxes<T, L> {
-    fn len(&self) -> usize {
-        self.jobs.len() - self.counted + self.log.len()
-    }
-}
-
-/// When a visit to the head moves the tail in behind it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refill {
-    /// Always: the visitor must see every job (a pool lock's holder).
-    Always,
-    /// Only if the head has no job left (a worker's turn).
-    IfEmpty,
-    /// Never (the head's counted jobs are all the visitor wants).
-    Never,
-}
-
-impl<T, L> Inbox<T, L> {
-    pub(crate) fn new() -> Inbox<T, L> {
+impl<T> Inbox<T> {
+    pub(crate) fn new() -> Inbox<T> {
         Inbox {
-            head: Mutex::new(Boxes::default()),
-            tail: Mutex::new(VecDeque::new()),
-            uncounted: AtomicUsize::new(0),
-            logged: AtomicUsize::new(0),
-            head_jobs: AtomicUsize::new(0),
-            tail_len: AtomicUsize::new(0),
+            q: Mutex::new(Vec::new()),
+            len: AtomicUsize::new(0),
         }
     }
 
-    /// Pushes `t` to the tail, running `enter` on it under the tail's lock
-    /// first (a visitor that moves the tail in after the push sees both).
+    /// Pushes `t`, running `enter` on it under the inbox's lock first (a
+    /// taker that holds this lock after the push sees both).
     pub(crate) fn push(&self, t: T, enter: impl FnOnce(&T)) {
-        let mut q = lock(&self.tail);
+        let mut q = lock(&self.q);
         enter(&t);
-        q.push_back(t);
-        self.tail_len.store(q.len(), Ordering::Relaxed);
-        self.uncounted.fetch_add(1, Ordering::Relaxed);
+        q.push(t);
+        self.len.store(q.len(), Ordering::Relaxed);
     }
 
-    /// Moves the tail in behind the head's jobs (the head's lock held).
-    fn refill(&self, head: &mut Boxes<T, L>, when: Refill) {
-        let wanted = match when {
-            Refill::Always => true,
-            Refill::IfEmpty => head.jobs.is_empty(),
-            Refill::Never => false,
-        };
-        if !wanted || self.tail_len.load(Ordering::Relaxed) == 0 {
-            // (A push the load missed is one the visitor may miss too:
-            // it did not finish before the visit.)
-            return;
-        }
-        let mut tail = lock(&self.tail);
-        if head.jobs.is_empty() {
-            std::mem::swap(&mut head.jobs, &mut *tail);
-        } else {
-            head.jobs.append(&mut tail);
-        }
-        self.tail_len.store(0, Ordering::Relaxed);
-    }
-
-    /// Publishes the head's counts after a visit that found `before` jobs
-    /// not counted at the head (after its refill).
-    fn publish(&self, q: &Boxes<T, L>, before: usize) {
-        let after = q.jobs.len() - q.counted;
-        if after > before {
-            self.uncounted.fetch_add(after - before, Ordering::Relaxed);
-        } else if after < before {
-            self.uncounted.fetch_sub(before - after, Ordering::Relaxed);
-        }
-        self.logged.store(q.log.len(), Ordering::Relaxed);
-        self.head_jobs.store(q.jobs.len(), Ordering::Relaxed);
-    }
-
-    /// Runs `f` on the head (the tail moved in as `when` says) under the
-    /// head's lock, and publishes the lengths it left before the lock is
-    /// released.
-    pub(crate) fn with<R>(&self, when: Refill, f: impl FnOnce(&mut Boxes<T, L>) -> R) -> R {
-        let mut q = lock(&self.head);
-        self.refill(&mut q, when);
-        let before = q.jobs.len() - q.counted;
-        let r = f(&mut q);
-        self.publish(&q, before);
-        r
-    }
-
-    /// Swaps all of the inbox (the tail moved in first) into `into`
-    /// (empty; its capacity becomes the inbox's) and runs `then` on it
-    /// before the head's lock is released: every push and turn that
-    /// finished before this call took the lock is there, and no turn
-    /// happens until `then` returns (pushes to the tail may).
+    /// Swaps the inbox's jobs into `into` (empty; its capacity becomes the
+    /// inbox's), oldest first, and runs `then` on them before the inbox's
+    /// lock is released: every push that finished before this call took
+    /// the lock is there, and none happens until `then` returns.
     pub(crate) fn take_all_then<R>(
         &self,
-        into: &mut Boxes<T, L>,
-        then: impl FnOnce(&mut Boxes<T, L>) -> R,
+        into: &mut Vec<T>,
+        then: impl FnOnce(&mut Vec<T>) -> R,
     ) -> R {
-        debug_assert!(into.len() == 0 && into.counted == 0);
-        let mut q = lock(&self.head);
-        self.refill(&mut q, Refill::Always);
-        let before = q.jobs.len() - q.counted;
+        debug_assert!(into.is_empty());
+        let mut q = lock(&self.q);
         std::mem::swap(&mut *q, into);
-        self.publish(&q, before);
+        self.len.store(0, Ordering::Relaxed);
         then(into)
     }
 
-    /// Whether a lock holder has nothing to bring in (no job it has not
-    /// counted, no log entry), without the inbox's locks (a fenced caller
-    /// sees every push that preceded its fence).
+    /// Whether it is empty, without its lock (a fenced caller sees every
+    /// push that preceded its fence).
     pub(crate) fn is_empty(&self) -> bool {
-        self.uncounted.load(Ordering::Relaxed) == 0 && self.logged.load(Ordering::Relaxed) == 0
-    }
-
-    /// Whether every job in it is counted (the gate's fenced read: one
-    /// load).
-    pub(crate) fn all_counted(&self) -> bool {
-        self.uncounted.load(Ordering::Relaxed) == 0
-    }
-
-    /// Whether it holds no job at all, without its locks.
-    pub(crate) fn has_no_jobs(&self) -> bool {
-        self.head_jobs.load(Ordering::Relaxed) == 0 && self.tail_len.load(Ordering::Relaxed) == 0
+        self.len.load(Ordering::Relaxed) == 0
     }
 }
 

@@ -67,7 +67,7 @@ impl<J: QueuedJob> Core<J> {
     pub(crate) fn runnable(&self, st: &State<J>, c: Class) -> usize {
         match c {
             Class::Urgent => st.urgent.len(),
-            Class::Counted => st.waiting(Class::Counted).min(self.room(st)),
+            Class::Counted => st.queue.len().min(self.room(st)),
         }
     }
 
@@ -159,27 +159,22 @@ impl<J: QueuedJob> Core<J> {
         self.wake(st, wakes);
     }
 
-    /// Submits counted `job` through the inbox, the gate having been seen
-    /// open: somebody takes the lock (or the job) soon, and it waits in
-    /// the inbox until then (README.md: "Submit without the pool lock").
-    pub(crate) fn submit_to_inbox(&self, job: J) {
-        self.inbox.push(job, |j| j.mark().enter_counted());
-        fence(Ordering::SeqCst);
-        if !self.fast.load(Ordering::Relaxed) {
-            // The gate shut meanwhile, and its unlocker may not have seen
-            // this push: take the lock, which brings the inbox in (and
-            // ends here the jobs a shutdown or close refused).
-            drop(self.lock_refusing());
-        }
-    }
-
     /// Queues `job` and wakes a parked worker (and the manager if threads
     /// are wanted), after unlocking. The queue bound and `max_threads` are
     /// checked, and a thread reserved, in the same critical section as the
     /// push (README: "Dispatch").
     pub(crate) fn submit(&self, job: J) -> Result<Submitted, (J, Refusal)> {
         if job.hint() != JobHint::MayBlock && self.fast.load(Ordering::Relaxed) {
-            self.submit_to_inbox(job);
+            // Somebody takes the lock soon: the job waits in the inbox
+            // until then (README.md: "Submit without the pool lock").
+            self.inbox.push(job, |j| j.mark().enter_counted());
+            fence(Ordering::SeqCst);
+            if !self.fast.load(Ordering::Relaxed) {
+                // The gate shut meanwhile, and its unlocker may not have
+                // seen this push: take the lock, which moves the inbox in
+                // (and ends here the jobs a shutdown or close refused).
+                drop(self.lock_refusing());
+            }
             return Ok(Submitted::Queued);
         }
         let mut reaped = false;
@@ -223,9 +218,7 @@ impl<J: QueuedJob> Core<J> {
         // the jobs ahead of it first, and to the promised workers.)
         let may_run = match c {
             Class::Urgent => true,
-            Class::Counted => {
-                (st.waiting(Class::Counted) + 1).min(self.room(st)) > st.promised(Class::Counted)
-            }
+            Class::Counted => (st.queue.len() + 1).min(self.room(st)) > st.promised(Class::Counted),
         };
         if st.idle() > 0 && may_run {
             return Admit::Queue(Submitted::Queued); // `dispatch` claims one
@@ -306,14 +299,14 @@ impl<J: QueuedJob> Core<J> {
             && self.cfg.wait_bound().is_none()
             && !st.shutdown
             && !st.closing
-            && !self.learned_any(st)
+            && !(self.cfg.learn && st.learned.learned > 0)
             && (st.spinning > 0 || self.saturated(st))
     }
 
     /// Whether work waits for room under the target (the monitor watches
     /// such a pool).
     pub(crate) fn saturated(&self, st: &State<J>) -> bool {
-        !st.shutdown && st.waiting(Class::Counted) > 0 && self.room(st) <= st.notify.counted
+        !st.shutdown && !st.queue.is_empty() && self.room(st) <= st.notify.counted
     }
 
     /// Records, under the lock, that the pool may have become saturated.
@@ -353,7 +346,7 @@ impl<J: QueuedJob> Core<J> {
         let mut st = self.lock();
         // Every job its submitter marked is in a queue while the kill runs
         // (`lock` skips an inbox that merely looked empty).
-        let killed = st.drain_inbox_then(|st| st.queue.kill(mark) || st.urgent.kill(mark));
+        let killed = st.take_inbox_then(|st| st.queue.kill(mark) || st.urgent.kill(mark));
         if !killed {
             return false;
         }

@@ -11,7 +11,6 @@ use super::{Core, QueuedJob, Wakes};
 use crate::pool::stats::PoolStats;
 use crate::record::ThreadRecord;
 use crate::stop::StopSource;
-use crate::sync::Ordering;
 
 /// Handles of left threads looked at per `reap_exits`.
 const EXIT_LOOKS: usize = 16;
@@ -251,21 +250,11 @@ impl<J: QueuedJob> Core<J> {
     /// Changes worker `me`'s current job with `f`, keeping `running` equal
     /// to the number of jobs that count in it.
     pub(crate) fn update_current(st: &mut State<J>, me: u64, f: impl FnOnce(&mut Current)) {
-        let Some(slot) = st.workers.get_mut(&me) else {
-            return;
-        };
-        let Some(cur) = slot.current.as_mut() else {
+        let Some(cur) = st.workers.get_mut(&me).and_then(|w| w.current.as_mut()) else {
             return;
         };
         let before = cur.in_running();
         f(cur);
-        if !cur.in_running() {
-            // Its place is gone: the worker reports through the lock. (By
-            // the worker itself, in a block; by anyone else only under the
-            // inbox's lock, where the worker reads it: README.md: "Take
-            // without the pool lock".)
-            slot.pass.store(false, Ordering::Relaxed);
-        }
         match (before, cur.in_running()) {
             (true, false) => st.running -= 1,
             (false, true) => st.running += 1,
@@ -277,7 +266,6 @@ impl<J: QueuedJob> Core<J> {
     /// the taken jobs and the stop sources of running jobs.
     pub(crate) fn begin_shutdown(&self) -> (Vec<J>, Vec<StopSource>) {
         let mut st = self.lock_refusing();
-        st.stop_turns();
         st.shutdown = true;
         let mut jobs: Vec<J> = st.urgent.drain().collect();
         jobs.extend(st.queue.drain());
@@ -295,7 +283,6 @@ impl<J: QueuedJob> Core<J> {
     /// Stops accepting; queued jobs still run, then workers exit.
     pub(crate) fn begin_close(&self) {
         let mut st = self.lock_refusing();
-        st.stop_turns();
         st.closing = true;
         let wakes = Self::wake_all_parked(&st);
         self.wake(st, wakes);

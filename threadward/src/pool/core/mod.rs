@@ -17,9 +17,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use crate::stop::HasStop;
-use crate::sync::{
-    self, AtomicBool, AtomicUsize, Condvar, Inbox, Mutex, MutexGuard, Ordering, Refill,
-};
+use crate::sync::{self, AtomicBool, AtomicUsize, Condvar, Inbox, Mutex, MutexGuard, Ordering};
 
 mod adapt;
 mod dispatch;
@@ -27,7 +25,6 @@ mod learn;
 mod lifecycle;
 mod manager;
 mod monitor;
-mod pass;
 mod queue;
 mod state;
 mod turn;
@@ -128,12 +125,7 @@ pub(crate) struct Core<J: QueuedJob> {
     /// Counted jobs submitted without the lock, not yet in `State::queue`
     /// (README.md: "Submit without the pool lock"): every acquisition of
     /// the lock moves them into the state first.
-    inbox: Inbox<J, pass::Turn>,
-    /// Whether a worker whose job holds a counted place may pass it to
-    /// the inbox's oldest job without the pool lock (README.md: "Take
-    /// without the pool lock"): published at every unlock; a shutdown or
-    /// close shuts it under the inbox's lock (`Locked::stop_turns`).
-    turns: AtomicBool,
+    inbox: Inbox<J>,
     /// Whether a submit may leave its job in `inbox` without the lock:
     /// published at every unlock (`Locked::publish`); true only while
     /// somebody is sure to take the lock soon (the pool is saturated, or
@@ -201,67 +193,28 @@ impl<J: QueuedJob> Drop for Locked<'_, J> {
 }
 
 impl<'a, J: QueuedJob> Locked<'a, J> {
-    /// Brings the inbox into the state (README.md: "Submit without the
-    /// pool lock", "Take without the pool lock"): applies the workers'
-    /// turns, then counts its new jobs submitted and queued — in place,
-    /// behind the state's queue, while workers may take them without the
-    /// lock; otherwise they move into the state's queues (or, if the pool
-    /// shuts down or closes, are counted cancelled and refused after the
-    /// unlock). Then whoever can run them is claimed.
+    /// Moves the inbox's jobs into the state (README.md: "Submit without
+    /// the pool lock"): each is counted submitted and queued in its class,
+    /// or, if the pool shuts down or closes, counted cancelled and refused
+    /// after the unlock; then whoever can run them is claimed.
     pub(crate) fn take_inbox(&mut self) {
-        let st = self.g.as_ref().expect("held");
-        // Jobs counted in place that may not stay there (a kind was
-        // learned, or the pool shuts down or closes) move too.
-        let must_move = st.inboxed > 0 && !self.core.in_place(st);
-        if must_move || !self.core.inbox.is_empty() {
-            self.sync_inbox_then(|_| ());
+        if !self.core.inbox.is_empty() {
+            self.take_inbox_then(|_| ());
         }
     }
 
-    /// [`take_inbox`](Self::take_inbox), locking the inbox's head even if
-    /// it looks empty, and runs `then` on the state before that lock is
-    /// released: no worker takes a turn meanwhile (a compensation takes a
-    /// place there: README.md: "Take without the pool lock").
-    pub(crate) fn sync_inbox_then<R>(&mut self, then: impl FnOnce(&mut State<J>) -> R) -> R {
-        let core = self.core;
-        let st = self.g.as_mut().expect("held");
-        if !core.in_place(st) {
-            return self.drain_inbox_then(then);
-        }
-        let (queued, r) = core.inbox.with(Refill::Always, |b| {
-            core.apply_turns(st, &mut b.log, b.counted);
-            let new = b.jobs.len() - b.counted;
-            st.counters.submitted += new as u64;
-            b.counted = b.jobs.len();
-            st.inboxed = b.counted;
-            (new > 0, then(st))
-        });
-        if queued {
-            st.refusing = false;
-            core.dispatch(st, &mut self.owed);
-        }
-        r
-    }
-
-    /// [`take_inbox`](Self::take_inbox), moving every inbox job into the
-    /// state's queues (locking the inbox even if it looks empty), and runs
-    /// `then` on the state before the inbox's lock is released: no worker's
-    /// turn touches the inbox meanwhile, and none starts a job ahead of the
-    /// moved ones (the turns are shut there if the queue now holds jobs).
-    /// A cancel's kill runs there (README.md: "Cancelling a queued job"):
-    /// a job marked waiting is then surely in a queue, not in the inbox.
-    pub(crate) fn drain_inbox_then<R>(&mut self, then: impl FnOnce(&mut State<J>) -> R) -> R {
+    /// [`take_inbox`](Self::take_inbox), locking the inbox even if it
+    /// looks empty, and runs `then` on the state before the inbox's lock
+    /// is released: no submit marks a job meanwhile. A cancel's kill runs
+    /// there (README.md: "Cancelling a queued job"): a job marked waiting
+    /// is then surely in a queue, not in the inbox.
+    pub(crate) fn take_inbox_then<R>(&mut self, then: impl FnOnce(&mut State<J>) -> R) -> R {
         let core = self.core;
         let st = self.g.as_mut().expect("held");
         let mut batch = std::mem::take(&mut st.inbox_buf);
         let (queued, r) = core.inbox.take_all_then(&mut batch, |batch| {
-            core.apply_turns(st, &mut batch.log, batch.counted);
             let queued = core.place(st, batch);
-            let r = then(st);
-            if !core.turns_open(st) {
-                core.turns.store(false, Ordering::Relaxed);
-            }
-            (queued, r)
+            (queued, then(st))
         });
         st.inbox_buf = batch;
         if queued {
@@ -269,16 +222,6 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
             core.dispatch(st, &mut self.owed);
         }
         r
-    }
-
-    /// Shuts the workers' turns without the lock (a shutdown or close):
-    /// once this returns, every turn taken is applied and none follows.
-    pub(crate) fn stop_turns(&mut self) {
-        let core = self.core;
-        core.turns.store(false, Ordering::Relaxed);
-        // The inbox's lock orders this store before every later turn
-        // (which reads `turns` under it) and collects the earlier ones.
-        self.drain_inbox_then(|_| ());
     }
 
     /// A holder that refuses takes the refused inbox jobs, to end them
@@ -302,23 +245,6 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
             return; // the gate never opens: nothing reaches the inbox
         }
         loop {
-            let turns = self.core.turns_open(self);
-            if self.core.turns.load(Ordering::Relaxed) != turns {
-                if turns || self.core.inbox.has_no_jobs() {
-                    // (With no job in the inbox a stale "open" lets no
-                    // turn start anything ahead of the state's queue; a
-                    // push racing this is as new as the queue's jobs.)
-                    self.core.turns.store(turns, Ordering::Relaxed);
-                } else {
-                    // Shut under the head's lock, where turns read it: no
-                    // turn starts a job after this critical section made
-                    // an older one wait in the state's queue.
-                    let core = self.core;
-                    core.inbox.with(Refill::Never, |_| {
-                        core.turns.store(false, Ordering::Relaxed);
-                    });
-                }
-            }
             let fast = self.core.fast_ok(self);
             if self.core.fast.load(Ordering::Relaxed) != fast {
                 self.core.fast.store(fast, Ordering::SeqCst);
@@ -327,7 +253,7 @@ impl<'a, J: QueuedJob> Locked<'a, J> {
                 return;
             }
             sync::fence(Ordering::SeqCst);
-            if self.core.inbox.all_counted() {
+            if self.core.inbox.is_empty() {
                 return;
             }
             self.take_inbox();
@@ -450,7 +376,6 @@ impl<J: QueuedJob> Core<J> {
             saturation: AtomicBool::new(false),
             queued_hint: AtomicUsize::new(0),
             inbox: Inbox::new(),
-            turns: AtomicBool::new(false),
             fast: AtomicBool::new(false),
             gated: cfg.target.is_some() && cfg.wait_bound().is_none(),
             manager_cv: Condvar::new(),
@@ -490,18 +415,11 @@ impl<J: QueuedJob> Core<J> {
     }
 
     /// Places the jobs of `batch` (taken from the inbox) in the state, as
-    /// [`Locked::take_inbox`] says; whether any was queued. Its oldest
-    /// `batch.counted` jobs were counted in place already.
-    fn place(&self, st: &mut State<J>, batch: &mut sync::Boxes<J, pass::Turn>) -> bool {
-        let mut counted = std::mem::take(&mut batch.counted);
-        st.inboxed -= counted;
+    /// [`Locked::take_inbox`] says; whether any was queued.
+    fn place(&self, st: &mut State<J>, batch: &mut Vec<J>) -> bool {
         let mut queued = false;
-        for job in batch.jobs.drain(..) {
-            if counted > 0 {
-                counted -= 1;
-            } else {
-                st.counters.submitted += 1;
-            }
+        for job in batch.drain(..) {
+            st.counters.submitted += 1;
             if st.shutdown || st.closing {
                 st.counters.cancelled += 1;
                 job.mark().refuse();
@@ -512,7 +430,7 @@ impl<J: QueuedJob> Core<J> {
             // Only counted jobs come through the inbox (marked so by their
             // submitters); one of a kind learned meanwhile goes to
             // `urgent` (README.md: "Learned hints").
-            if self.learned_any(st) {
+            if self.cfg.learn && st.learned.learned > 0 {
                 if let state::Class::Urgent = self.class_of(st, &job) {
                     st.urgent.push(job);
                     continue;
@@ -521,20 +439,6 @@ impl<J: QueuedJob> Core<J> {
             st.queue.push_marked(job);
         }
         queued
-    }
-
-    /// Whether a kind of job was learned to block (the inbox's jobs would
-    /// need a class each).
-    pub(crate) fn learned_any(&self, st: &State<J>) -> bool {
-        self.cfg.learn && st.learned.learned > 0
-    }
-
-    /// Whether the inbox's new jobs are counted in place (workers may take
-    /// them without the lock, once the state's older queue is empty): in a
-    /// pool accepting, with nothing learned to block (the inbox's jobs
-    /// are not classified). Otherwise they move into the state's queues.
-    pub(crate) fn in_place(&self, st: &State<J>) -> bool {
-        self.gated && !st.shutdown && !st.closing && !self.learned_any(st)
     }
 
     fn check(&self, st: &State<J>) {

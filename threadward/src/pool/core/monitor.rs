@@ -24,57 +24,46 @@ impl<J: QueuedJob> Core<J> {
     pub(crate) fn compensate(&self, me: u64, job: u64, verdict: Verdict) -> bool {
         let hog = verdict == Verdict::Hog;
         let mut st = self.lock();
-        // Under the inbox's lock: the worker's turns so far are applied,
-        // and it reads its place there (README.md: "Take without the pool
-        // lock"), so it cannot pass on a place taken here.
-        let target = self.cfg.target.unwrap_or(0);
-        let kind = st.sync_inbox_then(|st| {
-            // The closure must still run: a worker found asleep may be one
-            // that left it and waits for this lock to report.
-            let live = st
-                .workers
-                .get(&me)
-                .filter(|w| w.closure_runs(job))
-                .and_then(|w| w.current.as_ref())
-                .is_some_and(|c| {
-                    c.job == job
-                        && c.watched()
-                        && c.in_running()
-                        && !c.compensated
-                        && c.hint != JobHint::MayBlock
-                });
-            if !live {
-                return None;
-            }
-            if hog {
-                // The hog bound: at most `target` hogs compensated at
-                // once, so CPU-bound jobs never hold more than twice the
-                // target's CPUs.
-                let hogs = st
-                    .workers
-                    .values()
-                    .filter(|w| {
-                        w.current
-                            .as_ref()
-                            .is_some_and(|c| c.compensated && c.blocked == 0)
-                    })
-                    .count();
-                if hogs >= target {
-                    return None;
-                }
-            }
-            let mut kind = None;
-            Self::update_current(st, me, |c| {
-                c.compensated = true;
-                c.blocked_seen |= !hog;
-                c.hog = hog;
-                kind = c.kind;
+        // The closure must still run: a worker found asleep may be one
+        // that left it and waits for this lock to report.
+        let live = st
+            .workers
+            .get(&me)
+            .filter(|w| w.closure_runs(job))
+            .and_then(|w| w.current.as_ref())
+            .is_some_and(|c| {
+                c.job == job
+                    && c.watched()
+                    && c.in_running()
+                    && !c.compensated
+                    && c.hint != JobHint::MayBlock
             });
-            Some(kind)
-        });
-        let Some(kind) = kind else {
+        if !live {
             return false;
-        };
+        }
+        if hog {
+            // The hog bound: at most `target` hogs compensated at once, so
+            // CPU-bound jobs never hold more than twice the target's CPUs.
+            let hogs = st
+                .workers
+                .values()
+                .filter(|w| {
+                    w.current
+                        .as_ref()
+                        .is_some_and(|c| c.compensated && c.blocked == 0)
+                })
+                .count();
+            if hogs >= self.cfg.target.unwrap_or(0) {
+                return false;
+            }
+        }
+        let mut kind = None;
+        Self::update_current(&mut st, me, |c| {
+            c.compensated = true;
+            c.blocked_seen |= !hog;
+            c.hog = hog;
+            kind = c.kind;
+        });
         // A block is learned the moment it is seen (README.md: "Learned
         // hints"): a cold burst of a kind that blocks is promoted after
         // its first few blocks, not after its first jobs end.

@@ -35,13 +35,6 @@ impl QueueMark {
         self.0.store(COUNTED, Ordering::Relaxed);
     }
 
-    /// A worker took the job from the inbox (README.md: "Take without the
-    /// pool lock"; a job there is never dead: a cancel moves the inbox
-    /// into the queue before it kills).
-    pub(crate) fn take_out(&self) {
-        self.0.store(OUT, Ordering::Relaxed);
-    }
-
     /// The job was refused from the inbox (README.md: "Submit without the
     /// pool lock").
     pub(crate) fn refuse(&self) {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::queue::JobQueue;
 use crate::record::ThreadRecord;
 use crate::stop::{HasStop, StopSource};
-use crate::sync::{AtomicBool, Boxes, Condvar};
+use crate::sync::Condvar;
 
 /// How many jobs may wait in a pool with no worker on its way to them.
 ///
@@ -327,11 +327,6 @@ pub(crate) struct WorkerSlot {
     /// Its last job came after a park (not straight after another job):
     /// it does not spin before parking again (a lone job is not a burst).
     pub(crate) after_park: bool,
-    /// Its job holds a counted place it may pass to its next job without
-    /// the pool lock (README.md: "Take without the pool lock"): set when
-    /// a counted job starts; cleared when the job stops counting (a block,
-    /// a compensation), by the worker itself or under the inbox's lock.
-    pub(crate) pass: Arc<AtomicBool>,
 }
 
 impl WorkerSlot {
@@ -463,12 +458,7 @@ pub(crate) struct State<J> {
     pub(crate) learned: super::learn::Learned,
     /// The inbox's buffer between swaps (README.md: "Submit without the
     /// pool lock"): empty outside `take_inbox`; its capacity is reused.
-    pub(crate) inbox_buf: Boxes<J, super::pass::Turn>,
-    /// Of the inbox's jobs, those counted in place (README.md: "Take
-    /// without the pool lock"): submitted and queued, oldest first, behind
-    /// every job in `queue`. As of this state's last look at the inbox
-    /// (workers' turns since then are in its log).
-    pub(crate) inboxed: usize,
+    pub(crate) inbox_buf: Vec<J>,
     /// Inbox jobs that met a shut-down or closing pool, counted
     /// `cancelled`, until a holder that refuses ends them (README.md:
     /// "Submit without the pool lock").
@@ -508,8 +498,7 @@ impl<J> State<J> {
             refusal_unreported: false,
             watchdog_at: None,
             learned: super::learn::Learned::default(),
-            inbox_buf: Boxes::default(),
-            inboxed: 0,
+            inbox_buf: Vec::new(),
             refused: Vec::new(),
         }
     }
@@ -521,12 +510,12 @@ impl<J> State<J> {
 
     /// Jobs waiting for a worker, of both classes.
     pub(crate) fn queued(&self) -> usize {
-        self.queue.len() + self.inboxed + self.urgent.len()
+        self.queue.len() + self.urgent.len()
     }
 
     pub(crate) fn waiting(&self, c: Class) -> usize {
         match c {
-            Class::Counted => self.queue.len() + self.inboxed,
+            Class::Counted => self.queue.len(),
             Class::Urgent => self.urgent.len(),
         }
     }

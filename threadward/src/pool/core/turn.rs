@@ -3,15 +3,14 @@
 //! and [`Core::work`], the loop every worker runs — the shipped ones and
 //! the models' alike.
 
-use std::cell::{Cell, OnceCell};
-use std::sync::Arc;
+use std::cell::Cell;
 use std::time::Instant;
 
 use super::learn::{KindKey, Probed, RunProbe, PROBE_EVERY};
 use super::lifecycle::Leaving;
 use super::state::{Class, Current, JobHint, State, Ticket};
 use super::{Core, QueuedJob, Wakes};
-use crate::sync::{AtomicBool, Ordering};
+use crate::sync::Ordering;
 
 /// How a worker's job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,22 +107,7 @@ impl<J: QueuedJob> Core<J> {
         let probe: Cell<Option<Option<RunProbe>>> = Cell::new(None);
         let learned_run = Cell::new(false);
         let mut learned_runs = 0u32;
-        // Whether its job holds a counted place it may pass on without
-        // the pool lock (the worker's slot's, taken at its first turn).
-        let pass: OnceCell<Arc<AtomicBool>> = OnceCell::new();
         let report = |outcome: Outcome, settle: &mut dyn FnMut()| {
-            if let Some(next) = pass
-                .get()
-                .and_then(|p| self.pass_turn(me, p, outcome, settle))
-            {
-                // A passed job was counted, never a learned run (those
-                // are `MayBlock`: no place to pass), so no probe runs.
-                debug_assert!(probe.take().is_none(), "a probed run passed its place");
-                learned_run.set(false);
-                guard.leaving.set(Leaving::Busy);
-                handed.set(Some(next));
-                return;
-            }
             let probed = match probe.take() {
                 None => Probed::Skipped,
                 Some(None) => Probed::Unknown,
@@ -143,7 +127,7 @@ impl<J: QueuedJob> Core<J> {
             let job = match handed.take() {
                 Some(job) => job,
                 None => {
-                    let next = self.next(me, start, side, &pass);
+                    let next = self.next(me, start, side);
                     start = Start::Again;
                     guard.leaving.set(Leaving::Idle);
                     match next {
@@ -179,7 +163,7 @@ impl<J: QueuedJob> Core<J> {
     fn take(&self, st: &mut State<J>, me: u64, promise: Option<Class>, now: Instant) -> Option<J> {
         let promised = match promise {
             Some(Class::Urgent) => st.urgent.pop().map(|j| (j, Class::Urgent)),
-            Some(Class::Counted) => self.pop_counted(st).map(|j| (j, Class::Counted)),
+            Some(Class::Counted) => st.queue.pop().map(|j| (j, Class::Counted)),
             None => None,
         };
         let (job, from) = match promised {
@@ -187,10 +171,8 @@ impl<J: QueuedJob> Core<J> {
             None => {
                 if let Some(job) = st.urgent.pop() {
                     (job, Class::Urgent)
-                } else if st.waiting(Class::Counted) > 0
-                    && self.room(st) > st.promised(Class::Counted)
-                {
-                    (self.pop_counted(st)?, Class::Counted)
+                } else if !st.queue.is_empty() && self.room(st) > st.promised(Class::Counted) {
+                    (st.queue.pop()?, Class::Counted)
                 } else {
                     return None;
                 }
@@ -207,37 +189,27 @@ impl<J: QueuedJob> Core<J> {
         if learned {
             st.learned.runs += 1;
         }
-        let cur = self.current_of(&job, now, hint, learned);
-        self.begin(st, me, cur, promise == Some(Class::Counted));
-        Some(job)
-    }
-
-    /// The oldest counted job: the state's queue's, then the inbox's
-    /// counted in place.
-    fn pop_counted(&self, st: &mut State<J>) -> Option<J> {
-        st.queue.pop().or_else(|| self.pop_inboxed(st))
-    }
-
-    /// Counts a job's end: it is no longer busy.
-    pub(crate) fn ended(st: &mut State<J>, outcome: Outcome) {
-        st.busy -= 1;
-        match outcome {
-            Outcome::Completed => st.counters.completed += 1,
-            Outcome::Panicked => st.counters.panicked += 1,
-            Outcome::Skipped => st.counters.cancelled += 1,
+        if st.queue.is_empty() {
+            st.extra = 0; // the backstop's allowance ends with the backlog
         }
-    }
-
-    /// Worker `me`'s job `job` starts now, as `hint` (`learned`: its kind
-    /// was learned to block): what the state will know of it.
-    pub(crate) fn current_of(
-        &self,
-        job: &J,
-        now: Instant,
-        hint: JobHint,
-        learned: bool,
-    ) -> Current {
-        Current {
+        st.busy += 1;
+        st.counters.taken += 1;
+        if hint != JobHint::MayBlock {
+            // No counted job starts beyond the target unless a worker was
+            // promised to it (README.md: "Invariants", I3).
+            if cfg!(any(debug_assertions, loom, shuttle)) {
+                assert!(
+                    promise == Some(Class::Counted) || st.running < self.places(st),
+                    "I3 a counted job started beyond the target without a promise"
+                );
+            }
+            // A counted job starts: only here does the liveness backstop
+            // see progress (a MayBlock job frees no room for the queue).
+            st.last_start = now;
+            st.running += 1;
+        }
+        let slot = st.workers.get_mut(&me).expect("a worker has a slot");
+        slot.current = Some(Current {
             job: job.id(),
             stop: job.stopper(),
             started: now,
@@ -257,40 +229,9 @@ impl<J: QueuedJob> Core<J> {
             learned,
             blocked_seen: false,
             hog: false,
-        }
-    }
-
-    /// Worker `me` starts the job `cur` describes, taken from a queue or
-    /// the inbox; `entitled`: it holds a counted place (a promise, or the
-    /// place its last job passed on), so the target does not apply.
-    pub(crate) fn begin(&self, st: &mut State<J>, me: u64, cur: Current, entitled: bool) {
-        if st.waiting(Class::Counted) == 0 {
-            st.extra = 0; // the backstop's allowance ends with the backlog
-        }
-        st.busy += 1;
-        st.counters.taken += 1;
-        let counted = cur.hint != JobHint::MayBlock;
-        if counted {
-            // No counted job starts beyond the target unless a worker was
-            // promised to it (README.md: "Invariants", I3).
-            if cfg!(any(debug_assertions, loom, shuttle)) {
-                assert!(
-                    entitled || st.running < self.places(st),
-                    "I3 a counted job started beyond the target without a promise"
-                );
-            }
-            // A counted job starts: only here does the liveness backstop
-            // see progress (a MayBlock job frees no room for the queue).
-            // (A turn applied late may carry an earlier start.)
-            st.last_start = st.last_start.max(cur.started);
-            st.running += 1;
-        }
-        let slot = st.workers.get_mut(&me).expect("a worker has a slot");
-        // The worker may pass this job's place on without the pool lock
-        // (README.md: "Take without the pool lock") while it holds it.
-        slot.pass.store(counted, Ordering::Relaxed);
-        slot.current = Some(cur);
+        });
         self.note_saturation(st);
+        Some(job)
     }
 
     /// Counts how worker `me`'s job ended, running `settle` (which stores
@@ -309,7 +250,12 @@ impl<J: QueuedJob> Core<J> {
         let mut st = self.lock();
         settle();
         let promoted = self.learn(&mut st, me, now, probed);
-        Self::ended(&mut st, outcome);
+        st.busy -= 1;
+        match outcome {
+            Outcome::Completed => st.counters.completed += 1,
+            Outcome::Panicked => st.counters.panicked += 1,
+            Outcome::Skipped => st.counters.cancelled += 1,
+        }
         let held = Self::release_current(&mut st, me);
         let next = self.take(&mut st, me, held.then_some(Class::Counted), now);
         if let Some(w) = st.workers.get_mut(&me) {
@@ -337,7 +283,7 @@ impl<J: QueuedJob> Core<J> {
     /// found it blocked; a learned kind's run (unwatched) if it lasted
     /// `BLOCKED_RUN`. A kind learned now has its queued jobs promoted to
     /// `urgent`; whether any were (then the caller serves them).
-    pub(crate) fn learn(&self, st: &mut State<J>, me: u64, now: Instant, probed: Probed) -> bool {
+    fn learn(&self, st: &mut State<J>, me: u64, now: Instant, probed: Probed) -> bool {
         if !self.cfg.learn || st.learned.is_empty() {
             return false; // no kind ever blocked: nothing to record
         }
@@ -419,21 +365,10 @@ impl<J: QueuedJob> Core<J> {
     }
 
     /// Takes the next job, parking while there is none this worker may run.
-    fn next<S: WorkerSide<J>>(
-        &self,
-        me: u64,
-        start: Start,
-        side: &S,
-        pass: &OnceCell<Arc<AtomicBool>>,
-    ) -> Next<J> {
+    fn next<S: WorkerSide<J>>(&self, me: u64, start: Start, side: &S) -> Next<J> {
         let mut st = self.lock();
         let mut promise = match start {
-            Start::First => {
-                if let Some(w) = st.workers.get(&me) {
-                    let _ = pass.set(w.pass.clone());
-                }
-                Self::started_locked(&mut st, me)
-            }
+            Start::First => Self::started_locked(&mut st, me),
             Start::Again => None,
         };
         if let Some(w) = st.workers.get_mut(&me) {

@@ -1,9 +1,11 @@
-//! The promises of "Take without the pool lock" (the pool README): in a
-//! flood, workers pass their places to the inbox's jobs under the inbox's
-//! lock alone, and still every count is exact — in every `stats()` sample,
-//! after a `join`, with cancels, blocks and compensations racing the
-//! turns. (Debug builds also check the invariants at every unlock, among
-//! them I3's "a worker passes only a place its job holds".)
+//! Floods of short jobs on a pool with a target, where submits go
+//! through the inbox (pool README: "Submit without the pool lock"): every
+//! count stays exact — in every `stats()` sample, after a job is seen
+//! finished, with blocks, compensations and cancels racing the flood.
+//! (Debug builds also check the invariants at every unlock.) Written for
+//! a take without the pool lock that was built, measured and reverted
+//! (the pool issue's note); they hold the locked path to the same
+//! promises.
 
 mod common;
 
@@ -17,7 +19,7 @@ use threadward::{Job, JobError, Pool, PoolStats};
 
 /// A job's work: a few microseconds on the CPU, so that the submitter
 /// outruns the workers and the pool saturates (only then do submits go
-/// through the inbox and workers take turns without the pool lock).
+/// through the inbox).
 fn work() {
     let t = Instant::now();
     while t.elapsed() < Duration::from_micros(3) {
@@ -29,13 +31,13 @@ fn identity_holds(s: &PoolStats) -> bool {
     s.submitted == s.completed + s.panicked + s.cancelled + s.busy as u64 + s.queued as u64
 }
 
-/// A flood of tiny jobs on the default pool (target: the CPUs), the
+/// A flood of short jobs on the default pool (target: the CPUs), the
 /// handles kept: every job seen finished is counted by the next `stats()`,
 /// whose identity holds in every sample.
 #[test]
-fn every_finished_job_is_counted_while_workers_take_turns() {
+fn every_finished_job_is_counted_in_a_flood() {
     bounded(60 * SEC, || {
-        let pool = Pool::builder().name("turns-count").build().unwrap();
+        let pool = Pool::builder().name("flood-count").build().unwrap();
         let ran = Arc::new(AtomicUsize::new(0));
         let mut open: VecDeque<Job<()>> = VecDeque::new();
         let mut seen_done = 0u64;
@@ -75,13 +77,12 @@ fn every_finished_job_is_counted_while_workers_take_turns() {
 
 /// Jobs that block in a library wait (the block hook: the job gives up
 /// its place) and jobs that sleep where the pool cannot see (the monitor
-/// takes their place) amid a flood of tiny ones: a worker whose job lost
-/// its place reports through the lock, every job runs once, the counts
-/// are exact.
+/// takes their place) amid a flood of short ones: every job runs once,
+/// the counts are exact.
 #[test]
-fn blocks_and_compensations_amid_turns_keep_the_counts() {
+fn blocks_and_compensations_amid_a_flood_keep_the_counts() {
     bounded(60 * SEC, || {
-        let pool = Pool::builder().name("turns-block").build().unwrap();
+        let pool = Pool::builder().name("flood-block").build().unwrap();
         let ran = Arc::new(AtomicUsize::new(0));
         let n = 40_000u64;
         for i in 0..n {
@@ -109,14 +110,14 @@ fn blocks_and_compensations_amid_turns_keep_the_counts() {
     });
 }
 
-/// Cancels racing the turns: a second thread cancels every other job as
-/// it is submitted. A cancelled job ends `Cancelled` and never runs (its
+/// Cancels racing a flood: a second thread cancels every other job as it
+/// is submitted. A cancelled job ends `Cancelled` and never runs (its
 /// worker took it and skips it, or the cancel killed it in a queue);
 /// every other job runs; the counts add up.
 #[test]
-fn cancels_racing_turns_hold() {
+fn cancels_racing_a_flood_hold() {
     bounded(60 * SEC, || {
-        let pool = Pool::builder().name("turns-cancel").build().unwrap();
+        let pool = Pool::builder().name("flood-cancel").build().unwrap();
         let ran = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = crossbeam_channel::unbounded::<Job<u64>>();
         let canceller = std::thread::spawn(move || {
