@@ -23,7 +23,7 @@ pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 /// waits and [`Context::blocking`](crate::Context::blocking) say so at
 /// once, and a monitor finds jobs blocked anywhere else (or hogging a CPU)
 /// within a few milliseconds. So short jobs run on about this many threads
-/// (1 µs jobs at about 0.5-0.8× the rate of a fixed pool of as many
+/// (1 µs jobs at about 0.5-0.7× the rate of a fixed pool of as many
 /// threads in the last bench runs: a saturated pool takes them without
 /// its lock, and each job then costs a worker one lock, a clock read and
 /// the job's own lock),
