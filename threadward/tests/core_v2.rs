@@ -8,12 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bounded, live_task_names, SEC};
+use common::{bounded, identity_holds, live_task_names, SEC};
 use threadward::{Concurrency, JobError, JobHint, Pool, PoolStats};
-
-fn identity_holds(s: &PoolStats) -> bool {
-    s.submitted == s.completed + s.panicked + s.cancelled + s.busy as u64 + s.queued as u64
-}
 
 /// A `MayBlock` job waiting for a thread was in neither `busy` nor
 /// `queued`: the stats identity failed and `wait_idle` returned before the

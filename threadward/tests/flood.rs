@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bounded, SEC};
-use threadward::{Job, JobError, Pool, PoolStats};
+use common::{bounded, identity_holds, SEC};
+use threadward::{Job, JobError, Pool};
 
 /// A job's work: a few microseconds on the CPU, so that the submitter
 /// outruns the workers and the pool saturates (only then do submits go
@@ -25,10 +25,6 @@ fn work() {
     while t.elapsed() < Duration::from_micros(3) {
         std::hint::spin_loop();
     }
-}
-
-fn identity_holds(s: &PoolStats) -> bool {
-    s.submitted == s.completed + s.panicked + s.cancelled + s.busy as u64 + s.queued as u64
 }
 
 /// A flood of short jobs on the default pool (target: the CPUs), the

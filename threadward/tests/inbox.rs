@@ -9,12 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{bounded, SEC};
-use threadward::{Concurrency, JobError, Pool, PoolStats};
-
-fn identity_holds(s: &PoolStats) -> bool {
-    s.submitted == s.completed + s.panicked + s.cancelled + s.busy as u64 + s.queued as u64
-}
+use common::{bounded, identity_holds, SEC};
+use threadward::{Concurrency, JobError, Pool};
 
 /// A `Limit(1)` pool kept saturated by a job that spins until `release`,
 /// with one job queued behind it: from here on counted submits go

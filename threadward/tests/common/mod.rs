@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use threadward::{Context, Job, Pool, Stopped};
+use threadward::{Context, Job, Pool, PoolStats, Stopped};
 
 /// Runs `f` on a helper thread and fails the test if it does not finish
 /// within `limit`: a hang becomes a failure instead of a stalled CI job.
@@ -166,4 +166,9 @@ pub fn run_together(pool: &Pool, n: usize) {
     for j in jobs {
         j.join().unwrap();
     }
+}
+
+/// The pool's stats identity: every accepted job is in exactly one place.
+pub fn identity_holds(s: &PoolStats) -> bool {
+    s.submitted == s.completed + s.panicked + s.cancelled + s.busy as u64 + s.queued as u64
 }
