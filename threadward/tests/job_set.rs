@@ -20,27 +20,34 @@ fn pool(name: &str) -> Pool {
 
 #[test]
 fn join_next_returns_jobs_in_the_order_they_end() {
+    // The test, not the clock, decides the order: each job waits on its own
+    // gate, and the gates open in the order 1, 2, 0, each only after the
+    // previous job came out of `join_next`. (A version that slept 60, 5 and
+    // 30 ms failed once on a loaded CI machine: sleeps order nothing when a
+    // job waits 55 ms for a CPU.)
     bounded(30 * SEC, || {
         let pool = pool("set-order");
         let mut set = JobSet::new();
+        let mut gates = Vec::new();
         let mut ids = Vec::new();
-        for ms in [60u64, 5, 30] {
+        for i in 0..3usize {
+            let (open, gate) = crossbeam_channel::bounded::<()>(1);
+            gates.push(open);
             let id = set
-                .spawn(&pool, move |cx| {
-                    let _ = cx.sleep(Duration::from_millis(ms));
-                    ms
+                .spawn_hinted(&pool, JobHint::MayBlock, move |_| {
+                    gate.recv_timeout(Duration::from_secs(20))
+                        .expect("the test opens every gate");
+                    i
                 })
                 .unwrap();
-            ids.push((id, ms));
+            ids.push((id, i));
         }
-        let order: Vec<u64> = std::iter::from_fn(|| set.join_next())
-            .map(|(id, r)| {
-                let ms = r.unwrap();
-                assert!(ids.contains(&(id, ms)), "the id names its job");
-                ms
-            })
-            .collect();
-        assert_eq!(order, [5, 30, 60]);
+        for i in [1usize, 2, 0] {
+            gates[i].send(()).unwrap();
+            let (id, r) = set.join_next().expect("a job is left");
+            assert_eq!(r.unwrap(), i, "the job whose gate opened ends next");
+            assert!(ids.contains(&(id, i)), "the id names its job");
+        }
         assert_eq!(set.join_next(), None);
     });
 }
