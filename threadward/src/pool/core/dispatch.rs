@@ -2,7 +2,8 @@
 //! and who is woken whenever room or work appears.
 
 use super::queue::QueueMark;
-use super::state::{Class, JobHint, Queue, State, Ticket};
+use super::slot::Ticket;
+use super::state::{Class, JobHint, Queue, State};
 use super::{Core, Locked, QueuedJob, Wakes};
 use std::sync::Arc;
 

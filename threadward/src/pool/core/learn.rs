@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::time::Duration;
 
-use super::state::WorkerNoHasher;
+use super::slot::WorkerNoHasher;
 
 /// Kinds kept at once.
 pub(crate) const KINDS: usize = 256;

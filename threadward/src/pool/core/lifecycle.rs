@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::state::{Class, Current, ExitHandle, Finishing, Handle, State, WorkerSlot};
+use super::slot::{Current, ExitHandle, Finishing, Handle, WorkerSlot};
+use super::state::{Class, State};
 use super::turn::Block;
 use super::{Core, QueuedJob, Wakes};
 use crate::pool::stats::PoolStats;

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::state::{Stall, State, Ticket};
+use super::slot::Ticket;
+use super::state::{Stall, State};
 use super::{Core, Locked, QueuedJob, Wakes};
 
 /// How often the manager looks whether a thread that left is gone.

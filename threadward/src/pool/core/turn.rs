@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use super::learn::{KindKey, Probed, RunProbe, PROBE_EVERY};
 use super::lifecycle::Leaving;
-use super::state::{Class, Current, JobHint, State, Ticket};
+use super::park::{Next, Start};
+use super::slot::Current;
+use super::state::{Class, JobHint, State};
 use super::{Core, QueuedJob, Wakes};
-use crate::sync::Ordering;
 
 /// How a worker's job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,20 +29,6 @@ pub(crate) enum Block {
     Enter,
     /// cmwq's `wq_worker_running`: it counts again.
     Leave,
-}
-
-/// Which call to `next` a worker makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Start {
-    /// Its first: it stops counting as being created.
-    First,
-    Again,
-}
-
-enum Next<J> {
-    /// Run this job; whether it runs as learned `MayBlock`.
-    Run(J, bool),
-    Exit,
 }
 
 /// What a job tells its worker when it ends: the outcome to count, and a
@@ -62,14 +49,6 @@ pub(crate) trait WorkerSide<J> {
     /// Before the exit bookkeeping (the shipped worker leaves the registry).
     fn leaving(&self) {}
 }
-
-/// Polls of a worker that found no job before it parks, the last
-/// `YIELD_ROUNDS` of them yielding the CPU (crossbeam's `Backoff`: spin
-/// 2^i up to 64, then yield): ~5-20 µs on the development machine.
-#[cfg(not(any(loom, shuttle)))]
-const SPIN_ROUNDS: u32 = 16;
-#[cfg(not(any(loom, shuttle)))]
-const YIELD_ROUNDS: u32 = 6;
 
 /// Runs the worker's exit bookkeeping, also when the worker unwinds.
 struct ExitGuard<'a, J: QueuedJob, S: WorkerSide<J>> {
@@ -160,7 +139,13 @@ impl<J: QueuedJob> Core<J> {
     /// `now` is the job's start time, read by the caller: before it took
     /// the lock on a busy pool's path (`report`), so the clock is not read
     /// under the lock.
-    fn take(&self, st: &mut State<J>, me: u64, promise: Option<Class>, now: Instant) -> Option<J> {
+    pub(super) fn take(
+        &self,
+        st: &mut State<J>,
+        me: u64,
+        promise: Option<Class>,
+        now: Instant,
+    ) -> Option<J> {
         let promised = match promise {
             Some(Class::Urgent) => st.urgent.pop().map(|j| (j, Class::Urgent)),
             Some(Class::Counted) => st.queue.pop().map(|j| (j, Class::Counted)),
@@ -271,7 +256,7 @@ impl<J: QueuedJob> Core<J> {
     }
 
     /// Whether worker `me`'s current job runs as learned `MayBlock`.
-    fn learned_run(st: &State<J>, me: u64) -> bool {
+    pub(super) fn learned_run(st: &State<J>, me: u64) -> bool {
         st.workers
             .get(&me)
             .and_then(|w| w.current.as_ref())
@@ -327,25 +312,6 @@ impl<J: QueuedJob> Core<J> {
         any
     }
 
-    /// A worker's short poll of `queued_hint` before it parks (a few µs:
-    /// spin, then yield; none under the models, which explore the unlocked
-    /// window itself).
-    fn spin(&self) {
-        #[cfg(not(any(loom, shuttle)))]
-        for i in 0..SPIN_ROUNDS {
-            if self.queued_hint.load(Ordering::Relaxed) > 0 || !self.inbox.is_empty() {
-                return;
-            }
-            if i < SPIN_ROUNDS - YIELD_ROUNDS {
-                for _ in 0..(1 << i.min(6)) {
-                    std::hint::spin_loop();
-                }
-            } else {
-                std::thread::yield_now();
-            }
-        }
-    }
-
     /// Worker `me`'s job enters or leaves a wait that really blocks (cmwq's
     /// `wq_worker_sleeping` / `wq_worker_running`). Entering makes room
     /// under the target: a queued job gets a parked worker or a new thread
@@ -363,114 +329,4 @@ impl<J: QueuedJob> Core<J> {
         }
         self.wake(st, wakes);
     }
-
-    /// Takes the next job, parking while there is none this worker may run.
-    fn next<S: WorkerSide<J>>(&self, me: u64, start: Start, side: &S) -> Next<J> {
-        let mut st = self.lock();
-        let mut promise = match start {
-            Start::First => Self::started_locked(&mut st, me),
-            Start::Again => None,
-        };
-        if let Some(w) = st.workers.get_mut(&me) {
-            w.finishing = None; // its last job's user code is done
-        }
-        let mut spun = false;
-        let mut parked = false;
-        let mut reaped = false;
-        loop {
-            if let Some(job) = self.take(&mut st, me, promise, Instant::now()) {
-                self.queued_hint.store(st.queued(), Ordering::Relaxed);
-                if let Some(w) = st.workers.get_mut(&me) {
-                    w.after_park = parked;
-                }
-                return Next::Run(job, Self::learned_run(&st, me));
-            }
-            promise = None; // nothing to take: the promise lapses
-            if reaped || st.shutdown || (st.closing && st.queued() == 0) {
-                return Next::Exit;
-            }
-            // At most one spinner, only while CPUs are left, and only in a
-            // run of jobs (README.md: "Spinning before parking").
-            let in_a_run = st.workers.get(&me).is_some_and(|w| !w.after_park);
-            if !spun
-                && in_a_run
-                && !st.closing
-                && st.spinning == 0
-                && st.running + 1 < self.cfg.target.unwrap_or(usize::MAX)
-            {
-                spun = true;
-                st.spinning += 1;
-                drop(st);
-                self.spin();
-                st = self.lock();
-                st.spinning -= 1;
-                continue;
-            }
-            if st.idle() >= self.cfg.max_idle {
-                // XPC's idle limit: a thread beyond it exits at once.
-                return Next::Exit;
-            }
-            st.idle_stack.push(me);
-            parked = true;
-            side.set_idle(true);
-            if st.done_waiters > 0 {
-                // `build` waits for its spares to park.
-                self.done_cv.notify_all();
-            }
-            if st.idle() == self.cfg.min_idle + 1
-                && st.idle_deadline.is_none()
-                && !st.manager_notified
-            {
-                // Spares beyond min_idle now exist: the manager starts its
-                // idle timer (rare: only when crossing the threshold).
-                st.manager_notified = true;
-                self.notify_manager();
-            }
-            // An untimed wait on the worker's own condvar: a timed one arms
-            // a timer on every park and slows the wake-up ("Idle timeout").
-            let cv = st.workers[&me].cv.clone();
-            loop {
-                st = st.wait(&cv);
-                match Self::woken(&mut st, me) {
-                    Woken::Claimed(c) => promise = Some(c),
-                    Woken::Reaped => reaped = true,
-                    Woken::Released => {}
-                    Woken::Spurious => continue,
-                }
-                break;
-            }
-            side.set_idle(false);
-        }
-    }
-
-    /// Why a parked worker `me` woke: it consumes its ticket.
-    fn woken(st: &mut State<J>, me: u64) -> Woken {
-        let slot = st.workers.get_mut(&me).expect("a parked worker has a slot");
-        match slot.ticket.take() {
-            // Claimed (already off the idle stack): it looks again.
-            Some(Ticket::Job(c)) => {
-                *st.notify.get_mut(c) -= 1;
-                Woken::Claimed(c)
-            }
-            // Reaped (already off the idle stack): it exits, unless a job
-            // came in that no promised worker will take (its submitter
-            // found no parked worker because the reaper had taken this
-            // one): then it runs it.
-            Some(Ticket::Reap) => Woken::Reaped,
-            None if st.shutdown || st.closing => {
-                st.idle_stack.retain(|&w| w != me);
-                Woken::Released
-            }
-            None => Woken::Spurious,
-        }
-    }
-}
-
-/// Why a parked worker left its wait.
-enum Woken {
-    Claimed(Class),
-    Reaped,
-    /// The pool shuts down or closes.
-    Released,
-    Spurious,
 }
