@@ -21,6 +21,7 @@
 //! | `threadward_pool_jobs_cancelled_total` | counter | `cancelled` |
 //! | `threadward_pool_compensated_total` | counter | `compensated` |
 //! | `threadward_pool_stalls_total` | counter | `stalls` |
+//! | `threadward_pool_backstops_total` | counter | `backstops` |
 //!
 //! And `threadward_threads` (gauge, labelled `state`): managed threads by
 //! state; `threadward_incidents_total` (counter).
@@ -61,6 +62,7 @@ pub fn sample() {
             ("threadward_pool_jobs_cancelled_total", s.cancelled),
             ("threadward_pool_compensated_total", s.compensated),
             ("threadward_pool_stalls_total", s.stalls),
+            ("threadward_pool_backstops_total", s.backstops),
         ];
         for (name, v) in counters {
             metrics::counter!(name, "pool" => pool.clone()).absolute(v);

@@ -252,7 +252,10 @@ fn may_block_claim_round() -> Option<(PoolStats, usize)> {
     may_block.join().unwrap();
     assert!(pool.wait_idle_timeout(20 * SEC));
     let s = pool.stats();
-    (s.compensated == 0).then(|| (s, peak.load(Ordering::SeqCst)))
+    // A run in which the monitor compensated a job or the liveness
+    // backstop opened a place (a worker descheduled for 100 ms on a loaded
+    // machine) may rightly run two counted jobs: it proves nothing here.
+    (s.compensated == 0 && s.backstops == 0).then(|| (s, peak.load(Ordering::SeqCst)))
 }
 
 /// `close(5 s)` from inside a job under `Limit(1)`, with a job queued and

@@ -10,24 +10,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{bounded, identity_holds, SEC};
-use threadward::{Concurrency, JobError, Pool};
+use threadward::{Concurrency, JobError, JobHint, Pool};
 
 /// A `Limit(1)` pool kept saturated by a job that spins until `release`,
 /// with one job queued behind it: from here on counted submits go
-/// through the inbox.
+/// through the inbox. The spinner is hinted `Cpu`, so the monitor never
+/// takes it for a hog and opens no place, and the pool has one thread, so
+/// no other worker can start a queued job whatever the machine's load
+/// (the liveness backstop's extra place finds no thread to use).
 fn saturated(name: &str, release: &Arc<AtomicBool>) -> Pool {
     let pool = Pool::builder()
         .name(name)
         .concurrency(Concurrency::Limit(1))
+        .max_threads(1)
         .build()
         .unwrap();
     let r = release.clone();
-    pool.execute(move |_| {
-        while !r.load(Ordering::Relaxed) {
-            std::hint::spin_loop();
-        }
-    })
-    .unwrap();
+    drop(
+        pool.spawn_hinted(JobHint::Cpu, move |_| {
+            while !r.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+        .unwrap(),
+    );
     pool.execute(|_| ()).unwrap();
     pool
 }

@@ -515,8 +515,14 @@ fn item_09_pause_returns_when_another_handle_resumes() {
         let st = t.stopper();
         let p = st.clone();
         let pauser = std::thread::spawn(move || p.pause());
-        std::thread::sleep(Duration::from_millis(50));
-        st.resume();
+        // Resume until the pause returns: a resume that lands before the
+        // pauser asked withdraws nothing (its pause is a new request), so
+        // one resume after a sleep would hang on a loaded machine. A pause
+        // deaf to resumes keeps this loop going until `bounded` fails it.
+        while !pauser.is_finished() {
+            st.resume();
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert!(!pauser.join().unwrap(), "it never paused");
         let start = Instant::now();
         assert!(!st.pause_timeout(Duration::from_millis(50)));
@@ -560,16 +566,21 @@ impl Drop for SlowDrop {
 #[test]
 fn item_10_join_timeout_is_bounded_by_thread_local_destructors() {
     bounded(10 * SEC, || {
-        let t = threadward::spawn("slow-tls", |_| {
+        // The clock starts once the body is about to return (a channel,
+        // not a sleep: the thread may start late on a loaded machine); the
+        // destructor then blocks 2 s, and the join must not wait for it.
+        let (returning, rx) = std::sync::mpsc::channel::<()>();
+        let t = threadward::spawn("slow-tls", move |_| {
             SLOW_TLS.with(|s| *s.borrow_mut() = Some(SlowDrop));
+            returning.send(()).unwrap();
             5
         })
         .unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        rx.recv_timeout(5 * SEC).expect("the body ran");
         let start = Instant::now();
-        let out = t.join_timeout(Duration::from_millis(100));
+        let out = t.join_timeout(Duration::from_millis(500));
         assert!(
-            start.elapsed() < Duration::from_millis(900),
+            start.elapsed() < Duration::from_millis(1500),
             "took {:?}",
             start.elapsed()
         );

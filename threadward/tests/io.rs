@@ -100,16 +100,25 @@ fn accept_on_a_unix_listener_returns_on_stop_and_accepts() {
     let _ = std::fs::remove_file(&dir);
     let listener = UnixListener::bind(&dir).unwrap();
     let path = dir.clone();
+    // Each accept is reported, so the stop comes after both whatever the
+    // machine's load (a 20 ms sleep stood here before).
+    let (accepted, seen) = std::sync::mpsc::channel::<()>();
     let t = threadward::spawn("acceptor", move |cx| {
         let mut n = 0;
         while cx.accept(&listener).is_ok() {
             n += 1;
+            let _ = accepted.send(());
         }
         n
     })
     .unwrap();
     let _c1 = UnixStream::connect(&path).unwrap();
     let _c2 = UnixStream::connect(&path).unwrap();
+    for _ in 0..2 {
+        seen.recv_timeout(Duration::from_secs(10))
+            .expect("accepted");
+    }
+    // Back in its wait for a third connection, then stopped there.
     let start = Instant::now();
     while threadward::registry::snapshot()
         .threads
@@ -119,7 +128,6 @@ fn accept_on_a_unix_listener_returns_on_stop_and_accepts() {
         assert!(start.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(1));
     }
-    std::thread::sleep(Duration::from_millis(20));
     assert_eq!(stop_within(t, Duration::from_secs(1)), 2);
     let _ = std::fs::remove_file(&dir);
 }

@@ -56,12 +56,15 @@ fn each_wait_shows_up_as_its_own_state() {
 #[test]
 fn paused_and_stopping_threads_are_reported() {
     bounded(30 * SEC, || {
-        let t = threadward::spawn("snap-pause", |cx| {
+        // It ignores its stop until the test saw it stopping (a std
+        // channel, which does not see the stop; a 300 ms sleep here could
+        // end before a loaded machine ran the check).
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let t = threadward::spawn("snap-pause", move |cx| {
             while cx.pause_point().is_ok() {
                 std::thread::yield_now();
             }
-            // Ignore the stop for a while: shows as stopping.
-            std::thread::sleep(Duration::from_millis(300));
+            let _ = wait.recv_timeout(Duration::from_secs(20));
         })
         .unwrap();
         let st = t.stopper();
@@ -69,6 +72,7 @@ fn paused_and_stopping_threads_are_reported() {
         wait_state(t.id(), ThreadState::Paused);
         st.request_stop();
         wait_state(t.id(), ThreadState::Stopping);
+        go.send(()).unwrap();
         t.join().unwrap();
     });
 }
@@ -161,14 +165,17 @@ fn incidents_without_a_caller_are_in_the_snapshot() {
         .build()
         .unwrap();
     let (started, rx) = std::sync::mpsc::channel();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
     let _job = pool
         .spawn(move |_| {
             started.send(()).unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(300)); // ignores its stop
+            // Ignores its stop until the pool's drop gave up on it.
+            let _ = wait.recv_timeout(std::time::Duration::from_secs(20));
         })
         .unwrap();
     rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
     drop(pool);
+    go.send(()).unwrap();
     let snap = threadward::registry::snapshot();
     assert!(snap.incidents_total >= before + 2, "{snap:?}");
     let kinds: Vec<_> = snap.incidents.iter().map(|i| i.kind).collect();

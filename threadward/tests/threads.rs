@@ -416,15 +416,20 @@ fn pause_resume_and_stop_ends_a_pause() {
 #[test]
 fn join_and_stop_timeouts_give_the_handle_back() {
     bounded(10 * SEC, || {
-        let t = threadward::spawn("stubborn", |cx| {
+        // It ignores its stop until the test lets it go (a std channel,
+        // which does not see the stop), so the timeouts surely expire
+        // whatever the machine's load (a 100 ms sleep here could end first).
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let t = threadward::spawn("stubborn", move |cx| {
             let _ = cx.sleep(HOUR);
-            std::thread::sleep(Duration::from_millis(100)); // ignores the stop briefly
+            let _ = wait.recv_timeout(Duration::from_secs(20));
             5
         })
         .unwrap();
         let t = t.join_timeout(Duration::from_millis(10)).unwrap_err();
         let t = t.stop_timeout(Duration::from_millis(10)).unwrap_err();
         assert!(t.stopper().stop_requested());
+        go.send(()).unwrap();
         assert_eq!(t.join_timeout(5 * SEC).unwrap().unwrap(), 5);
     });
 }

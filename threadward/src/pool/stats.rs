@@ -55,6 +55,11 @@ pub struct PoolStats {
     /// again and counted again (cmwq's `wq_worker_running`): a job that
     /// computes after a foreign block does not run uncounted for good.
     pub recounted: u64,
+    /// Extra running places the liveness backstop opened: queued work saw
+    /// no counted job start for 100 ms (a job blocked where the monitor
+    /// could not tell), so one more job ran beyond the target until the
+    /// queue emptied (pool README, "The monitor").
+    pub backstops: u64,
     /// Stalls warned about: jobs waited for a thread at `max_threads`, with
     /// none free and none on its way, longer than the pool's stall
     /// threshold ([`PoolBuilder::stall_warning`](crate::PoolBuilder::stall_warning)).

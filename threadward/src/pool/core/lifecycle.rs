@@ -423,6 +423,7 @@ impl<J: QueuedJob> Core<J> {
             spawn_failures: c.spawn_failures,
             compensated: c.compensated_blocked + c.compensated_hogs,
             recounted: c.recounted,
+            backstops: c.backstops,
             stalls: c.stalls,
             refused: c.refused,
             overdue: c.overdue,

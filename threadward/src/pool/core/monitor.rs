@@ -191,6 +191,7 @@ impl<J: QueuedJob> Core<J> {
             return;
         }
         st.extra += 1;
+        st.counters.backstops += 1;
         st.last_start = Instant::now();
         let mut wakes = Wakes::default();
         self.dispatch(&mut st, &mut wakes);

@@ -185,6 +185,8 @@ pub(crate) struct Counters {
     pub(crate) compensated_hogs: u64,
     /// Compensated jobs the monitor saw running again and counted again.
     pub(crate) recounted: u64,
+    /// Extra places the liveness backstop opened.
+    pub(crate) backstops: u64,
     /// Stall episodes warned about: jobs waited for a thread at
     /// `max_threads`, with none free or on its way, for `stall_after`.
     pub(crate) stalls: u64,
