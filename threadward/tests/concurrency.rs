@@ -403,41 +403,43 @@ fn a_compensated_job_that_computes_again_is_counted_again() {
             .min_idle(1)
             .build()
             .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
+        // The job blocks in a foreign wait until the test saw it
+        // compensated, then computes until the test saw it counted again:
+        // channels, not a 50 ms sleep, so a loaded machine cannot make the
+        // monitor miss either phase.
+        let (wake, asleep) = std::sync::mpsc::channel::<()>();
+        let (done, computing) = std::sync::mpsc::channel::<()>();
         let job = pool
             .spawn(move |_| {
-                std::thread::sleep(Duration::from_millis(50)); // foreign
-                let end = Instant::now() + Duration::from_secs(20);
-                while Instant::now() < end && rx.try_recv().is_err() {
+                let _ = asleep.recv_timeout(Duration::from_secs(30)); // foreign
+                let end = Instant::now() + Duration::from_secs(30);
+                while Instant::now() < end && computing.try_recv().is_err() {
                     std::hint::spin_loop();
                 }
             })
             .unwrap();
-        // Keep the pool saturated so the monitor looks.
-        let blockers: Vec<_> = (0..2)
+        // CPU-bound jobs (never compensated) keep the pool saturated, so
+        // the monitor looks, until the test releases them; five, so that
+        // even a few liveness backstops leave some queued.
+        let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinners: Vec<_> = (0..5)
             .map(|_| {
-                pool.spawn(|_| std::thread::sleep(Duration::from_millis(1)))
-                    .unwrap()
-            })
-            .collect();
-        eventually(30 * SEC, "found blocked", || pool.stats().compensated >= 1);
-        // CPU-bound jobs (never compensated) keep it saturated while the
-        // first job computes.
-        let more: Vec<_> = (0..3)
-            .map(|_| {
-                pool.spawn_hinted(JobHint::Cpu, |_| {
-                    let end = Instant::now() + Duration::from_millis(300);
-                    while Instant::now() < end {
+                let r = release.clone();
+                pool.spawn_hinted(JobHint::Cpu, move |_| {
+                    while !r.load(Ordering::Relaxed) {
                         std::hint::spin_loop();
                     }
                 })
                 .unwrap()
             })
             .collect();
+        eventually(30 * SEC, "found blocked", || pool.stats().compensated >= 1);
+        wake.send(()).unwrap();
         eventually(30 * SEC, "counted again", || pool.stats().recounted >= 1);
-        tx.send(()).unwrap();
+        done.send(()).unwrap();
+        release.store(true, Ordering::Relaxed);
         job.join_timeout(30 * SEC).unwrap().unwrap();
-        for j in blockers.into_iter().chain(more) {
+        for j in spinners {
             j.join_timeout(30 * SEC).unwrap().unwrap();
         }
     });

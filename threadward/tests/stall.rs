@@ -60,12 +60,13 @@ fn a_busy_pool_that_makes_progress_is_not_stalled() {
             .name("busy")
             .max_threads(1)
             .min_idle(0)
-            .stall_warning(Duration::from_millis(100))
+            .stall_warning(Duration::from_millis(300))
             .build()
             .unwrap();
-        // 30 jobs of 20 ms behind one thread: 600 ms of queue, but a job
-        // starts every 20 ms.
-        let jobs: Vec<_> = (0..30)
+        // 50 jobs of 20 ms behind one thread: 1 s of queue, over three
+        // thresholds, but a job starts every 20 ms. (A 100 ms threshold
+        // made an 80 ms descheduling of the worker a stall.)
+        let jobs: Vec<_> = (0..50)
             .map(|_| {
                 pool.spawn(|cx| cx.sleep(Duration::from_millis(20)))
                     .unwrap()
