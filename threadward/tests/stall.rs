@@ -127,17 +127,24 @@ fn the_watchdog_reports_a_long_job_once() {
         let pool = Pool::builder()
             .name("watched")
             .concurrency(Concurrency::Unlimited)
-            .watchdog(Duration::from_millis(100))
+            .watchdog(Duration::from_millis(300))
             .build()
             .unwrap();
+        // Quick jobs are not reported (300 ms: a loaded machine may hold a
+        // no-op job off its CPU for 100 ms, which is no overrun of its own).
         for _ in 0..50 {
             pool.spawn(|_| ()).unwrap();
         }
         assert!(pool.wait_idle_timeout(10 * SEC));
         assert_eq!(pool.stats().overdue, 0);
         // A foreign block (not a library wait): the watchdog sees it too.
+        // It lasts until the test let it go (a std channel), so the
+        // snapshot is taken while it runs, however late.
+        let (go, wait) = std::sync::mpsc::channel::<()>();
         let long = pool
-            .spawn(|_| std::thread::sleep(Duration::from_millis(600)))
+            .spawn(move |_| {
+                let _ = wait.recv_timeout(Duration::from_secs(20));
+            })
             .unwrap();
         eventually(10 * SEC, "the long job reported", || {
             pool.stats().overdue == 1
@@ -147,6 +154,9 @@ fn the_watchdog_reports_a_long_job_once() {
             .into_iter()
             .any(|t| t.overdue && t.name.starts_with("watched"));
         assert!(marked, "the snapshot marks the overdue job");
+        // Three more watchdog periods running: still reported once.
+        std::thread::sleep(Duration::from_millis(900));
+        go.send(()).unwrap();
         long.join_timeout(10 * SEC).unwrap().unwrap();
         // Once per job, however long it ran.
         assert_eq!(pool.stats().overdue, 1);
