@@ -3,9 +3,9 @@
 mod common;
 
 use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{bounded, eventually, HOUR, SEC};
+use common::{bounded, eventually, gate, HOUR, SEC};
 use threadward::registry::{self, ThreadInfo, ThreadKind, ThreadState, WaitKind};
 use threadward::{Pool, ThreadId};
 
@@ -59,12 +59,12 @@ fn paused_and_stopping_threads_are_reported() {
         // It ignores its stop until the test saw it stopping (a std
         // channel, which does not see the stop; a 300 ms sleep here could
         // end before a loaded machine ran the check).
-        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (go, wait) = gate();
         let t = threadward::spawn("snap-pause", move |cx| {
             while cx.pause_point().is_ok() {
                 std::thread::yield_now();
             }
-            let _ = wait.recv_timeout(Duration::from_secs(20));
+            wait.wait();
         })
         .unwrap();
         let st = t.stopper();
@@ -72,7 +72,7 @@ fn paused_and_stopping_threads_are_reported() {
         wait_state(t.id(), ThreadState::Paused);
         st.request_stop();
         wait_state(t.id(), ThreadState::Stopping);
-        go.send(()).unwrap();
+        go.open();
         t.join().unwrap();
     });
 }
@@ -165,17 +165,17 @@ fn incidents_without_a_caller_are_in_the_snapshot() {
         .build()
         .unwrap();
     let (started, rx) = std::sync::mpsc::channel();
-    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (go, wait) = gate();
     let _job = pool
         .spawn(move |_| {
             started.send(()).unwrap();
             // Ignores its stop until the pool's drop gave up on it.
-            let _ = wait.recv_timeout(std::time::Duration::from_secs(20));
+            wait.wait();
         })
         .unwrap();
     rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
     drop(pool);
-    go.send(()).unwrap();
+    go.open();
     let snap = threadward::registry::snapshot();
     assert!(snap.incidents_total >= before + 2, "{snap:?}");
     let kinds: Vec<_> = snap.incidents.iter().map(|i| i.kind).collect();

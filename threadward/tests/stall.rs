@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bounded, eventually, SEC};
+use common::{bounded, eventually, gate, SEC};
 use threadward::registry::IncidentKind;
 use threadward::{Concurrency, Pool};
 
@@ -140,10 +140,10 @@ fn the_watchdog_reports_a_long_job_once() {
         // A foreign block (not a library wait): the watchdog sees it too.
         // It lasts until the test let it go (a std channel), so the
         // snapshot is taken while it runs, however late.
-        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (go, wait) = gate();
         let long = pool
             .spawn(move |_| {
-                let _ = wait.recv_timeout(Duration::from_secs(20));
+                wait.wait();
             })
             .unwrap();
         eventually(10 * SEC, "the long job reported", || {
@@ -156,7 +156,7 @@ fn the_watchdog_reports_a_long_job_once() {
         assert!(marked, "the snapshot marks the overdue job");
         // Three more watchdog periods running: still reported once.
         std::thread::sleep(Duration::from_millis(900));
-        go.send(()).unwrap();
+        go.open();
         long.join_timeout(10 * SEC).unwrap().unwrap();
         // Once per job, however long it ran.
         assert_eq!(pool.stats().overdue, 1);

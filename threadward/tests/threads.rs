@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{bounded, eventually, task_names, HOUR, SEC};
+use common::{bounded, eventually, gate, task_names, HOUR, SEC};
 use threadward::{registry, Builder, RecvError, Stopped, ThreadError};
 
 #[test]
@@ -419,17 +419,17 @@ fn join_and_stop_timeouts_give_the_handle_back() {
         // It ignores its stop until the test lets it go (a std channel,
         // which does not see the stop), so the timeouts surely expire
         // whatever the machine's load (a 100 ms sleep here could end first).
-        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (go, wait) = gate();
         let t = threadward::spawn("stubborn", move |cx| {
             let _ = cx.sleep(HOUR);
-            let _ = wait.recv_timeout(Duration::from_secs(20));
+            wait.wait();
             5
         })
         .unwrap();
         let t = t.join_timeout(Duration::from_millis(10)).unwrap_err();
         let t = t.stop_timeout(Duration::from_millis(10)).unwrap_err();
         assert!(t.stopper().stop_requested());
-        go.send(()).unwrap();
+        go.open();
         assert_eq!(t.join_timeout(5 * SEC).unwrap().unwrap(), 5);
     });
 }

@@ -35,6 +35,35 @@ pub fn bounded<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send 
     }
 }
 
+/// A gate the test opens: the thread or job that waits at it ignores its
+/// stop meanwhile (a std channel, which no stop reaches), so the test, not
+/// a sleep's length, decides how long it goes on. It waits at most 20 s,
+/// so a test that never opens it fails by its own bound, not by a hang.
+pub fn gate() -> (Opener, Gate) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    (Opener(tx), Gate(rx))
+}
+
+/// The test's side of a [`gate`].
+pub struct Opener(std::sync::mpsc::Sender<()>);
+
+impl Opener {
+    /// Lets the waiter go on.
+    pub fn open(&self) {
+        let _ = self.0.send(());
+    }
+}
+
+/// The waiter's side of a [`gate`].
+pub struct Gate(std::sync::mpsc::Receiver<()>);
+
+impl Gate {
+    /// Waits until the gate opens (at most 20 s).
+    pub fn wait(&self) {
+        let _ = self.0.recv_timeout(Duration::from_secs(20));
+    }
+}
+
 /// Polls `cond` every millisecond until it holds; panics after `limit`.
 pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
